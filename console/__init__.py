@@ -1,0 +1,1 @@
+"""Operator front ends and the checklist engine. Nothing imports this package."""

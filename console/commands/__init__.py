@@ -1,0 +1,1 @@
+"""Subcommand groups of the `console` CLI, one module per area."""

@@ -1,0 +1,1 @@
+"""The registered checklist steps; importing this package registers every one."""

@@ -1,0 +1,1 @@
+"""The Textual operator console. The only place Textual is imported."""

@@ -1,0 +1,1 @@
+"""Cloud providers behind one small protocol: prices, launch, describe, list_managed, terminate."""

@@ -1,0 +1,1 @@
+"""The built-in sandbox: a moto server, SSH hosts standing in for instances, and a market simulator."""

@@ -1,0 +1,1 @@
+"""Runs on the GPU host. Imports no other top-level package of this project."""

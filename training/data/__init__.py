@@ -1,0 +1,1 @@
+"""Exchange and CoinGecko clients, candle storage and gap reports."""

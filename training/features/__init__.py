@@ -1,0 +1,1 @@
+"""The declarative feature spec and the one builder used for training and at runtime."""

@@ -1,0 +1,1 @@
+"""Model classes shared by the trainer and the runtime checks."""
