@@ -1,0 +1,406 @@
+"""The checklist engine: drives a persisted run step by step.
+
+Promises:
+- a run and all its steps are stored before anything happens, and every transition is
+  stored (with its event) before the work it announces starts, so `kill -9` at any
+  instant loses nothing;
+- `drive` continues from the first unfinished step (a step found RUNNING was interrupted
+  and is run again: steps are idempotent or detect their own partial work);
+- one process at a time drives a run (an OS file lock, released by the kernel on death);
+- retries with exponential backoff and a timeout per step come from the checklist;
+- each step writes its own log file in the run directory, through the redactor.
+
+The engine knows nothing of front ends: they pass a listener and get `EngineEvent`s.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import secrets
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from console.checklist.spec import ChecklistSpec, StepSpec
+from console.checklist.step import StepContext, StepResult, StepState
+from console.errors import (
+    EXIT_GUARD,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_STEP_FAILED,
+    GuardRefused,
+    Interrupted,
+    RunLocked,
+    StateError,
+    exit_code_for,
+    is_ours,
+)
+from console.redact import RedactingFilter, redact, redact_data
+from console.settings import Settings
+from console.state import RunRecord, StateStore
+
+FINISHED_RUN_STATES = ("succeeded",)
+CANCEL_GRACE_S = 10.0
+
+
+@dataclass(frozen=True)
+class EngineEvent:
+    """What the engine tells a front end: a transition, progress, or a log line."""
+
+    kind: str
+    """``step.<state>``, ``run.<status>``, ``progress``, ``log``, ``retry``, or a step's own kind."""
+    run_id: str
+    step: str | None
+    message: str
+    data: dict[str, Any] = field(default_factory=dict)
+    ts: float = field(default_factory=time.time)
+
+
+Listener = Callable[[EngineEvent], None]
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    run_id: str
+    status: str
+    """succeeded, failed, blocked, cancelled, or paused (stopped early on purpose: --only)."""
+    failed_step: str | None
+    message: str
+    exit_code: int
+    """The documented exit code for this outcome (0 for succeeded and paused)."""
+
+
+def new_run_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+
+
+def run_dir(settings: Settings, run_id: str) -> Path:
+    return settings.state_dir / "runs" / run_id
+
+
+class RunLock:
+    """An exclusive, non-blocking lock on one run; the kernel releases it if we die."""
+
+    def __init__(self, directory: Path, run_id: str) -> None:
+        self.path = directory / "lock"
+        self.run_id = run_id
+        self._fh: Any = None
+
+    def __enter__(self) -> "RunLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path, "a+")
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise RunLocked(
+                f"run {self.run_id} is already being driven by pid {holder}",
+                hint="wait for it, or follow it with `console status` / `console tui --attach`",
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        self._fh = fh
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._fh is not None:
+            fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
+            self._fh.close()
+            self._fh = None
+
+    @staticmethod
+    def is_held(directory: Path) -> bool:
+        path = directory / "lock"
+        if not path.exists():
+            return False
+        with open(path) as fh:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+            return False
+
+
+class Engine:
+    """Creates and drives runs of a checklist against one state store."""
+
+    def __init__(self, settings: Settings, store: StateStore, listener: Listener | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.listener = listener or (lambda event: None)
+        self.cancelled = threading.Event()
+        """Set by a front end (Ctrl-C, the TUI) to cancel the running step."""
+
+    # -- creating ---------------------------------------------------------------------
+
+    def plan(self, spec: ChecklistSpec) -> list[tuple[StepSpec, str]]:
+        """Each step with its one-line plan. Touches nothing."""
+        out = []
+        for step in spec.steps:
+            ctx = self._context("(plan)", step, attempt=0, log=logging.getLogger("rc.plan"))
+            out.append((step, redact(step.step_cls().plan(ctx))))
+        return out
+
+    def create_run(self, spec: ChecklistSpec) -> str:
+        """Persist a new run of ``spec`` with every step PENDING; returns its id."""
+        run_id = new_run_id()
+        planned = [(s.name, s.step, plan) for s, plan in self.plan(spec)]
+        run_dir(self.settings, run_id).mkdir(parents=True, exist_ok=True)
+        self.store.create_run(
+            run_id,
+            checklist=spec.name,
+            checklist_path=spec.source,
+            profile=self.settings.profile,
+            params=spec.params,
+            steps=planned,
+        )
+        self._tell(EngineEvent("run.created", run_id, None, f"run {run_id} created"))
+        return run_id
+
+    def find_resumable(self, spec: ChecklistSpec) -> RunRecord | None:
+        """An unfinished run of the same checklist, profile and parameters, if one exists."""
+        run = self.store.latest_unfinished_run(spec.name)
+        if run is None or run.profile != self.settings.profile or run.params != redact_data(spec.params):
+            return None
+        if [s.name for s in self.store.steps(run.id)] != [s.name for s in spec.steps]:
+            return None
+        return run
+
+    # -- driving ----------------------------------------------------------------------
+
+    def drive(
+        self,
+        run_id: str,
+        spec: ChecklistSpec,
+        *,
+        from_step: str | None = None,
+        only: str | None = None,
+        skip: dict[str, str] | None = None,
+    ) -> RunOutcome:
+        """Run the unfinished steps of ``run_id`` in order until one does not succeed."""
+        if self.store.get_run(run_id) is None:
+            raise StateError(f"no run {run_id!r} in {self.store.path}", hint="see `console runs`")
+        skip = dict(skip or {})
+        for name in [*skip, *(n for n in (from_step, only) if n)]:
+            spec.index_of(name)  # unknown names are bad input, before anything runs
+        start = spec.index_of(from_step) if from_step else 0
+
+        directory = run_dir(self.settings, run_id)
+        with RunLock(directory, run_id), self._heartbeat(run_id):
+            self.store.set_run_status(run_id, "running", pid=os.getpid())
+            self._tell(EngineEvent("run.running", run_id, None, f"driving run {run_id}"))
+            for index, step in enumerate(spec.steps):
+                record = self.store.get_step(run_id, step.name)
+                assert record is not None
+                if StepState(record.state).finished:
+                    continue
+                if index < start:
+                    self._skip(run_id, step, f"--from {from_step}")
+                    continue
+                if step.name in skip:
+                    self._skip(run_id, step, skip[step.name])
+                    continue
+                if only and step.name != only:
+                    continue
+                result = self._run_step(run_id, step, previous_attempts=record.attempt)
+                if result.state is not StepState.SUCCEEDED:
+                    status = {StepState.BLOCKED: "blocked", StepState.CANCELLED: "cancelled"}.get(result.state, "failed")
+                    self.store.set_run_status(run_id, status, summary=f"{step.name}: {result.summary}")
+                    self._tell(EngineEvent(f"run.{status}", run_id, step.name, result.summary))
+                    code = {"blocked": EXIT_GUARD, "cancelled": EXIT_INTERRUPTED}.get(
+                        status, int(result.details.get("exit_code", EXIT_STEP_FAILED))
+                    )
+                    return RunOutcome(run_id, status, step.name, result.summary, code)
+            done = all(StepState(s.state).finished for s in self.store.steps(run_id))
+            status = "succeeded" if done else "paused"
+            message = "all steps finished" if done else "stopped after the selected steps"
+            self.store.set_run_status(run_id, status, summary=message)
+            self._tell(EngineEvent(f"run.{status}", run_id, None, message))
+            return RunOutcome(run_id, status, None, message, EXIT_OK)
+
+    def _skip(self, run_id: str, step: StepSpec, reason: str) -> None:
+        message = f"skipped: {reason}"
+        self.store.update_step(run_id, step.name, StepState.SKIPPED.value, message=message, summary=message)
+        self._tell(EngineEvent("step.skipped", run_id, step.name, message))
+
+    def _run_step(self, run_id: str, step: StepSpec, *, previous_attempts: int) -> StepResult:
+        """Attempts with retries and backoff; returns the last attempt's result."""
+        max_attempts = step.retries + 1
+        for n in range(1, max_attempts + 1):
+            attempt = previous_attempts + n
+            self.store.update_step(
+                run_id, step.name, StepState.RUNNING.value, message=f"{step.name} started (attempt {attempt})",
+                attempt=attempt, started_at=time.time(), clear_finished=True,
+            )
+            self._tell(EngineEvent("step.running", run_id, step.name, f"{step.name} started", {"attempt": attempt}))
+            result = self._attempt(run_id, step, attempt)
+            self.store.update_step(
+                run_id, step.name, result.state.value, message=f"{step.name} {result.state.value}: {result.summary}",
+                finished_at=time.time(), summary=result.summary, details=result.details, outputs=result.outputs,
+            )
+            self._tell(EngineEvent(f"step.{result.state.value}", run_id, step.name, result.summary, {"attempt": attempt}))
+            if result.state is not StepState.FAILED or n == max_attempts or not step.step_cls.retryable:
+                return result
+            delay = step.backoff_s * (2 ** (n - 1))
+            self._tell(EngineEvent("retry", run_id, step.name, f"retrying {step.name} in {delay:.0f}s ({n}/{step.retries})"))
+            self.store.add_event(run_id, step.name, "retry", f"retrying in {delay:.1f}s after: {result.summary}")
+            if self.cancelled.wait(delay):
+                return StepResult(StepState.CANCELLED, "cancelled while waiting to retry")
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _attempt(self, run_id: str, step: StepSpec, attempt: int) -> StepResult:
+        """One attempt in a worker thread, bounded by the step's timeout and the cancel event."""
+        with self._step_log(run_id, step, attempt) as log:
+            ctx = self._context(run_id, step, attempt=attempt, log=log)
+            box: dict[str, Any] = {}
+
+            def work() -> None:
+                try:
+                    instance = step.step_cls()
+                    instance.preflight(ctx)
+                    box["result"] = instance.run(ctx)
+                except BaseException as exc:  # handed to the driving thread
+                    box["error"] = exc
+
+            worker = threading.Thread(target=work, name=f"step-{step.name}", daemon=True)
+            worker.start()
+            timed_out = False
+            try:
+                while worker.is_alive():
+                    worker.join(0.1)
+                    if time.monotonic() > ctx.deadline and worker.is_alive():
+                        timed_out = True
+                        ctx.cancelled.set()
+                        worker.join(CANCEL_GRACE_S)
+                        break
+                    if self.cancelled.is_set():
+                        ctx.cancelled.set()
+            except KeyboardInterrupt:
+                self.cancelled.set()
+                ctx.cancelled.set()
+                log.warning("cancelled by the operator (Ctrl-C)")
+                worker.join(CANCEL_GRACE_S)
+                return StepResult(StepState.CANCELLED, "cancelled by the operator")
+
+            if timed_out:
+                log.error("timed out after %.0fs", step.timeout_s)
+                return StepResult.failed(f"timed out after {step.timeout_s:.0f}s")
+            error = box.get("error")
+            if error is None:
+                result = box.get("result")
+                if not isinstance(result, StepResult):
+                    return StepResult.failed(f"step returned {type(result).__name__}, not a StepResult")
+                log.info("%s: %s", result.state.value, result.summary)
+                return result
+            if isinstance(error, GuardRefused):
+                log.error("blocked: %s", error)
+                return StepResult.blocked(str(error))
+            if isinstance(error, (Interrupted, KeyboardInterrupt)) or (self.cancelled.is_set() and ctx.cancelled.is_set()):
+                log.warning("cancelled: %s", error)
+                return StepResult(StepState.CANCELLED, "cancelled by the operator")
+            if is_ours(error):
+                log.error("failed: %s", error)
+                return StepResult.failed(redact(str(error)), {"exit_code": exit_code_for(error)})
+            log.error("failed with an unexpected error:\n%s", "".join(traceback.format_exception(error)))
+            return StepResult.failed(f"unexpected {type(error).__name__}: {_first_line(error)}")
+
+    def _context(self, run_id: str, step: StepSpec, *, attempt: int, log: logging.Logger) -> StepContext:
+        cancelled = threading.Event()
+        if self.cancelled.is_set():
+            cancelled.set()
+
+        def emit(kind: str, message: str, **data: Any) -> None:
+            if run_id != "(plan)":
+                if kind != "progress":  # progress is for the screen, not the record
+                    self.store.add_event(run_id, step.name, kind, message, data)
+                self._tell(EngineEvent(kind, run_id, step.name, redact(message), redact_data(data)))
+
+        return StepContext(
+            run_id=run_id,
+            step_name=step.name,
+            attempt=attempt,
+            params=step.params,
+            settings=self.settings,
+            state=self.store,
+            log=log,
+            run_dir=run_dir(self.settings, run_id),
+            cancelled=cancelled,
+            deadline=time.monotonic() + step.timeout_s,
+            emit=emit,
+        )
+
+    @contextlib.contextmanager
+    def _step_log(self, run_id: str, step: StepSpec, attempt: int) -> Iterator[logging.Logger]:
+        """A logger writing to ``runs/<id>/<NN>-<step>.log`` (appended across attempts), redacted."""
+        steps = [s.name for s in self.store.steps(run_id)]
+        index = steps.index(step.name) + 1 if step.name in steps else 0
+        path = run_dir(self.settings, run_id) / f"{index:02d}-{step.name}.log"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        logger = logging.getLogger(f"rc.run.{run_id}.{step.name}.{attempt}")
+        logger.setLevel(logging.DEBUG)
+        logger.propagate = False
+        handler = logging.FileHandler(path, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s"))
+        forward = _ForwardHandler(lambda line: self._tell(EngineEvent("log", run_id, step.name, line)))
+        for h in (handler, forward):
+            h.addFilter(RedactingFilter())
+            logger.addHandler(h)
+        logger.info("--- attempt %d of %s", attempt, step.name)
+        try:
+            yield logger
+        finally:
+            for h in (handler, forward):
+                logger.removeHandler(h)
+                h.close()
+            logging.Logger.manager.loggerDict.pop(logger.name, None)
+
+    @contextlib.contextmanager
+    def _heartbeat(self, run_id: str) -> Iterator[None]:
+        """Tell the watchdog this console is alive, every few seconds, while the run is driven."""
+        stop = threading.Event()
+        every = max(0.5, min(5.0, self.settings.watchdog.heartbeat_timeout_s / 3))
+
+        def beat() -> None:
+            while True:
+                with contextlib.suppress(Exception):  # a busy database must not kill the run
+                    self.store.heartbeat(run_id)
+                if stop.wait(every):
+                    return
+
+        thread = threading.Thread(target=beat, name="heartbeat", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(2)
+
+    def _tell(self, event: EngineEvent) -> None:
+        with contextlib.suppress(Exception):  # a broken front end must not break the run
+            self.listener(event)
+
+
+class _ForwardHandler(logging.Handler):
+    def __init__(self, sink: Callable[[str], None]) -> None:
+        super().__init__(logging.INFO)
+        self.sink = sink
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.sink(record.getMessage())
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return redact(lines[0]) if lines else ""

@@ -1,0 +1,187 @@
+"""Checklists as data: load a TOML checklist by name (shipped) or path, and validate it.
+
+A checklist file::
+
+    [checklist]
+    name = "retrain"
+    description = "..."
+
+    [params]                 # shared by every step that declares them
+    symbols = ["BTC-USD", "ETH-USD", "SOL-USD"]
+    epochs = 15
+
+    [profiles.sandbox.params]  # overrides for one profile
+    epochs = 2
+
+    [defaults]               # retry and timeout policy for every step
+    retries = 1
+    backoff_s = 2.0
+    timeout_s = 1800
+
+    [[steps]]
+    name = "fetch"           # unique in the checklist; `step` defaults to it
+    timeout_s = 900
+    [steps.params]           # this step's own parameters
+    ...
+
+Every parameter must be declared by the `Params` of a step that uses it; anything else
+is an error naming the parameter, so a typo never silently does nothing.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from console.checklist.step import Step, StepParams, step_class
+from console.errors import ChecklistError
+
+SHIPPED_PACKAGE = "console.checklist"
+SHIPPED_DIR = "checklists"
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """One step of a checklist, with its validated parameters and policy."""
+
+    name: str
+    step: str
+    params: StepParams
+    retries: int
+    backoff_s: float
+    timeout_s: float
+
+    @property
+    def step_cls(self) -> type[Step]:
+        return step_class(self.step)
+
+
+@dataclass(frozen=True)
+class ChecklistSpec:
+    name: str
+    description: str
+    source: str
+    """Where it was loaded from: the shipped name or a file path."""
+    steps: tuple[StepSpec, ...]
+    params: dict[str, Any] = field(default_factory=dict)
+    """The shared parameters after profile overrides and command-line overrides."""
+
+    def index_of(self, name: str) -> int:
+        for i, step in enumerate(self.steps):
+            if step.name == name:
+                return i
+        known = ", ".join(s.name for s in self.steps)
+        raise ChecklistError(f"checklist {self.name!r} has no step {name!r}", hint=f"its steps: {known}")
+
+
+def shipped_checklists() -> list[str]:
+    folder = resources.files(SHIPPED_PACKAGE) / SHIPPED_DIR
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def _read(name_or_path: str) -> tuple[str, str]:
+    """(text, source) for a shipped checklist name or a file path."""
+    looks_like_path = "/" in name_or_path or name_or_path.endswith(".toml") or Path(name_or_path).exists()
+    if looks_like_path:
+        path = Path(name_or_path).expanduser()
+        try:
+            return path.read_text(), str(path)
+        except FileNotFoundError:
+            raise ChecklistError(f"checklist file {path} does not exist") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ChecklistError(f"cannot read checklist file {path}: {exc}") from None
+    resource = resources.files(SHIPPED_PACKAGE) / SHIPPED_DIR / f"{name_or_path}.toml"
+    if not resource.is_file():
+        known = ", ".join(shipped_checklists())
+        raise ChecklistError(f"unknown checklist {name_or_path!r}", hint=f"shipped: {known}; or pass a path to a .toml file")
+    return resource.read_text(), name_or_path
+
+
+def load_checklist(name_or_path: str, *, profile: str = "sandbox", overrides: dict[str, Any] | None = None) -> ChecklistSpec:
+    """Load and validate a checklist; every problem is a one-line `ChecklistError`."""
+    text, source = _read(name_or_path)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ChecklistError(f"{source}: TOML syntax error {exc}") from None
+    return parse_checklist(data, source=source, profile=profile, overrides=overrides or {})
+
+
+_TOP_KEYS = {"checklist", "params", "profiles", "defaults", "steps"}
+_STEP_KEYS = {"name", "step", "params", "retries", "backoff_s", "timeout_s"}
+_POLICY_DEFAULTS = {"retries": 1, "backoff_s": 2.0, "timeout_s": 1800.0}
+
+
+def parse_checklist(data: dict[str, Any], *, source: str, profile: str, overrides: dict[str, Any]) -> ChecklistSpec:
+    unknown = set(data) - _TOP_KEYS
+    if unknown:
+        raise ChecklistError(f"{source}: unknown section {sorted(unknown)[0]!r}", hint=f"sections: {', '.join(sorted(_TOP_KEYS))}")
+    head = data.get("checklist", {})
+    name = str(head.get("name") or Path(source).stem)
+    shared = dict(data.get("params", {}))
+    shared.update(data.get("profiles", {}).get(profile, {}).get("params", {}))
+    shared.update({k: v for k, v in overrides.items() if v is not None})
+
+    defaults = {**_POLICY_DEFAULTS, **data.get("defaults", {})}
+    bad_default = set(defaults) - set(_POLICY_DEFAULTS)
+    if bad_default:
+        raise ChecklistError(f"{source}: unknown key {sorted(bad_default)[0]!r} in [defaults]")
+
+    raw_steps = data.get("steps")
+    if not isinstance(raw_steps, list) or not raw_steps:
+        raise ChecklistError(f"{source}: no [[steps]] listed")
+
+    used: set[str] = set()
+    steps: list[StepSpec] = []
+    seen: set[str] = set()
+    for number, raw in enumerate(raw_steps, start=1):
+        if not isinstance(raw, dict) or "name" not in raw:
+            raise ChecklistError(f"{source}: step {number} has no name")
+        step_name = str(raw["name"])
+        if step_name in seen:
+            raise ChecklistError(f"{source}: step {step_name!r} is listed twice")
+        seen.add(step_name)
+        extra = set(raw) - _STEP_KEYS
+        if extra:
+            raise ChecklistError(f"{source}: step {step_name!r} has unknown key {sorted(extra)[0]!r}")
+        registered = str(raw.get("step", step_name))
+        cls = step_class(registered)
+        fields = set(cls.Params.model_fields)
+        own = dict(raw.get("params", {}))
+        values = {k: v for k, v in shared.items() if k in fields}
+        used.update(values)
+        values.update(own)
+        try:
+            params = cls.Params(**values)
+        except ValidationError as exc:
+            raise ChecklistError(f"{source}: step {step_name!r}: {_one_line(exc)}") from None
+        policy = {**defaults, **{k: raw[k] for k in ("retries", "backoff_s", "timeout_s") if k in raw}}
+        try:
+            retries, backoff, timeout = int(policy["retries"]), float(policy["backoff_s"]), float(policy["timeout_s"])
+        except (TypeError, ValueError):
+            raise ChecklistError(f"{source}: step {step_name!r}: retries, backoff_s and timeout_s must be numbers") from None
+        if retries < 0 or backoff < 0 or timeout <= 0:
+            raise ChecklistError(f"{source}: step {step_name!r}: retries and backoff_s must be >= 0, timeout_s > 0")
+        steps.append(StepSpec(step_name, registered, params, retries, backoff, timeout))
+
+    unused = set(shared) - used
+    if unused:
+        raise ChecklistError(
+            f"{source}: unknown parameter {sorted(unused)[0]!r}: no step of this checklist takes it",
+            hint="check the spelling, or remove it",
+        )
+    return ChecklistSpec(name, str(head.get("description", "")), source, tuple(steps), shared)
+
+
+def _one_line(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err.get("loc", ()))
+    if err.get("type") == "extra_forbidden":
+        return f"unknown parameter {loc!r}"
+    msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+    return f"parameter {loc!r}: {msg}"

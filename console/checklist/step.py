@@ -1,0 +1,221 @@
+"""What a checklist step is: a small class with a plan, optional guards, and a run.
+
+A step never writes state itself. The engine (`console.checklist.engine`) records the
+transition to RUNNING, calls `Step.preflight` and `Step.run` with a `StepContext`, and
+records the `StepResult` it returns (or the error it raises) with timing and attempt.
+
+Writing a step::
+
+    class FetchParams(StepParams):
+        symbols: list[Symbol]
+        days: int = 30
+
+    @register
+    class Fetch(Step):
+        name = "fetch"
+        Params = FetchParams
+
+        def plan(self, ctx):
+            return f"fetch candles for {', '.join(ctx.params.symbols)}"
+
+        def run(self, ctx):
+            ...
+            return StepResult.ok("fetched 3 symbols", rows=12345)
+
+Raise `console.errors.GuardRefused` from `preflight` (or `run`) to end BLOCKED, any other
+error to end FAILED (retried if the step is `retryable`).
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated, Any, Callable, ClassVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict
+
+from console.errors import ChecklistError, Interrupted
+
+if TYPE_CHECKING:  # pragma: no cover
+    import logging
+    from pathlib import Path
+
+    from console.settings import Settings
+    from console.state import StateStore
+
+
+class StepState(str, enum.Enum):
+    """Where a step is in its life. Every transition is recorded as an event."""
+
+    PENDING = "pending"
+    """Not started yet."""
+    RUNNING = "running"
+    """Started; a step found RUNNING with no process holding the run lock was interrupted."""
+    SUCCEEDED = "succeeded"
+    """Finished and did what its plan said."""
+    FAILED = "failed"
+    """Ended with an error after its retries."""
+    SKIPPED = "skipped"
+    """Skipped on purpose (`--skip`, `--from`, or the operator in the TUI), with a reason."""
+    CANCELLED = "cancelled"
+    """Stopped by the operator (Ctrl-C) while running."""
+    BLOCKED = "blocked"
+    """A guard refused to start it, or its implementation has not landed."""
+
+    @property
+    def finished(self) -> bool:
+        """True when a resumed run need not run this step again."""
+        return self in (StepState.SUCCEEDED, StepState.SKIPPED)
+
+
+_SYMBOL = re.compile(r"^[A-Z0-9]{2,10}-[A-Z]{3,5}$")
+
+
+def check_symbol(value: str) -> str:
+    """A trading pair such as BTC-USD; anything else (shell metacharacters included) is refused."""
+    if not isinstance(value, str) or not _SYMBOL.match(value):
+        raise ValueError(f"{value!r} is not a symbol like BTC-USD (BASE-QUOTE, capital letters and digits)")
+    return value
+
+
+Symbol = Annotated[str, AfterValidator(check_symbol)]
+"""A validated trading pair, for step parameters."""
+
+
+class StepParams(BaseModel):
+    """Base for a step's parameters: unknown names are an error, values are validated."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NoParams(StepParams):
+    """For steps that take no parameters."""
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What a step reports when it returns. Immutable; the engine stores it."""
+
+    state: StepState
+    summary: str
+    """One line for the operator: what was done, with the numbers that matter."""
+    details: dict[str, Any] = field(default_factory=dict)
+    """Figures and tables shown on demand (JSON-serialisable)."""
+    outputs: dict[str, Any] = field(default_factory=dict)
+    """Values later steps read with `StepContext.output_of` (JSON-serialisable)."""
+
+    @classmethod
+    def ok(cls, summary: str, details: dict[str, Any] | None = None, **outputs: Any) -> "StepResult":
+        return cls(StepState.SUCCEEDED, summary, details or {}, outputs)
+
+    @classmethod
+    def failed(cls, summary: str, details: dict[str, Any] | None = None) -> "StepResult":
+        return cls(StepState.FAILED, summary, details or {})
+
+    @classmethod
+    def blocked(cls, summary: str, details: dict[str, Any] | None = None) -> "StepResult":
+        return cls(StepState.BLOCKED, summary, details or {})
+
+
+@dataclass
+class StepContext:
+    """Everything a step may use. Built by the engine for each attempt."""
+
+    run_id: str
+    step_name: str
+    attempt: int
+    params: Any
+    """The step's validated `Params` instance (checklist params it declares, plus its own)."""
+    settings: "Settings"
+    state: "StateStore"
+    log: "logging.Logger"
+    """Writes to this step's log file (redacted); also what `console` shows as the step's log."""
+    run_dir: "Path"
+    cancelled: threading.Event
+    deadline: float
+    """`time.monotonic()` value after which the engine gives up on this attempt."""
+    emit: Callable[..., None]
+    """`emit(kind, message, **data)` records an event for this step (progress, metrics)."""
+
+    def check_cancelled(self) -> None:
+        """Raise `Interrupted` if the operator cancelled or the step's timeout passed."""
+        if self.cancelled.is_set():
+            raise Interrupted(f"step {self.step_name} was cancelled")
+
+    @property
+    def seconds_left(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
+
+    def output_of(self, step_name: str) -> dict[str, Any]:
+        """Outputs recorded by an earlier step of this run ({} if it has none yet)."""
+        return self.state.step_outputs(self.run_id, step_name)
+
+    def progress(self, done: float, total: float, label: str = "") -> None:
+        """Report progress of this step (shown as a bar by the front ends)."""
+        self.emit("progress", label or f"{done}/{total}", done=done, total=total, label=label)
+
+
+class Step:
+    """A checklist step. Subclasses set `name` and `Params` and implement `plan` and `run`."""
+
+    name: ClassVar[str] = ""
+    Params: ClassVar[type[StepParams]] = NoParams
+    retryable: ClassVar[bool] = True
+    """Whether a failed attempt may be retried (steps with side effects must be idempotent)."""
+
+    def plan(self, ctx: StepContext) -> str:
+        """One line: what this step will do with these parameters. Touches nothing."""
+        return self.name
+
+    def preflight(self, ctx: StepContext) -> None:
+        """Guards that refuse to start: raise `GuardRefused` with the reason."""
+
+    def run(self, ctx: StepContext) -> StepResult:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class NotLandedStep(Step):
+    """Stands in for a step whose implementation has not landed: it always ends BLOCKED."""
+
+    def plan(self, ctx: StepContext) -> str:
+        return f"{self.name}: not implemented yet"
+
+    def run(self, ctx: StepContext) -> StepResult:
+        return StepResult.blocked(f"{self.name}: not implemented yet")
+
+
+_REGISTRY: dict[str, type[Step]] = {}
+
+
+def register(cls: type[Step]) -> type[Step]:
+    """Class decorator: make a step available to checklists under ``cls.name``."""
+    if not cls.name:
+        raise TypeError(f"{cls.__name__} has no name")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def not_landed(name: str, params: type[StepParams] = NoParams) -> type[Step]:
+    """Register a placeholder for a step that has not landed yet (ends BLOCKED)."""
+    cls = type(f"NotLanded_{name.replace('-', '_')}", (NotLandedStep,), {"name": name, "Params": params})
+    return register(cls)
+
+
+def step_class(name: str) -> type[Step]:
+    """The registered step class, or `ChecklistError` naming the known ones."""
+    import console.steps  # noqa: F401  (registers every step)
+
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        known = ", ".join(sorted(_REGISTRY))
+        raise ChecklistError(f"unknown step {name!r}", hint=f"known steps: {known}") from None
+
+
+def registered_steps() -> dict[str, type[Step]]:
+    import console.steps  # noqa: F401
+
+    return dict(_REGISTRY)
