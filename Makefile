@@ -1,0 +1,32 @@
+# The two commands of the README, and what they need. Idempotent: a second run with
+# nothing changed installs nothing and starts at once.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: run test install system-deps clean
+
+## Install everything and run the retrain checklist on the sandbox profile.
+run: $(STAMP)
+	$(BIN)/console run --checklist retrain
+
+## Install everything (system packages included) and run the whole test suite.
+test: $(STAMP) system-deps
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+system-deps:
+	@scripts/install-system-deps.sh
+
+clean:
+	rm -rf $(VENV) build *.egg-info

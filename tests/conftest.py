@@ -1,0 +1,31 @@
+"""Keep every test away from the developer's own environment.
+
+No test sees the real ~/.ssh, ~/.aws, AWS_* or RC_* variables, or the real state dir:
+HOME and the XDG dirs point into a temporary directory for each test.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+_SCRUB_PREFIXES = ("AWS_", "RC_", "SAGEMAKER_", "BOTO_")
+_SCRUB_NAMES = ("COINGECKO_API_KEY", "TELEGRAM_BOT_TOKEN", "TELEGRAM_CHAT_ID", "CLOUD_TRAINING_PROVIDER", "SSH_AUTH_SOCK")
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path_factory.mktemp("home")
+    for name in list(os.environ):
+        if name.startswith(_SCRUB_PREFIXES) or name in _SCRUB_NAMES:
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_STATE_HOME", str(home / ".local" / "state"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
+    # boto3 must never fall back to real credential files or the instance metadata service.
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(home / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / "no-aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
