@@ -17,6 +17,7 @@ from console.checklist.step import check_symbol
 from console.errors import ConsoleError, Interrupted, StateError, UsageError
 from console.render import pick_renderer
 from console.state import RunRecord
+from console.summary import print_summary
 
 
 def _symbols(value: str | None) -> list[str] | None:
@@ -65,6 +66,7 @@ def _drive(app: App, spec: ChecklistSpec, run_id: str, *, json_lines: bool, **se
     finally:
         renderer.close()
     if not json_lines:
+        print_summary(app.store, run_id)
         click.echo(f"run {run_id}: {outcome.status}" + (f" at {outcome.failed_step}: {outcome.message}" if outcome.failed_step else ""))
     if outcome.status == "cancelled":
         raise Interrupted(f"run {run_id} cancelled at {outcome.failed_step}; {_still_costing(app, run_id)}")
