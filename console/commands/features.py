@@ -1,0 +1,91 @@
+"""`console features build | list | verify`: feature files from the store, and their counts."""
+
+from __future__ import annotations
+
+import time
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from console.app import App, common_options, pass_app
+from console.steps.data import CountMismatch, build_all, feature_config, features_dir, verify_counts
+from console.steps.data import data_dir as data_root_for
+from console.render import output_console
+from training.data.market import check_symbol
+from training.features.build import tune_for_large_builds
+from training.features.spec import spec_for
+
+
+def _symbols(value: str | None, app: App) -> list[str]:
+    if not value:
+        return list(feature_config(app.settings).symbols)
+    return [check_symbol(s.strip()) for s in value.split(",") if s.strip()]
+
+
+def _console() -> Console:
+    return output_console()
+
+
+@click.group("features")
+def features_group() -> None:
+    """Build, list and verify features."""
+
+
+@features_group.command("build")
+@click.option("--symbols", help="Comma-separated symbols (default: the configured ones).")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Data directory (default: <state>/data).")
+@click.option("--out", type=click.Path(file_okay=False), help="Output directory (default: <data>/features).")
+@common_options
+@pass_app
+def build_cmd(app: App, symbols: str | None, data_dir: str | None, out: str | None) -> None:
+    """Build FEATURES/<SYMBOL>.parquet for each symbol from the stored candles."""
+    tune_for_large_builds()
+    syms = _symbols(symbols, app)
+    root = data_root_for(app.settings, data_dir)
+    # Without --out the files go beside the data: <data>/features.
+    target = features_dir(app.settings, out) if out else root / "features"
+    for symbol in syms:
+        t = time.perf_counter()
+        (report,) = build_all(app.settings, [symbol], data_root=root, out=target)
+        click.echo(f"{report.summary()} in {time.perf_counter() - t:.1f}s ({report.feature_hash[:19]})")
+
+
+@features_group.command("list")
+@click.option("--symbol", required=True, help="The symbol whose features to list.")
+@common_options
+@pass_app
+def list_cmd(app: App, symbol: str) -> None:
+    """Every feature of a symbol, in order: name, family, description."""
+    spec = spec_for(check_symbol(symbol), feature_config(app.settings))
+    table = Table(title=f"{symbol}: {spec.count} features (spec {spec.version}, {spec.hash[:19]})", title_justify="left")
+    for col in ("#", "name", "family", "description"):
+        table.add_column(col, justify="right" if col == "#" else "left")
+    for i, f in enumerate(spec.features, 1):
+        table.add_row(str(i), f.name, f.family, f.description)
+    _console().print(table)
+
+
+@features_group.command("verify")
+@click.option("--symbols", help="Comma-separated symbols (default: the configured ones).")
+@click.option("--out", type=click.Path(file_okay=False), help="Feature directory (default: <data>/features).")
+@common_options
+@pass_app
+def verify_cmd(app: App, symbols: str | None, out: str | None) -> None:
+    """Check each feature file against the configured counts (BTC-USD 73, ETH-USD 54, SOL-USD 73)."""
+    syms = _symbols(symbols, app)
+    rows = verify_counts(app.settings, syms, out=features_dir(app.settings, out) if out else None)
+    table = Table(title="feature counts", title_justify="left")
+    for col in ("symbol", "expected", "found", "status"):
+        table.add_column(col, justify="right" if col in ("expected", "found") else "left")
+    for r in rows:
+        table.add_row(r.symbol, str(r.expected), "-" if r.found is None else str(r.found), "ok" if r.ok else r.problem)
+    _console().print(table)
+    bad = [r for r in rows if not r.ok]
+    if bad:
+        raise CountMismatch(f"feature counts differ for {', '.join(r.symbol for r in bad)}",
+                            hint="rebuild with `console features build` or fix [features] in the config")
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(features_group)

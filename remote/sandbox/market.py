@@ -1,0 +1,699 @@
+"""The sandbox market simulator: an HTTP server on 127.0.0.1 that speaks the Coinbase
+Exchange candles API and the CoinGecko market-chart API, so the real fetch code runs.
+
+Endpoints (the shapes the real services use)::
+
+    GET /products/{product_id}/candles?granularity=60|300|900|3600&start=&end=
+        -> [[time, low, high, open, close, volume], ...] newest first, at most 300;
+           start/end are ISO 8601 or unix seconds; candles with start <= time < end;
+           a minute without trades has no candle; 429 + Retry-After past the rate.
+    GET /api/v3/coins/{id}/market_chart/range?vs_currency=usd&from=&to=
+        -> {"prices": [[ms, v]], "market_caps": [[ms, v]], "total_volumes": [[ms, v]]}
+           hourly points for ranges up to 90 days, daily (00:00 UTC) beyond;
+    GET /api/v3/coins/{id}
+        -> {"id", "symbol", "name", "market_data": {"current_price", "market_cap",
+            "ath", "ath_date"}} (each keyed by "usd")
+    CoinGecko requests carry the key in ``x-cg-pro-api-key`` or ``x-cg-demo-api-key``;
+    with ``require_api_key`` set, a missing or wrong key is answered 401.
+
+The simulator's "now" is the wall clock: it serves candles up to the last closed minute.
+
+The price process
+-----------------
+Time is cut into 6-hour blocks from 2015-01-01 UTC. A seeded Markov chain gives each
+block a regime; each regime has a per-minute volatility, a drift and a lag-1 structure:
+
+==========  ==========  ===================  ======================  ===============
+regime      vol/minute  drift (x vol/minute)  lag-1 MA coefficient    volume x
+==========  ==========  ===================  ======================  ===============
+calm        0.035 %     0                    +0.03                   0.7
+trending    0.060 %     +/-0.10 (per block)  +0.10 (momentum)        1.1
+choppy      0.070 %     0                    -0.12 (mean reversion)  1.0
+panic       0.180 %     +/-0.12 (per block)  +0.08                   2.5
+==========  ==========  ===================  ======================  ===============
+
+(volatility is scaled per symbol: BTC 1.0, ETH 1.2, SOL 1.6). Minute log-returns are
+``vol * (e_t + theta * e_{t-1}) + drift * vol`` with ``e`` standard normal, times an
+intraday seasonality (quiet 00-06 UTC, busiest in the US afternoon). Volume follows the
+same seasonality, rises with the size of the move and in panics; some quiet minutes
+have no trades (more for SOL than BTC) and so no candle.
+
+**What a model can learn, honestly.** Two things, both modest. (1) The lag-1 moving-
+average term makes the next minute's return correlate with the last shock by about
++0.1 in trending and -0.12 in choppy blocks (a few percent of variance). (2) Trending
+and panic blocks (about 37% of the time) carry a drift of 0.10-0.12 volatility units a
+minute that lasts hours. Measured on 120 days of BTC-USD at a 15-minute horizon: an
+oracle that knows each block's regime and drift sign is right 63.6% of the time inside
+drift blocks and 55.0% overall (the ceiling); plain 60-minute momentum gets 52.2%.
+Expect a good model between the two. ``mode="random_walk"`` sets every drift and MA
+coefficient to zero and has no pull back to a base price (volatility regimes stay):
+there the same momentum rule scores 50.0-50.4%, i.e. chance.
+
+Determinism: each UTC day's minutes come from a generator seeded by (seed, symbol, day,
+mode) and are pinned to a day-level path, so any range gives the same candles whichever
+range was asked first. Two years of one-minute candles take well under a second.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import zlib
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import lru_cache
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import numpy as np
+import pandas as pd
+
+EPOCH = int(datetime(2015, 1, 1, tzinfo=timezone.utc).timestamp())
+DAY = 86_400
+BLOCK_MINUTES = 360
+BLOCKS_PER_DAY = 4
+MAX_DAYS = 40 * 366  # the process is defined from 2015 to about 2055
+GRANULARITIES = (60, 300, 900, 3600)
+MAX_CANDLES = 300
+
+REGIMES = ("calm", "trending", "choppy", "panic")
+_SIGMA = np.array([0.00035, 0.00150, 0.00070, 0.00180])
+_DRIFT = np.array([0.0, 0.30, 0.0, 0.15])
+_THETA = np.array([0.03, 0.10, -0.12, 0.08])
+_TREND_PERSIST = 0.5
+_VOLUME_X = np.array([0.7, 1.1, 1.0, 2.5])
+# Rows: from-regime; columns: to-regime (6-hour blocks).
+_TRANSITIONS = np.array(
+    [
+        [0.55, 0.35, 0.08, 0.02],
+        [0.10, 0.80, 0.08, 0.02],
+        [0.10, 0.35, 0.53, 0.02],
+        [0.10, 0.35, 0.05, 0.50],
+    ]
+)
+
+
+@dataclass(frozen=True)
+class Coin:
+    """One simulated market: its Coinbase product, CoinGecko id and scale."""
+
+    product_id: str
+    coingecko_id: str
+    name: str
+    start_price: float
+    vol_scale: float
+    base_volume: float
+    """Units traded in an average minute."""
+    missing_rate: float
+    """Share of quiet-hour minutes without a trade."""
+    supply: float
+
+
+COINS: dict[str, Coin] = {
+    c.product_id: c
+    for c in (
+        Coin("BTC-USD", "bitcoin", "Bitcoin", 30_000.0, 1.0, 8.0, 0.002, 19.5e6),
+        Coin("ETH-USD", "ethereum", "Ethereum", 2_000.0, 1.2, 60.0, 0.004, 120e6),
+        Coin("SOL-USD", "solana", "Solana", 60.0, 1.6, 2_000.0, 0.02, 440e6),
+    )
+}
+_BY_GECKO_ID = {c.coingecko_id: c for c in COINS.values()}
+
+
+def _seed_words(seed: int, product_id: str, mode: str, *more: int) -> list[int]:
+    return [seed & 0xFFFFFFFF, zlib.crc32(product_id.encode()), zlib.crc32(mode.encode()), *more]
+
+
+def _check_mode(mode: str) -> str:
+    if mode not in ("structured", "random_walk"):
+        raise ValueError(f"unknown simulator mode {mode!r} (structured or random_walk)")
+    return mode
+
+
+@dataclass(frozen=True)
+class _DayPath:
+    """The day-level skeleton: block regimes, trend signs, and each day's opening log price."""
+
+    regime: np.ndarray  # per block
+    sign: np.ndarray  # per block, +1/-1
+    day_open_log: np.ndarray  # per day (MAX_DAYS + 1)
+    day_volume_noise: np.ndarray  # per day
+
+
+@lru_cache(maxsize=32)
+def _day_path(seed: int, product_id: str, mode: str) -> _DayPath:
+    coin = COINS[product_id]
+    rng = np.random.default_rng(_seed_words(seed, product_id, mode, 0xDA7))
+    n_blocks = MAX_DAYS * BLOCKS_PER_DAY
+    u = rng.random(n_blocks)
+    cum = np.cumsum(_TRANSITIONS, axis=1)
+    rows = cum.tolist()
+    chain = [0] * n_blocks
+    state = 0
+    for i, x in enumerate(u.tolist()):  # a Markov chain is sequential; ~60k steps, cached
+        row = rows[state]
+        state = 0 if x < row[0] else 1 if x < row[1] else 2 if x < row[2] else 3
+        chain[i] = state
+    regime = np.array(chain, dtype=np.int8)
+    # A trend keeps its direction from one block to the next with probability
+    # _TREND_PERSIST (a flip is a reversal), so a run of trending blocks is one long trend.
+    sign = np.cumprod(np.where(rng.random(n_blocks) < _TREND_PERSIST, 1.0, -1.0))
+    structured = mode == "structured"
+    sig = _SIGMA[regime] * coin.vol_scale
+    theta = _THETA[regime] if structured else np.zeros(n_blocks)
+    drift = (_DRIFT[regime] * sign if structured else np.zeros(n_blocks)) * sig
+    # Exact mean and variance of each day's total log return given its regimes (the
+    # intraday model below, seasonality and the MA term included), so that pinning a day
+    # to a total drawn here leaves the minute returns' distribution unchanged.
+    pos = np.arange(n_blocks) % BLOCKS_PER_DAY
+    season_sum = _VOL_SEASON.reshape(BLOCKS_PER_DAY, BLOCK_MINUTES).sum(axis=1)
+    day_drift = (drift * season_sum[pos]).reshape(MAX_DAYS, BLOCKS_PER_DAY).sum(axis=1)
+    day_var = (sig**2 * _ma_square_sum(pos, theta)).reshape(MAX_DAYS, BLOCKS_PER_DAY).sum(axis=1)
+    z = rng.standard_normal(MAX_DAYS)
+    totals = day_drift + np.sqrt(day_var) * z
+    opens = np.empty(MAX_DAYS + 1)
+    base = np.log(coin.start_price)
+    level = base
+    # A gentle daily pull back to the start price keeps levels sane over decades; the
+    # random walk has none (it would be a sliver of predictable drift).
+    kappa = 0.01 if structured else 0.0
+    for d, total in enumerate(totals.tolist()):
+        opens[d] = level
+        level = level + total - kappa * (level - base)
+    opens[MAX_DAYS] = level
+    return _DayPath(regime, sign, opens, rng.lognormal(0.0, 0.3, MAX_DAYS))
+
+
+def _ma_square_sum(pos: np.ndarray, theta: np.ndarray) -> np.ndarray:
+    """Sum over a block's minutes of (v_k + v_{k+1} theta)^2: the variance a block adds to
+    the day's total per unit of volatility squared (v = seasonality; ends at the day's end)."""
+    v = _VOL_SEASON.reshape(BLOCKS_PER_DAY, BLOCK_MINUTES)
+    v_next = np.concatenate([_VOL_SEASON[1:], [0.0]]).reshape(BLOCKS_PER_DAY, BLOCK_MINUTES)
+    a = (v**2).sum(axis=1)[pos]
+    b = (2 * v * v_next).sum(axis=1)[pos]
+    c = (v_next**2).sum(axis=1)[pos]
+    return a + b * theta + c * theta**2
+
+
+_HOURS = np.arange(1440) / 60.0
+# Volatility and volume seasonality by minute of the UTC day: quiet Asian night, a
+# London bump, busiest when London and New York overlap.
+_VOL_SEASON = 0.75 + 0.25 * np.exp(-(((_HOURS - 8.5) / 2.5) ** 2)) + 0.55 * np.exp(-(((_HOURS - 15.0) / 3.0) ** 2))
+_VOL_SEASON /= np.sqrt(np.mean(_VOL_SEASON**2))
+_VOLUME_SEASON = _VOL_SEASON**1.5 / np.mean(_VOL_SEASON**1.5)
+_QUIET = np.clip(2.0 - _VOL_SEASON, 0.2, 2.0)
+
+
+def generate_minutes(
+    product_id: str,
+    start: int,
+    end: int,
+    *,
+    seed: int = 7,
+    mode: str = "structured",
+    every_minute: bool = False,
+) -> dict[str, np.ndarray]:
+    """One-minute candles with open time in [start, end) (unix seconds), oldest first.
+
+    Returns arrays ``time`` (int64 seconds), ``open``, ``high``, ``low``, ``close``,
+    ``volume``; minutes without trades are absent unless ``every_minute`` (benchmarks
+    that want exactly 1,440 rows a day). Deterministic in (seed, product, mode).
+    """
+    _check_mode(mode)
+    coin = COINS[product_id]
+    start = max(int(start), EPOCH)
+    end = min(int(end), EPOCH + MAX_DAYS * DAY)
+    if end <= start:
+        return {k: np.empty(0, dtype=np.int64 if k == "time" else float) for k in _FIELDS}
+    first_day = (start - EPOCH) // DAY
+    last_day = (end - 1 - EPOCH) // DAY
+    days = np.arange(first_day, last_day + 1)
+    path = _day_path(seed, product_id, mode)
+    n = len(days)
+    e = np.empty((n, 1440))
+    wick = np.empty((n, 2, 1440))
+    vol_noise = np.empty((n, 1440))
+    trade_u = np.empty((n, 1440))
+    for i, d in enumerate(days):  # one generator per day: same day, same numbers, always
+        rng = np.random.default_rng(_seed_words(seed, product_id, mode, int(d)))
+        e[i] = rng.standard_normal(1440)
+        wick[i] = np.abs(rng.standard_normal((2, 1440)))
+        vol_noise[i] = rng.lognormal(0.0, 0.5, 1440)
+        trade_u[i] = rng.random(1440)
+    blocks = (days[:, None] * BLOCKS_PER_DAY + (np.arange(1440) // BLOCK_MINUTES)[None, :])
+    regime = path.regime[blocks]
+    structured = mode == "structured"
+    sigma = _SIGMA[regime] * coin.vol_scale * _VOL_SEASON[None, :]
+    theta = _THETA[regime] if structured else np.zeros_like(sigma)
+    drift = _DRIFT[regime] * path.sign[blocks] if structured else np.zeros_like(sigma)
+    e_prev = np.concatenate([np.zeros((n, 1)), e[:, :-1]], axis=1)
+    r = sigma * (e + theta * e_prev + drift)
+    # Pin each day to its day-level total so levels never depend on the range asked. The
+    # correction is the Gaussian bridge: each minute takes the share cov(r_t, S) / var(S)
+    # of the gap, which keeps the minute returns distributed as before (no hidden drift).
+    theta_next = np.concatenate([theta[:, 1:], np.zeros((n, 1))], axis=1)
+    sigma_next = np.concatenate([sigma[:, 1:], np.zeros((n, 1))], axis=1)
+    c = sigma + sigma_next * theta_next  # S = sum_k c_k e_k
+    c_prev = np.concatenate([np.zeros((n, 1)), c[:, :-1]], axis=1)
+    share = sigma * c + sigma * theta * c_prev
+    share /= share.sum(axis=1, keepdims=True)
+    target = path.day_open_log[days + 1] - path.day_open_log[days]
+    r += (target - r.sum(axis=1))[:, None] * share
+    log_close = path.day_open_log[days][:, None] + np.cumsum(r, axis=1)
+    close = np.exp(log_close)
+    open_ = np.exp(log_close - r)
+    high = np.maximum(open_, close) * np.exp(0.6 * sigma * wick[:, 0])
+    low = np.minimum(open_, close) * np.exp(-0.6 * sigma * wick[:, 1])
+    activity = _VOLUME_SEASON[None, :] * _VOLUME_X[regime] * (0.5 + 0.7 * np.abs(e))
+    volume = coin.base_volume * activity * vol_noise * path.day_volume_noise[days][:, None]
+    traded = trade_u >= coin.missing_rate * _QUIET[None, :] / np.maximum(_VOLUME_X[regime], 0.7)
+    times = (EPOCH + days[:, None] * DAY + np.arange(1440)[None, :] * 60).astype(np.int64)
+    keep = (traded | every_minute) & (times >= start) & (times < end)
+    return {
+        "time": times[keep],
+        "open": open_[keep],
+        "high": high[keep],
+        "low": low[keep],
+        "close": close[keep],
+        "volume": np.round(volume[keep], 8),
+    }
+
+
+_FIELDS = ("time", "open", "high", "low", "close", "volume")
+
+
+def aggregate(minutes: dict[str, np.ndarray], granularity: int) -> dict[str, np.ndarray]:
+    """Candles of ``granularity`` seconds from one-minute candles (open, max, min, close, sum)."""
+    if granularity == 60 or len(minutes["time"]) == 0:
+        return minutes
+    bucket = minutes["time"] // granularity * granularity
+    starts = np.flatnonzero(np.concatenate([[True], bucket[1:] != bucket[:-1]]))
+    ends = np.concatenate([starts[1:], [len(bucket)]]) - 1
+    return {
+        "time": bucket[starts],
+        "open": minutes["open"][starts],
+        "high": np.maximum.reduceat(minutes["high"], starts),
+        "low": np.minimum.reduceat(minutes["low"], starts),
+        "close": minutes["close"][ends],
+        "volume": np.round(np.add.reduceat(minutes["volume"], starts), 8),
+    }
+
+
+def simulated_candles(
+    product_id: str,
+    start: int,
+    end: int,
+    *,
+    granularity: int = 60,
+    seed: int = 7,
+    mode: str = "structured",
+) -> pd.DataFrame:
+    """Candles with open time in [start, end) as a frame (timestamp UTC, OHLCV), oldest first."""
+    g = int(granularity)
+    lo = start // g * g
+    data = aggregate(generate_minutes(product_id, lo, end, seed=seed, mode=mode), g)
+    keep = data["time"] >= start
+    frame = pd.DataFrame({k: data[k][keep] for k in _FIELDS[1:]})
+    frame.insert(0, "timestamp", pd.to_datetime(data["time"][keep], unit="s", utc=True).astype("datetime64[ns, UTC]"))
+    return frame
+
+
+def fundamentals_at(
+    product_id: str, times: np.ndarray, *, seed: int = 7, mode: str = "structured"
+) -> dict[str, np.ndarray]:
+    """CoinGecko-like price, market cap and 24h volume (USD) at unix times.
+
+    Daily points (times at 00:00 UTC) come from the day-level path alone (fast); others
+    from the one-minute close just before ``t``.
+    """
+    coin = COINS[product_id]
+    path = _day_path(seed, product_id, mode)
+    times = np.asarray(times, dtype=np.int64)
+    day = np.clip((times - EPOCH) // DAY, 0, MAX_DAYS - 1)
+    price = np.exp(path.day_open_log[day])
+    off_midnight = (times - EPOCH) % DAY != 0
+    if off_midnight.any():
+        t = times[off_midnight]
+        minutes = generate_minutes(product_id, int(t.min()) - 3 * 3600, int(t.max()), seed=seed, mode=mode)
+        idx = np.searchsorted(minutes["time"], t - 60, side="right") - 1
+        ok = idx >= 0
+        sub = price[off_midnight]
+        sub[ok] = minutes["close"][idx[ok]]
+        price[off_midnight] = sub
+    supply = coin.supply * (1.0 + 0.00005 * day)  # slow issuance
+    volume_usd = coin.base_volume * 1440 * 40 * price * path.day_volume_noise[np.maximum(day - 1, 0)]
+    return {"price": price, "market_cap": price * supply, "total_volume": volume_usd}
+
+
+def all_time_high(product_id: str, now: int, *, seed: int = 7, mode: str = "structured") -> tuple[float, int]:
+    """The highest daily opening price up to ``now`` and the unix time of that day."""
+    path = _day_path(seed, product_id, mode)
+    last = int(np.clip((now - EPOCH) // DAY, 0, MAX_DAYS - 1))
+    best = int(np.argmax(path.day_open_log[: last + 1]))
+    return float(np.exp(path.day_open_log[best])), EPOCH + best * DAY
+
+
+# --------------------------------------------------------------------------- server
+
+
+class _TokenBucket:
+    """Allows ``rate`` requests a second with a burst of ``rate``; thread-safe."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = float(rate)
+        self.tokens = float(rate)
+        self.stamp = time.monotonic()
+        self.lock = threading.Lock()
+
+    def take(self) -> float:
+        """0.0 when allowed, else the seconds to wait."""
+        with self.lock:
+            now = time.monotonic()
+            self.tokens = min(self.rate, self.tokens + (now - self.stamp) * self.rate)
+            self.stamp = now
+            if self.tokens >= 1.0:
+                self.tokens -= 1.0
+                return 0.0
+            return (1.0 - self.tokens) / self.rate
+
+
+@dataclass
+class _Fault:
+    status: int
+    body: bytes
+    content_type: str
+    path_prefix: str
+    times: int
+
+
+@dataclass
+class RequestRecord:
+    """One request the simulator answered (for tests and the sandbox status pane)."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    status: int
+
+
+class MarketSimulator:
+    """The market simulator server. ``start()`` serves in a background thread on ``url``."""
+
+    def __init__(
+        self,
+        *,
+        seed: int = 7,
+        mode: str = "structured",
+        rate_limit_per_s: float = 10.0,
+        require_api_key: str | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.seed = int(seed)
+        self.mode = _check_mode(mode)
+        self.rate_limit_per_s = float(rate_limit_per_s)
+        self._require_key = require_api_key
+        self._host = host
+        self._port = port
+        self._buckets = {"coinbase": _TokenBucket(rate_limit_per_s), "coingecko": _TokenBucket(rate_limit_per_s)}
+        self._faults: list[_Fault] = []
+        self._lock = threading.Lock()
+        self.requests: list[RequestRecord] = []
+        """Every request answered, in order."""
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.clock = time.time
+        """Where "now" comes from (the wall clock; tests may pin it)."""
+
+    # -- lifecycle
+    def start(self) -> "MarketSimulator":
+        """Bind and serve in a daemon thread; returns self."""
+        handler = type("Handler", (_Handler,), {"sim": self})
+        self._server = ThreadingHTTPServer((self._host, self._port), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="market-sim", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("market simulator is not started")
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def stop(self) -> None:
+        """Stop serving and release the port."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> "MarketSimulator":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- test hooks
+    def inject_fault(
+        self,
+        status: int,
+        *,
+        times: int = 1,
+        body: bytes = b"",
+        content_type: str = "application/json",
+        path_prefix: str = "/",
+    ) -> None:
+        """Answer the next ``times`` requests under ``path_prefix`` with this status and body."""
+        with self._lock:
+            self._faults.append(_Fault(status, body, content_type, path_prefix, times))
+
+    def count(self, path_prefix: str = "/", status: int | None = None) -> int:
+        """How many requests under ``path_prefix`` were answered (with ``status``, if given)."""
+        with self._lock:
+            return sum(1 for r in self.requests if r.path.startswith(path_prefix) and (status is None or r.status == status))
+
+    def _take_fault(self, path: str) -> _Fault | None:
+        with self._lock:
+            for fault in self._faults:
+                if path.startswith(fault.path_prefix) and fault.times > 0:
+                    fault.times -= 1
+                    return fault
+        return None
+
+    def _record(self, record: RequestRecord) -> None:
+        with self._lock:
+            self.requests.append(record)
+
+    # -- answers: (status, headers, json body)
+    def answer(self, path: str, query: dict[str, str], headers: Any) -> tuple[int, dict[str, str], Any]:
+        parts = [p for p in path.split("/") if p]
+        if len(parts) == 3 and parts[0] == "products" and parts[2] == "candles":
+            return self._limited("coinbase") or self._candles(parts[1], query)
+        if len(parts) >= 4 and parts[:3] == ["api", "v3", "coins"]:
+            denied = self._check_key(headers, query)
+            if denied:
+                return denied
+            limited = self._limited("coingecko")
+            if limited:
+                return limited
+            if len(parts) == 4:
+                return self._coin(parts[3])
+            if len(parts) == 6 and parts[4:] == ["market_chart", "range"]:
+                return self._market_chart(parts[3], query)
+        if parts == ["api", "v3", "ping"]:
+            return 200, {}, {"gecko_says": "(V3) To the Moon!"}
+        return 404, {}, {"message": "NotFound"}
+
+    def _limited(self, api: str) -> tuple[int, dict[str, str], Any] | None:
+        wait = self._buckets[api].take()
+        if wait <= 0:
+            return None
+        retry = max(1, int(np.ceil(wait)))
+        if api == "coinbase":
+            return 429, {"Retry-After": str(retry)}, {"message": "Public rate limit exceeded"}
+        return 429, {"Retry-After": str(retry)}, {"status": {"error_code": 429, "error_message": "rate limited"}}
+
+    def _check_key(self, headers: Any, query: dict[str, str]) -> tuple[int, dict[str, str], Any] | None:
+        if self._require_key is None:
+            return None
+        given = (
+            headers.get("x-cg-pro-api-key")
+            or headers.get("x-cg-demo-api-key")
+            or query.get("x_cg_pro_api_key")
+            or query.get("x_cg_demo_api_key")
+        )
+        if given == self._require_key:
+            return None
+        return 401, {}, {"status": {"error_code": 401, "error_message": "You need a valid API key to access this endpoint"}}
+
+    def _candles(self, product_id: str, query: dict[str, str]) -> tuple[int, dict[str, str], Any]:
+        if product_id not in COINS:
+            return 404, {}, {"message": "NotFound"}
+        try:
+            g = int(query.get("granularity", "60"))
+        except ValueError:
+            g = -1
+        if g not in GRANULARITIES:
+            return 400, {}, {"message": "Unsupported granularity"}
+        now = int(self.clock())
+        last_closed = now // 60 * 60 - 60  # the newest minute that has closed
+        try:
+            if "start" in query or "end" in query:
+                start = _parse_time(query["start"])
+                end = _parse_time(query["end"])
+            else:
+                end = last_closed + 60
+                start = (end // g - MAX_CANDLES) * g
+        except (KeyError, ValueError):
+            return 400, {}, {"message": "start and end must both be ISO 8601 or unix times"}
+        if end <= start:
+            return 400, {}, {"message": "start must be before end"}
+        if (end - start) / g > MAX_CANDLES:
+            return 400, {}, {
+                "message": "granularity too small for the requested time range. Count of aggregations requested exceeds 300"
+            }
+        minutes = generate_minutes(product_id, start // g * g, min(end, last_closed + 60), seed=self.seed, mode=self.mode)
+        data = aggregate(minutes, g)
+        keep = (data["time"] >= start) & (data["time"] < end)
+        rows = [
+            [int(t), float(lo), float(hi), float(op), float(cl), float(v)]
+            for t, lo, hi, op, cl, v in zip(
+                data["time"][keep], data["low"][keep], data["high"][keep], data["open"][keep], data["close"][keep], data["volume"][keep]
+            )
+        ]
+        rows.reverse()
+        return 200, {}, rows
+
+    def _coin(self, coin_id: str) -> tuple[int, dict[str, str], Any]:
+        coin = _BY_GECKO_ID.get(coin_id)
+        if coin is None:
+            return 404, {}, {"error": "coin not found"}
+        now = int(self.clock())
+        ath, ath_time = all_time_high(coin.product_id, now, seed=self.seed, mode=self.mode)
+        current = fundamentals_at(coin.product_id, np.array([now // 60 * 60]), seed=self.seed, mode=self.mode)
+        iso = datetime.fromtimestamp(ath_time, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        return 200, {}, {
+            "id": coin.coingecko_id,
+            "symbol": coin.product_id.split("-")[0].lower(),
+            "name": coin.name,
+            "market_data": {
+                "current_price": {"usd": float(current["price"][0])},
+                "market_cap": {"usd": float(current["market_cap"][0])},
+                "total_volume": {"usd": float(current["total_volume"][0])},
+                "ath": {"usd": ath},
+                "ath_date": {"usd": iso},
+            },
+        }
+
+    def _market_chart(self, coin_id: str, query: dict[str, str]) -> tuple[int, dict[str, str], Any]:
+        coin = _BY_GECKO_ID.get(coin_id)
+        if coin is None:
+            return 404, {}, {"error": "coin not found"}
+        if query.get("vs_currency", "").lower() != "usd":
+            return 400, {}, {"error": "invalid vs_currency"}
+        try:
+            start = int(float(query["from"]))
+            end = min(int(float(query["to"])), int(self.clock()))
+        except (KeyError, ValueError):
+            return 400, {}, {"error": "from and to must be unix seconds"}
+        if end < start:
+            return 200, {}, {"prices": [], "market_caps": [], "total_volumes": []}
+        step = 3600 if end - start <= 90 * DAY else DAY
+        times = np.arange(-(-start // step) * step, end + 1, step, dtype=np.int64)
+        values = fundamentals_at(coin.product_id, times, seed=self.seed, mode=self.mode)
+        ms = (times * 1000).tolist()
+        return 200, {}, {
+            "prices": [[t, float(v)] for t, v in zip(ms, values["price"])],
+            "market_caps": [[t, float(v)] for t, v in zip(ms, values["market_cap"])],
+            "total_volumes": [[t, float(v)] for t, v in zip(ms, values["total_volume"])],
+        }
+
+
+def _parse_time(text: str) -> int:
+    text = text.strip()
+    try:
+        return int(float(text))
+    except ValueError:
+        pass
+    stamp = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=timezone.utc)
+    return int(stamp.timestamp())
+
+
+class _Handler(BaseHTTPRequestHandler):
+    sim: MarketSimulator
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet server
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server naming
+        split = urlsplit(self.path)
+        query = {k: v[-1] for k, v in parse_qs(split.query).items()}
+        fault = self.sim._take_fault(split.path)
+        if fault is not None:
+            self._send(fault.status, {}, fault.body, fault.content_type)
+            status = fault.status
+        else:
+            try:
+                status, headers, payload = self.sim.answer(split.path, query, self.headers)
+            except Exception as exc:  # a bug in the simulator must not kill the server
+                status, headers, payload = 500, {}, {"message": f"simulator error: {type(exc).__name__}"}
+            self._send(status, headers, json.dumps(payload).encode(), "application/json")
+        logged_query = {k: v for k, v in query.items() if "key" not in k}
+        self.sim._record(RequestRecord("GET", split.path, logged_query, status))
+
+    def _send(self, status: int, headers: dict[str, str], body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def sample_inputs(
+    product_id: str,
+    start: int,
+    end: int,
+    *,
+    seed: int = 7,
+    mode: str = "structured",
+    timeframes: tuple[str, ...] = ("1m", "5m", "15m", "1h"),
+    fundamentals_lead_days: int = 40,
+    every_minute: bool = False,
+) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+    """Feature-builder inputs straight from the generator (tests and benchmarks): candles
+    per timeframe for [start, end) and daily CoinGecko-like rows from
+    ``fundamentals_lead_days`` before ``start``, in the store's layouts."""
+    seconds = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600}
+    minutes = generate_minutes(product_id, start, end, seed=seed, mode=mode, every_minute=every_minute)
+    candles = {}
+    for tf in timeframes:
+        data = aggregate(minutes, seconds[tf])
+        frame = pd.DataFrame({k: data[k] for k in _FIELDS[1:]})
+        frame.insert(0, "timestamp", pd.to_datetime(data["time"], unit="s", utc=True).astype("datetime64[ns, UTC]"))
+        candles[tf] = frame
+    days = np.arange((start // DAY - fundamentals_lead_days) * DAY, end, DAY, dtype=np.int64)
+    values = fundamentals_at(product_id, days, seed=seed, mode=mode)
+    ath, ath_time = all_time_high(product_id, int(end), seed=seed, mode=mode)
+    fundamentals = pd.DataFrame(
+        {
+            "timestamp": pd.to_datetime(days, unit="s", utc=True).astype("datetime64[ns, UTC]"),
+            "price": values["price"],
+            "market_cap": values["market_cap"],
+            "total_volume": values["total_volume"],
+            "ath": ath,
+            "ath_time": pd.Timestamp(ath_time, unit="s", tz="UTC"),
+        }
+    )
+    fundamentals["ath_time"] = fundamentals["ath_time"].astype("datetime64[ns, UTC]")
+    return candles, fundamentals
