@@ -1,0 +1,155 @@
+"""One symbol's training: model folder, model.pt contents, load/predict, resume, metrics."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from training import registry
+from training.errors import CheckpointMismatch, FeatureHashMismatch
+from training.metrics import TradingCosts, after_cost, auc, classification_metrics
+from training.models.config import TrainConfig
+from training.models.saved import MODEL_KEYS, load_model, predict
+from training.models.synthetic import synthetic_frame, synthetic_hash, write_synthetic_feature_file
+from training.train import TrainJob, run_job
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny models gain nothing from threads, and on a busy 2-core box OpenMP spinning costs 5x."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+TINY = TrainConfig(epochs=2, window=16, horizon=1, longest_feature_window=10, hidden_size=8, num_layers=1,
+                   batch_size=64, device="cpu")  # fmt: skip
+
+
+def _job(tmp_path, *, n_features=4, rows=700, config=TINY, expected_hash=None, symbol="BTC-USD", write=True):
+    if write:
+        write_synthetic_feature_file(tmp_path / "FEATURES", symbol, rows, n_features)
+    return TrainJob(
+        symbol=symbol,
+        features_dir=tmp_path / "FEATURES",
+        out=tmp_path / "artifacts",
+        config=config,
+        costs=TradingCosts(),
+        gates=registry.GateRules(),
+        expected_hash=expected_hash or synthetic_hash(n_features),
+    )
+
+
+def _recorder(calls):
+    return lambda event, **fields: calls.append((event, fields))
+
+
+def test_training_publishes_a_complete_model_folder_whose_model_pt_carries_its_contract(tmp_path):
+    calls = []
+    job = _job(tmp_path, n_features=7, expected_hash=synthetic_hash(7))
+    published = run_job(job, on_event=_recorder(calls))
+    folder = published.folder
+    assert sorted(p.name for p in folder.iterdir()) == sorted(registry.ARTIFACT_FILES + ("sha256.txt",))
+    assert registry.verify_folder(folder) == []
+    saved = torch.load(folder / "model.pt", weights_only=True)
+    assert set(MODEL_KEYS) <= set(saved)
+    assert saved["input_size"] == 7 == len(saved["feature_names"])  # from the data, not a constant
+    assert saved["feature_hash"] == synthetic_hash(7)
+    assert set(saved["scaler"]) == {"mean", "std"} and len(saved["scaler"]["mean"]) == 7
+    assert saved["config"]["window"] == 16
+    kinds = [event for event, _ in calls]
+    assert kinds[0] == "start" and kinds.count("epoch") == 2 and kinds[-1] == "done"
+    epoch = dict(calls[1][1])
+    assert {"symbol", "epoch", "epochs", "loss", "val_loss", "val_metric"} <= set(epoch)
+    assert not job.checkpoint.exists()  # the finished job cleans its checkpoint
+
+
+def test_metrics_cover_model_and_both_baselines_with_after_cost_results(tmp_path):
+    published = run_job(_job(tmp_path), on_event=_recorder([]))
+    metrics = json.loads((published.folder / "metrics.json").read_text())
+    for block in (metrics["model"], metrics["baselines"]["majority"], metrics["baselines"]["last_move"]):
+        assert {"accuracy", "f1", "auc", "log_loss", "after_cost"} <= set(block)
+        assert block["after_cost"]["round_trip_cost_bps"] == pytest.approx(26.0)  # 2 * (10 + 2/2 + 2) bps
+    assert metrics["gates"]["passed"] == (metrics["gates"]["reasons"] == [])
+    assert metrics["baselines"]["majority"]["auc"] == pytest.approx(0.5)
+
+
+def test_loaded_model_predicts_from_a_frame_and_refuses_one_missing_a_feature(tmp_path):
+    published = run_job(_job(tmp_path), on_event=_recorder([]))
+    model = load_model(published.folder / "model.pt", expected_feature_hash=synthetic_hash(4))
+    frame = synthetic_frame(40, 4, seed=9)
+    call = predict(model, frame)
+    assert call.direction in (1, -1) and 0.0 <= call.probability_up <= 1.0 and 0.0 <= call.confidence <= 1.0
+    same = model.predict(frame[list(model.feature_names)].to_numpy())
+    assert same.probability_up == pytest.approx(call.probability_up)
+    with pytest.raises(CheckpointMismatch, match="lacks: f3"):
+        model.predict(frame.drop(columns=["f3"]))
+    with pytest.raises(CheckpointMismatch, match="trained on feature set"):
+        load_model(published.folder / "model.pt", expected_feature_hash=synthetic_hash(5))
+
+
+def test_interrupted_job_resumes_from_its_last_epoch(tmp_path):
+    job = _job(tmp_path, config=TINY.with_overrides({"epochs": 3, "patience": 10}))
+
+    def die_after_first_epoch(event, **fields):
+        if event == "epoch":
+            raise KeyboardInterrupt  # stands in for a spot interruption right after epoch 1's checkpoint
+
+    with pytest.raises(KeyboardInterrupt):
+        run_job(job, on_event=die_after_first_epoch)
+    assert job.checkpoint.exists()
+    calls = []
+    published = run_job(job, on_event=_recorder(calls))
+    assert calls[0][1]["resumed_from"] == 1
+    assert [fields["epoch"] for event, fields in calls if event == "epoch"] == [2, 3]
+    log = json.loads((published.folder / "training_log.json").read_text())
+    assert [entry["epoch"] for entry in log] == [1, 2, 3]
+
+
+def test_checkpoint_from_another_feature_set_is_refused(tmp_path):
+    job = _job(tmp_path, config=TINY.with_overrides({"epochs": 3}))
+
+    def die(event, **fields):
+        if event == "epoch":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_job(job, on_event=die)
+    write_synthetic_feature_file(tmp_path / "FEATURES", "BTC-USD", 700, 5)  # the features changed under it
+    rerun = _job(tmp_path, n_features=5, config=TINY.with_overrides({"epochs": 3}), write=False)
+    with pytest.raises(CheckpointMismatch) as excinfo:
+        run_job(rerun, on_event=_recorder([]))
+    assert "trained on feature set" in str(excinfo.value) and excinfo.value.exit_code == 2
+
+
+def test_auc_and_costs_behave_as_documented():
+    y = np.array([0, 0, 1, 1])
+    assert auc(y, np.array([0.1, 0.2, 0.8, 0.9])) == 1.0
+    assert auc(y, np.full(4, 0.5)) == 0.5
+    assert classification_metrics(y, np.array([0.1, 0.2, 0.8, 0.9]))["f1"] == 1.0
+    free = after_cost(np.array([0.9, 0.1]), np.array([0.01, -0.01]), 1, TradingCosts(0, 0, 0))
+    paid = after_cost(np.array([0.9, 0.1]), np.array([0.01, -0.01]), 1, TradingCosts(10, 2, 2))
+    assert free["net_return"] == pytest.approx(0.02)
+    assert paid["net_return"] == pytest.approx(0.02 - 2 * 0.0026)
+    costs = TradingCosts.for_symbol({"default": {"fee_bps": 5}, "ETH-USD": {"spread_bps": 1}}, "ETH-USD")
+    assert (costs.fee_bps, costs.spread_bps, costs.slippage_bps) == (5, 1, 2)
+
+
+def test_a_file_claiming_this_codes_spec_version_must_carry_that_specs_hash(tmp_path):
+    from training.features.spec import SPEC_VERSION
+
+    write_synthetic_feature_file(tmp_path / "FEATURES", "BTC-USD", 700, 4, spec_version=SPEC_VERSION)
+    with pytest.raises(FeatureHashMismatch, match="its spec hashes to"):
+        run_job(_job(tmp_path, write=False), on_event=_recorder([]))
+
+
+def test_a_file_from_another_spec_version_is_refused_unless_the_caller_vouches_for_its_hash(tmp_path):
+    job = _job(tmp_path)
+    unvouched = TrainJob(**{**vars(job), "expected_hash": None})
+    with pytest.raises(FeatureHashMismatch, match="feature spec version 'synthetic-1'"):
+        run_job(unvouched, on_event=_recorder([]))
