@@ -1,0 +1,155 @@
+"""`console instance prices | launch | list | terminate`: GPU instances by hand, through the same provider."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import click
+from rich.table import Table
+
+from console.app import App, common_options, pass_app
+from console.errors import UsageError
+from console.render import output_console
+
+_INSTANCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+@click.group("instance")
+def instance_group() -> None:
+    """Prices, launch, list and terminate GPU instances (the sandbox's on the sandbox profile)."""
+
+
+@instance_group.command("prices")
+@click.option("--type", "types", multiple=True, help="Instance type (repeatable); default: the configured two.")
+@click.option("--json", "json_out", is_flag=True, help="Print as JSON.")
+@common_options
+@pass_app
+def prices_cmd(app: App, types: tuple[str, ...], json_out: bool) -> None:
+    """Spot price per zone with on-demand for comparison, cheapest first."""
+    from console.steps.cloud import cloud_provider
+
+    wanted = list(types) or [app.settings.cloud.instance_type, app.settings.cloud.alt_instance_type]
+    _check_types(wanted)
+    prices = cloud_provider(app.settings).prices(wanted)
+    if json_out:
+        click.echo(json.dumps([{"instance_type": p.instance_type, "zone": p.zone, "spot_usd_per_hour": p.spot_usd_per_hour,
+                                "on_demand_usd_per_hour": p.on_demand_usd_per_hour, "source": p.source}
+                               for p in prices]))
+        return
+    table = Table(title=f"spot prices ({prices[0].source if prices else 'none'})", title_justify="left")
+    for col in ("type", "zone", "spot $/h", "on-demand $/h", "saving", "source"):
+        table.add_column(col, justify="right" if "$" in col or col == "saving" else "left")
+    for p in prices:
+        table.add_row(p.instance_type, p.zone, _money(p.spot_usd_per_hour, 4), _money(p.on_demand_usd_per_hour, 3),
+                      f"{p.saving:.0%}" if p.saving is not None else "-", p.source)
+    output_console().print(table)
+
+
+@instance_group.command("launch")
+@click.option("--run-id", help="Tag it with this run (default: a new manual-... id). Reuses the run's live instance.")
+@click.option("--type", "instance_type", help="Instance type (default: cloud.instance_type).")
+@click.option("--alt-type", help="Alternative type when the first has no capacity (default: cloud.alt_instance_type).")
+@click.option("--budget", "budget_usd", type=click.FloatRange(min=0.01), default=None, help="Budget in US dollars.")
+@click.option("--max-hours", type=click.FloatRange(min=0.01, max=72), default=None, help="Maximum runtime (hours).")
+@click.option("--json", "json_out", is_flag=True, help="Print as JSON.")
+@common_options
+@pass_app
+def launch_cmd(app: App, run_id: str | None, instance_type: str | None, alt_type: str | None,
+               budget_usd: float | None, max_hours: float | None, json_out: bool) -> None:
+    """Launch a spot instance by hand (with the dead-man switch, tags and the operator-only SSH rule)."""
+    from console.steps.cloud import cloud_provider, launch_spec, record_instance, ssh_outputs
+
+    s = app.settings
+    run_id = run_id or time.strftime("manual-%Y%m%d-%H%M%S", time.gmtime())
+    spec = launch_spec(s, run_id, instance_type=instance_type or s.cloud.instance_type,
+                       alt_type=alt_type or s.cloud.alt_instance_type, budget_usd=budget_usd or s.budget.run_usd,
+                       max_runtime_hours=max_hours or s.max_runtime_hours)
+    provider = cloud_provider(s)
+    outcome = provider.launch(spec)
+    inst = outcome.instance
+    known_run = run_id if app.store.get_run(run_id) is not None else None
+    record_instance(app.store, inst, known_run, provider.name,
+                    {"launch_reason": outcome.reason, "manual": True, "run_tag": run_id})
+    outputs = ssh_outputs(s, inst)
+    if json_out:
+        click.echo(json.dumps({"reused": outcome.reused, "reason": outcome.reason,
+                               "tried": [str(a) for a in outcome.attempts], **outputs}, default=str))
+        return
+    click.echo(f"{'reused' if outcome.reused else 'launched'} {inst.id} for run {run_id}: {outcome.reason}")
+    click.echo(f"  ssh {outputs['user']}@{outputs['host']} -p {outputs['port']} -i {outputs['key_path']}")
+    click.echo("  the dead-man switch terminates it without heartbeats; "
+               f"end it with `console instance terminate {inst.id}`")
+
+
+@instance_group.command("list")
+@click.option("--json", "json_out", is_flag=True, help="Print as JSON.")
+@common_options
+@pass_app
+def list_cmd(app: App, json_out: bool) -> None:
+    """Every instance tagged as the console's that is not terminated."""
+    from console.steps.cloud import cloud_provider
+
+    instances = cloud_provider(app.settings).list_managed()
+    if json_out:
+        click.echo(json.dumps([{"id": i.id, "state": i.state, "instance_type": i.instance_type, "zone": i.zone,
+                                "run_id": i.run_id, "public_address": i.public_address,
+                                "launched_at": i.launched_at, "spot_usd_per_hour": i.spot_usd_per_hour,
+                                "state_reason": i.state_reason} for i in instances], default=str))
+        return
+    if not instances:
+        click.echo("no instances")
+        return
+    table = Table(title="instances", title_justify="left")
+    for col in ("id", "state", "type", "zone", "run", "address", "up", "spot $/h"):
+        table.add_column(col)
+    now = time.time()
+    for i in instances:
+        up = f"{(now - i.launched_at.timestamp()) / 60:.0f} min" if i.launched_at else "-"
+        table.add_row(i.id, i.state, i.instance_type, i.zone, i.run_id or "(untagged)", i.public_address or "-",
+                      up, _money(i.spot_usd_per_hour, 4))
+    output_console().print(table)
+
+
+@instance_group.command("terminate")
+@click.argument("instance_ids", nargs=-1)
+@click.option("--all", "all_", is_flag=True, help="Every instance the console manages.")
+@common_options
+@pass_app
+def terminate_cmd(app: App, instance_ids: tuple[str, ...], all_: bool) -> None:
+    """Terminate instances and wait until the provider confirms each one."""
+    from console.steps.cloud import cloud_provider
+
+    if not instance_ids and not all_:
+        raise UsageError("name an instance id, or pass --all", hint="see `console instance list`")
+    for iid in instance_ids:
+        if not _INSTANCE_ID.match(iid):
+            raise UsageError(f"{iid!r} is not an instance id like i-0123456789abcdef0")
+    provider = cloud_provider(app.settings)
+    ids = list(instance_ids) or [i.id for i in provider.list_managed()]
+    if not ids:
+        click.echo("no instances to terminate")
+        return
+    for iid in ids:
+        inst = provider.terminate(iid)
+        app.store.mark_instance_terminated(iid, "console instance terminate")
+        click.echo(f"{iid}: {inst.state} (confirmed)")
+
+
+def _check_types(types: list[str]) -> None:
+    from remote.providers.base import check_instance_type
+
+    for t in types:
+        try:
+            check_instance_type(t)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+
+
+def _money(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(instance_group)

@@ -1,0 +1,146 @@
+"""`console sync`, `console exec` and `console models upload | download | list`.
+
+By hand, through the same runner, sync and store the checklist steps use: the instance is
+looked up in the state store (launched by a run or by `console instance launch`), its
+host key pinned as the steps pin it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from console.app import App, common_options, pass_app
+from console.errors import UsageError
+from console.render import output_console
+
+_INSTANCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def _instance_id(value: str) -> str:
+    if not _INSTANCE_ID.match(value):
+        raise UsageError(f"{value!r} is not an instance id", hint="see `console instance list`")
+    return value
+
+
+def _runner(app: App, instance_id: str):
+    from console.steps.cloud_sync import instance_coordinates, ssh_runner
+
+    return ssh_runner(app.settings, instance_coordinates(app.settings, app.store, _instance_id(instance_id)))
+
+
+@click.command("sync")
+@click.argument("local", type=click.Path(exists=True, file_okay=False))
+@click.argument("destination", metavar="INSTANCE:REMOTE")
+@click.option("--delete", is_flag=True, help="Remove files an earlier sync put there and that are gone locally.")
+@click.option("--exclude", multiple=True, help="Extra .gitignore-style pattern (repeatable).")
+@common_options
+@pass_app
+def sync_cmd(app: App, local: str, destination: str, delete: bool, exclude: tuple[str, ...]) -> None:
+    """Delta-sync LOCAL to REMOTE on INSTANCE (changed files only, each landing whole)."""
+    from remote.sync import sync_dir
+
+    instance_id, sep, remote_dir = destination.partition(":")
+    if not sep or not remote_dir:
+        raise UsageError(f"{destination!r} is not INSTANCE:REMOTE", hint="e.g. i-0abc:rc/data")
+    with _runner(app, instance_id) as runner:
+        report = sync_dir(runner, Path(local), remote_dir, excludes=exclude, delete=delete,
+                          cache_dir=Path(app.settings.state_dir).expanduser() / "sync-cache")
+    click.echo(f"{instance_id}:{remote_dir}: {report.summary()}")
+
+
+@click.command("exec", context_settings={"ignore_unknown_options": True})
+@click.argument("instance_id", metavar="INSTANCE")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=1), default=None, help="Give up after this many seconds.")
+@common_options
+@pass_app
+def exec_cmd(app: App, instance_id: str, command: tuple[str, ...], timeout_s: float | None) -> None:
+    """Run COMMAND on INSTANCE (after `--`), streaming its output; exits with its status.
+
+    Each word is quoted for the remote shell: `console exec i-0abc -- ls -la 'a b'`.
+    """
+    with _runner(app, instance_id) as runner:
+        result = runner.run(list(command), timeout_s=timeout_s, check=False, on_output=click.echo)
+    if result.exit_status:
+        sys.exit(result.exit_status if 0 < result.exit_status < 256 else 1)
+
+
+@click.group("models")
+def models_group() -> None:
+    """The artifact store: upload a models directory, download a version, list versions."""
+
+
+@models_group.command("upload")
+@click.argument("local", type=click.Path(exists=True, file_okay=False))
+@click.option("--run-id", required=True, help="The run the models came from (a tag, and part of the version name).")
+@click.option("--gpu", default="unknown", show_default=True, help="What trained them (a tag).")
+@click.option("--trained-date", default=None, help="YYYY-MM-DD (default: today, UTC).")
+@common_options
+@pass_app
+def models_upload(app: App, local: str, run_id: str, gpu: str, trained_date: str | None) -> None:
+    """Upload LOCAL (an artifact root) as a new version and point models/latest.json at it."""
+    from console.steps.cloud_sync import artifact_store
+    from remote.storage import ArtifactTags
+
+    store = artifact_store(app.settings)
+    store.ensure_bucket()
+    date = trained_date or datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    if not re.match(r"^\d{4}-\d{2}-\d{2}$", date):
+        raise UsageError(f"trained date {date!r} is not YYYY-MM-DD")
+    record = store.upload_version(Path(local), ArtifactTags(run_id=run_id, trained_date=date, gpu=gpu))
+    click.echo(f"uploaded {len(record.files)} files as {record.version} to {store.describe()}")
+
+
+@models_group.command("download")
+@click.argument("version", default="latest")
+@click.option("--to", "dest", type=click.Path(file_okay=False), default=None,
+              help="Models directory (default: <data_root>/models).")
+@common_options
+@pass_app
+def models_download(app: App, version: str, dest: str | None) -> None:
+    """Download VERSION (default: latest), sha256-checked, into the models directory."""
+    from console.steps.checks import models_dir
+    from console.steps.cloud_sync import artifact_store, place_version
+
+    target = models_dir(app.settings, dest)
+    placed = place_version(artifact_store(app.settings), version, target,
+                           Path(app.settings.state_dir).expanduser() / "downloads")
+    click.echo(f"downloaded {placed['version']} ({placed['files']} files) into {target}")
+
+
+@models_group.command("list")
+@click.option("--json", "json_out", is_flag=True, help="Print as JSON.")
+@common_options
+@pass_app
+def models_list(app: App, json_out: bool) -> None:
+    """Every stored version, oldest first; the one latest.json points at is marked."""
+    from console.steps.cloud_sync import artifact_store
+
+    store = artifact_store(app.settings)
+    versions = store.list_versions()
+    latest = store.latest()
+    if json_out:
+        click.echo(json.dumps([{"version": v.version, "run_id": v.tags.run_id, "trained_date": v.tags.trained_date,
+                                "gpu": v.tags.gpu, "files": len(v.files), "bytes": v.total_bytes,
+                                "latest": latest is not None and v.version == latest.version} for v in versions]))
+        return
+    table = Table(title=f"model versions in {store.describe()}", title_justify="left")
+    for col in ("version", "run", "trained", "gpu", "files", "MiB", "latest"):
+        table.add_column(col, justify="right" if col in ("files", "MiB") else "left")
+    for v in versions:
+        table.add_row(v.version, v.tags.run_id, v.tags.trained_date, v.tags.gpu, str(len(v.files)),
+                      f"{v.total_bytes / (1 << 20):.1f}", "*" if latest and v.version == latest.version else "")
+    output_console().print(table)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(sync_cmd)
+    cli.add_command(exec_cmd)
+    cli.add_command(models_group)

@@ -1,0 +1,203 @@
+"""The sandbox daemon process: moto (behind the EC2 front), the market simulator, the fleet.
+
+Started detached by `remote.sandbox.lifecycle.ensure_up` as
+``python -m remote.sandbox.daemon --state-dir DIR``; stopped with SIGTERM. It writes its
+pid file first and ``endpoints.json`` last, when everything answers, so a reader that
+finds the endpoints file can use it. moto keeps its state in memory: a restarted daemon
+is a fresh, empty cloud (instances of the previous one are gone, as their roots are).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import importlib.util
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from remote.sandbox.endpoints import SandboxPaths
+from remote.sandbox.hosts import kill_processes_under
+from remote.sandbox.prices import SANDBOX_PRICE_SOURCE
+
+log = logging.getLogger("remote.sandbox.daemon")
+
+REGION = "us-east-1"
+SANDBOX_DLAMI = {
+    "ami_id": "ami-0d1a5a7d0b0c0e0f1",
+    "name": "Deep Learning OSS Nvidia Driver AMI GPU PyTorch 2.5.1 (Ubuntu 22.04) 20241115",
+    "description": "Sandbox stand-in for the AWS Deep Learning AMI (no GPU in the sandbox)",
+    "owner_id": "898082745236",
+    "public": True,
+    "state": "available",
+    "architecture": "x86_64",
+    "virtualization_type": "hvm",
+    "hypervisor": "xen",
+    "image_type": "machine",
+    "root_device_type": "ebs",
+    "root_device_name": "/dev/sda1",
+    "creation_date": "2024-11-15T00:00:00.000Z",
+    "platform": None,
+}
+"""A Deep Learning AMI moto would otherwise lack, so the default AMI pattern finds one."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the daemon until SIGTERM/SIGINT. Returns the process exit status."""
+    parser = argparse.ArgumentParser(prog="python -m remote.sandbox.daemon")
+    parser.add_argument("--state-dir", required=True, type=Path)
+    parser.add_argument("--market-seed", type=int, default=7)
+    parser.add_argument("--market-mode", default="structured")
+    args = parser.parse_args(argv)
+    paths = SandboxPaths.under(args.state_dir)
+    paths.root.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # asyncssh logs every command line at INFO; commands are the operator's business.
+    logging.getLogger("asyncssh").setLevel(logging.WARNING)
+    paths.pid_file.write_text(f"{os.getpid()}\n")
+    try:
+        return asyncio.run(_serve(paths, args))
+    finally:
+        for path in (paths.endpoints_file, paths.pid_file):
+            if path.exists() and _owned(path):
+                path.unlink(missing_ok=True)
+
+
+async def _serve(paths: SandboxPaths, args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    log.info("daemon starting")
+    # A fresh moto is an empty cloud: the previous daemon's instance roots mean nothing now.
+    # Processes a killed daemon left behind on its hosts (dead-man watchers, detached jobs)
+    # belong to instances that no longer exist.
+    await asyncio.to_thread(kill_processes_under, paths.root / "instances")
+    for sub in ("instances", "hostkeys"):
+        shutil.rmtree(paths.root / sub, ignore_errors=True)
+    _prepare_moto_environment(paths)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    import boto3.session
+    from botocore.config import Config
+
+    from remote.sandbox.fleet import Fleet
+    from remote.sandbox.front import Ec2Front
+
+    base: dict[str, Any] = {"pid": os.getpid(), "region": REGION, "price_source": SANDBOX_PRICE_SOURCE,
+                            "started_at": datetime.now(timezone.utc).isoformat()}
+
+    def publish(hosts: dict[str, Any]) -> None:
+        _write_json(paths.endpoints_file, {**base, "hosts": hosts})
+
+    fleet = Fleet(paths.root, None, REGION, loop, publish)
+    moto = _FrontedMotoServer(lambda app: Ec2Front(app, fleet))
+    moto_url = moto.start()
+    session = boto3.session.Session(aws_access_key_id="SANDBOX" + secrets.token_hex(6).upper(),
+                                    aws_secret_access_key=secrets.token_urlsafe(30), region_name=REGION)
+    ec2 = session.client("ec2", endpoint_url=moto_url, config=Config(retries={"max_attempts": 2}))
+    fleet.ec2 = ec2
+    log.info("moto listening after %.2fs", time.monotonic() - started)
+    # moto builds its EC2 backend (AMIs, instance types) on the first call: pay it now, not
+    # in the operator's first command, while the market simulator starts beside it.
+    warm = asyncio.ensure_future(asyncio.to_thread(ec2.describe_instances))
+    market = await asyncio.to_thread(_start_market, args)
+    log.info("market up after %.2fs", time.monotonic() - started)
+    await warm
+    base.update(moto_url=moto_url, market_url=market.url if market else None)
+    publish({})
+    log.info("sandbox up in %.2fs: moto %s, market %s", time.monotonic() - started, moto_url, base["market_url"])
+    try:
+        await fleet.run(stop)
+    finally:
+        paths.endpoints_file.unlink(missing_ok=True)
+        # Each server polls for shutdown every 0.5 s: stop them side by side.
+        stops = [asyncio.to_thread(moto.stop)] + ([asyncio.to_thread(market.stop)] if market is not None else [])
+        await asyncio.gather(*stops)
+    log.info("sandbox down")
+    return 0
+
+
+def _prepare_moto_environment(paths: SandboxPaths) -> None:
+    """moto reads these at import: our AMI list (moto's own plus a Deep Learning AMI)."""
+    spec = importlib.util.find_spec("moto")
+    assert spec is not None and spec.origin is not None
+    with gzip.open(Path(spec.origin).parent / "ec2" / "resources" / "amis.json.gz", "rt") as fh:
+        amis = json.load(fh)
+    amis.append(SANDBOX_DLAMI)
+    _write_json(paths.root / "amis.json", amis)
+    os.environ["MOTO_AMIS_PATH"] = str(paths.root / "amis.json")
+    os.environ["MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION"] = "true"
+
+
+def _start_market(args: argparse.Namespace) -> Any:
+    try:
+        from remote.sandbox.market import MarketSimulator
+    except ImportError:  # the market simulator lands separately; the cloud half works without it
+        log.warning("remote.sandbox.market is not importable; no market simulator")
+        return None
+    return MarketSimulator(seed=args.market_seed, mode=args.market_mode, host="127.0.0.1", port=0).start()
+
+
+class _FrontedMotoServer:
+    """moto's threaded server with the EC2 front wrapped around its WSGI app."""
+
+    def __init__(self, wrap: Any) -> None:
+        from moto.server import ThreadedMotoServer
+
+        self._wrap = wrap
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+
+    def start(self) -> str:
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+        from werkzeug.serving import make_server
+
+        class QuietHandler(MotoRequestHandler):
+            def log_request(self, *args: Any, **kwargs: Any) -> None:  # one line per API call is noise
+                pass
+
+        server = self._server
+        wrap = self._wrap
+
+        def entry() -> None:
+            app = wrap(DomainDispatcherApplication(create_backend_app))
+            server._server = make_server("127.0.0.1", 0, app, True, request_handler=QuietHandler)
+            server._server_ready_event.set()
+            server._server.serve_forever()
+
+        server._server_entry = entry  # ThreadedMotoServer's own thread and stop(), our app
+        server.start()
+        host, port = server.get_host_and_port()
+        return f"http://{host}:{port}"
+
+    def stop(self) -> None:
+        self._server.stop()
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=str))
+    os.replace(tmp, path)
+
+
+def _owned(path: Path) -> bool:
+    """True when a pid/endpoints file is this process's (a newer daemon may have replaced it)."""
+    try:
+        text = path.read_text()
+        pid = int(json.loads(text)["pid"]) if path.suffix == ".json" else int(text.strip())
+        return pid == os.getpid()
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""The artifact store on a real moto S3 server (over HTTP) and on a local directory."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import secrets
+import tarfile
+from pathlib import Path
+
+import boto3
+import pytest
+
+from remote.errors import ArtifactNotFound, ArtifactPathEscape, ChecksumMismatch, RemotePathRefused
+from remote.storage import (
+    LATEST_KEY,
+    ArtifactTags,
+    LocalArtifactStore,
+    S3ArtifactStore,
+    extract_tar_safely,
+    safe_join,
+)
+
+TAGS = ArtifactTags(run_id="run-42", trained_date="2026-11-23", gpu="NVIDIA A10G")
+
+
+def _models(root: Path) -> Path:
+    files = {
+        "models/BTC-USD/20261123T100000Z/model.pt": os.urandom(2048),
+        "models/BTC-USD/20261123T100000Z/metrics.json": b'{"auc": 0.61}',
+        "champions/BTC-USD.json": b'{"version": "20261123T100000Z"}',
+        "roster.json": b'["BTC-USD"]',
+    }
+    for rel, data in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    return root
+
+
+@pytest.fixture
+def s3_client(moto_endpoint, aws_credentials):
+    return boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
+
+
+@pytest.fixture(params=["s3", "local"])
+def store(request, tmp_path, moto_endpoint, aws_credentials):
+    if request.param == "local":
+        return LocalArtifactStore(tmp_path / "store")
+    bucket = "rc-test-" + secrets.token_hex(6)
+    s = S3ArtifactStore(bucket, endpoint_url=moto_endpoint, region="us-east-1")
+    s.ensure_bucket()
+    return s
+
+
+def _tamper(store, key: str, data: bytes) -> None:
+    """Replace an object's bytes behind the store's back, keeping its recorded sha256."""
+    if isinstance(store, LocalArtifactStore):
+        (store.root / key).write_bytes(data)
+    else:
+        head = store.client.head_object(Bucket=store.bucket, Key=key)
+        store.client.put_object(Bucket=store.bucket, Key=key, Body=data, Metadata=head["Metadata"])
+
+
+def test_upload_then_download_latest_round_trips_with_pointer(store, tmp_path):
+    src = _models(tmp_path / "out")
+    record = store.upload_version(src, TAGS)
+    assert record.version.endswith("-run-42") and len(record.files) == 4
+    assert store.latest().version == record.version
+    got = store.download_version("latest", tmp_path / "dl")
+    assert got.name == record.version
+    for rel in record.files:
+        assert (got / rel).read_bytes() == (src / rel).read_bytes()
+    assert [v.version for v in store.list_versions()] == [record.version]
+    assert not [p for p in (tmp_path / "dl").iterdir() if p.name.startswith(".rc-partial")]
+
+
+def test_sha256_mismatch_is_refused_and_nothing_is_left(store, tmp_path):
+    record = store.upload_version(_models(tmp_path / "out"), TAGS)
+    _tamper(store, f"models/{record.version}/roster.json", b'["ETH-USD"]')
+    with pytest.raises(ChecksumMismatch) as info:
+        store.download_version(record.version, tmp_path / "dl")
+    assert "roster.json" in str(info.value) and "\n" not in str(info.value)
+    assert list((tmp_path / "dl").iterdir()) == []
+
+
+def test_manifest_listing_an_escaping_path_is_refused(store, tmp_path):
+    record = store.upload_version(_models(tmp_path / "out"), TAGS)
+    manifest_key = f"models/{record.version}/MANIFEST.json"
+    for evil in ("../../escaped.txt", "/etc/passwd", "a/../../b"):
+        manifest = {"version": record.version, "created_at": "", "tags": vars(TAGS),
+                    "files": {evil: {"size": 1, "sha256": "0" * 64}}}
+        store._put_bytes(manifest_key, json.dumps(manifest).encode(), TAGS)  # as a tampered store would
+        with pytest.raises(ArtifactPathEscape):
+            store.download_version(record.version, tmp_path / "dl")
+    assert not (tmp_path / "escaped.txt").exists()
+
+
+def test_missing_version_and_empty_store_say_so(store, tmp_path):
+    with pytest.raises(ArtifactNotFound, match="latest"):
+        store.download_version("latest", tmp_path / "dl")
+    with pytest.raises(ArtifactNotFound):
+        store.read_version("20260101T000000Z-nope")
+    with pytest.raises(RemotePathRefused):
+        store.read_version("../../etc")
+
+
+def test_s3_objects_carry_sha256_metadata_and_tags_and_bucket_blocks_public_access(tmp_path, moto_endpoint,
+                                                                                   aws_credentials, s3_client):
+    bucket = "rc-test-" + secrets.token_hex(6)
+    store = S3ArtifactStore(bucket, endpoint_url=moto_endpoint, region="us-east-1", multipart_threshold=5 << 20)
+    store.ensure_bucket()
+    src = _models(tmp_path / "out")
+    (src / "models/BTC-USD/20261123T100000Z/big.bin").write_bytes(os.urandom(12 << 20))  # multipart
+    record = store.upload_version(src, TAGS)
+    key = f"models/{record.version}/models/BTC-USD/20261123T100000Z/big.bin"
+    head = s3_client.head_object(Bucket=bucket, Key=key)
+    assert head["Metadata"]["sha256"] == record.files["models/BTC-USD/20261123T100000Z/big.bin"][1]
+    assert "-" in head["ETag"], "a 12 MiB file should have gone up in parts"
+    assert store.object_tags(key) == {"run_id": "run-42", "trained_date": "2026-11-23", "gpu": "NVIDIA A10G"}
+    block = s3_client.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+    assert all(block.values())
+    pointer = json.loads(s3_client.get_object(Bucket=bucket, Key=LATEST_KEY)["Body"].read())
+    assert pointer["version"] == record.version and pointer["run_id"] == "run-42"
+    got = store.download_version(record.version, tmp_path / "dl")
+    assert (got / "models/BTC-USD/20261123T100000Z/big.bin").read_bytes() == \
+        (src / "models/BTC-USD/20261123T100000Z/big.bin").read_bytes()
+
+
+def test_missing_credentials_are_one_clear_line(moto_endpoint, monkeypatch, tmp_path):
+    from remote.errors import StorageAccessDenied
+
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    store = S3ArtifactStore("rc-nocreds", endpoint_url=moto_endpoint, region="us-east-1")
+    with pytest.raises(StorageAccessDenied, match="no AWS credentials") as info:
+        store.list_versions()
+    assert info.value.exit_code == 2
+
+
+def test_bad_tags_and_run_ids_are_refused(store, tmp_path):
+    with pytest.raises(RemotePathRefused):
+        store.upload_version(_models(tmp_path / "out"), ArtifactTags("run;rm", "2026-11-23", "x"))
+    with pytest.raises(RemotePathRefused):
+        store.upload_version(_models(tmp_path / "out"), ArtifactTags("run-1", "2026-11-23", "gpu$(id)"))
+
+
+def _tar(members: list[tuple[tarfile.TarInfo, bytes]]) -> io.BytesIO:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for info, data in members:
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    buf.seek(0)
+    return buf
+
+
+@pytest.mark.parametrize("name", ["../evil.txt", "/tmp/abs-evil.txt", "ok/../../evil.txt"])
+def test_tar_slip_members_are_refused(tmp_path, name):
+    dest = tmp_path / "dest"
+    with pytest.raises(ArtifactPathEscape):
+        extract_tar_safely(_tar([(tarfile.TarInfo("fine.txt"), b"ok"), (tarfile.TarInfo(name), b"x")]), dest)
+    assert not (tmp_path / "evil.txt").exists()
+
+
+def test_tar_with_symlink_member_is_refused(tmp_path):
+    link = tarfile.TarInfo("link")
+    link.type, link.linkname = tarfile.SYMTYPE, "/etc"
+    with pytest.raises(ArtifactPathEscape, match="link"):
+        extract_tar_safely(_tar([(link, b"")]), tmp_path / "dest")
+
+
+def test_write_through_existing_symlink_is_refused(tmp_path):
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (dest / "sub").symlink_to(outside)
+    with pytest.raises(ArtifactPathEscape, match="symlink"):
+        safe_join(dest, "sub/x.txt")
+    with pytest.raises(ArtifactPathEscape):
+        extract_tar_safely(_tar([(tarfile.TarInfo("sub/x.txt"), b"x")]), dest)
+    assert not (outside / "x.txt").exists()

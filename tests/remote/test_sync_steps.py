@@ -1,0 +1,120 @@
+"""The sync, upload and download checklist steps against a real sshd and a real moto S3.
+
+The sshd's sessions see a stand-in ``nvidia-smi`` first on PATH (sshd_config SetEnv), so
+the host reads as a GPU box; everything else is real: pinning, delta sync, the lease
+written over SFTP, the artifacts fetched over SSH, the upload with sha256 and the
+verified download.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import threading
+from pathlib import Path
+
+import pytest
+
+from console.checklist.step import StepContext, StepState
+from console.errors import StepFailed
+from console.settings import Settings
+from console.steps.cloud_sync import Download, RemoteLayout, Sync, Upload
+from console.steps.params import DownloadParams, SyncParams, UploadParams
+
+
+class _Outputs:
+    """Stands in for the state store's step outputs (the only part the steps read)."""
+
+    def __init__(self) -> None:
+        self.outputs: dict[str, dict] = {}
+
+    def step_outputs(self, run_id: str, step_name: str) -> dict:
+        return self.outputs.get(step_name, {})
+
+
+@pytest.fixture
+def gpu_sshd(start_sshd, tmp_path_factory):
+    fakebin = tmp_path_factory.mktemp("fakebin")
+    smi = fakebin / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho '0, NVIDIA A10G, 3, 100, 23028, 40, 60.5'\n")
+    smi.chmod(0o755)
+    return start_sshd(f"SetEnv PATH={fakebin}:{os.environ['PATH']}")
+
+
+@pytest.fixture
+def world(tmp_path, gpu_sshd, client_key, moto_endpoint, aws_credentials):
+    settings = Settings(profile="aws", state_dir=tmp_path / "state", data_dir=tmp_path / "data",
+                        s3_bucket="rc-steps-" + secrets.token_hex(5), aws_endpoint_url=moto_endpoint,
+                        aws_region="us-east-1", aws_access_key_id=aws_credentials["AWS_ACCESS_KEY_ID"],
+                        aws_secret_access_key=aws_credentials["AWS_SECRET_ACCESS_KEY"])
+    features = tmp_path / "data/features"
+    features.mkdir(parents=True)
+    (features / "BTC-USD.parquet").write_bytes(os.urandom(50_000))
+    (features / "ETH-USD.parquet").write_bytes(os.urandom(10_000))  # not asked for
+    outputs = _Outputs()
+    outputs.outputs["launch"] = {
+        "instance_id": "i-0feedface0000001", "host": "127.0.0.1", "port": gpu_sshd.port,
+        "user": __import__("getpass").getuser(), "key_path": str(client_key.private_path), "provider": "ec2",
+        "host_key_publication": gpu_sshd.console_output, "remote_root": str(tmp_path / "host/rc"),
+    }
+    return settings, outputs, tmp_path
+
+
+def _ctx(world, name, params) -> StepContext:
+    settings, outputs, tmp = world
+    run_dir = tmp / "run"
+    run_dir.mkdir(exist_ok=True)
+    return StepContext(run_id="run-7", step_name=name, attempt=1, params=params, settings=settings,
+                       state=outputs, log=logging.getLogger(f"test.{name}"), run_dir=run_dir,
+                       cancelled=threading.Event(), deadline=float("inf"), emit=lambda *a, **k: None)
+
+
+@pytest.mark.slow
+def test_sync_sends_code_and_asked_features_and_writes_the_lease(world):
+    settings, outputs, tmp = world
+    result = Sync().run(_ctx(world, "sync", SyncParams(symbols=["BTC-USD"])))
+    assert result.state is StepState.SUCCEEDED
+    layout = RemoteLayout.of(outputs.outputs["launch"])
+    host_features = Path(layout.features)
+    assert sorted(p.name for p in host_features.iterdir() if not p.name.startswith(".")) == ["BTC-USD.parquet"]
+    assert (Path(layout.code) / "training/guard.py").is_file()
+    lease = json.loads(Path(layout.lease).read_text())
+    assert lease["run_id"] == "run-7" and lease["host_kind"] == "aws"
+    assert lease["instance_id"] == "i-0feedface0000001" and lease["host_key_fingerprint"].startswith("SHA256:")
+    assert oct(Path(layout.lease).stat().st_mode & 0o777) == "0o600"
+    assert result.outputs["gpu"] == "1x NVIDIA A10G"
+    again = Sync().run(_ctx(world, "sync", SyncParams(symbols=["BTC-USD"])))
+    assert again.summary.startswith("code 0 sent")
+
+
+def test_sync_refuses_when_a_feature_file_is_missing(world):
+    with pytest.raises(StepFailed, match="SOL-USD"):
+        Sync().run(_ctx(world, "sync", SyncParams(symbols=["BTC-USD", "SOL-USD"])))
+
+
+def test_upload_then_download_places_verified_models(world):
+    settings, outputs, tmp = world
+    outputs.outputs["sync"] = {"gpu": "1x NVIDIA A10G"}
+    artifacts = Path(RemoteLayout.of(outputs.outputs["launch"]).artifacts)
+    model = artifacts / "models/BTC-USD/20261123T100000Z"
+    model.mkdir(parents=True)
+    (model / "model.pt").write_bytes(os.urandom(4096))
+    (artifacts / "champions").mkdir()
+    (artifacts / "champions/BTC-USD.json").write_text('{"folder": "models/BTC-USD/20261123T100000Z"}')
+    (artifacts / "roster.json").write_text("{}")
+    up = Upload().run(_ctx(world, "upload", UploadParams(symbols=["BTC-USD"])))
+    assert up.state is StepState.SUCCEEDED and up.outputs["files"] == 3
+    outputs.outputs["upload"] = up.outputs
+    down = Download().run(_ctx(world, "download", DownloadParams(symbols=["BTC-USD"])))
+    models = tmp / "data/models"
+    assert (models / "models/BTC-USD/20261123T100000Z/model.pt").read_bytes() == (model / "model.pt").read_bytes()
+    assert (models / "champions/BTC-USD.json").is_file() and down.outputs["version"] == up.outputs["version"]
+
+
+def test_upload_with_nothing_trained_fails_clearly(world):
+    settings, outputs, tmp = world
+    Path(RemoteLayout.of(outputs.outputs["launch"]).artifacts).mkdir(parents=True)
+    with pytest.raises(StepFailed, match="no artifacts"):
+        Upload().run(_ctx(world, "upload", UploadParams(symbols=["BTC-USD"])))
