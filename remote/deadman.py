@@ -1,0 +1,135 @@
+"""The dead-man switch every launched instance carries in its user-data.
+
+`deadman_user_data` writes a bash script (pure text; nothing here touches a host) that,
+run at first boot, detaches a small watcher which calls ``shutdown -h now`` when either
+
+1. the instance has been up for its maximum runtime (counted from the script's start), or
+2. the heartbeat file has not been touched for the heartbeat timeout: the console driving
+   the run touches it over SSH (`heartbeat_touch_command`) while it is alive, so a dead
+   console, a closed laptop or a lost network all end the same way.
+
+With ``InstanceInitiatedShutdownBehavior=terminate`` (set by the EC2 provider) the
+shutdown terminates the instance, so it stops costing money even when both the console
+and the watchdog are gone. The sandbox host runs user-data with a ``shutdown`` on PATH that
+terminates the instance in moto, so the same script is what the tests exercise.
+
+The script only ever calls ``shutdown -h now`` (never a delayed ``shutdown +N``), so a host
+whose ``shutdown`` acts on every call (the sandbox's) is not terminated at boot.
+
+Files, all under the dead-man directory: ``heartbeat`` (touched by the console),
+``deadman.sh`` (the watcher), ``deadman.pid``, ``deadman.log`` (one line per decision) and
+``started_at``. The directory is ``$RC_DEADMAN_DIR`` when the host's environment sets it,
+else ``$RC_SANDBOX_ROOT/var/tmp/retrain-console`` on a sandbox host (so sandbox instances,
+which share one machine, never share a heartbeat), else `DEFAULT_DEADMAN_DIR`. The same
+expression is evaluated by the console's touch command, so both always agree.
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+
+DEFAULT_DEADMAN_DIR = "/var/tmp/retrain-console"
+"""World-writable and kept across reboots on Ubuntu, so the SSH user can touch the heartbeat."""
+HEARTBEAT_FILE = "heartbeat"
+DEADMAN_DIR_ENV = "RC_DEADMAN_DIR"
+"""Environment variable that moves the dead-man directory."""
+
+
+def _dir_expression(deadman_dir: str) -> str:
+    """Shell text that evaluates to the dead-man directory on the host (see the module docstring)."""
+    fallback = shlex.quote(deadman_dir)
+    return (f'"${{{DEADMAN_DIR_ENV}:-${{RC_SANDBOX_ROOT:+$RC_SANDBOX_ROOT/var/tmp/retrain-console}}}}"'
+            f' ; [ -n "$dir" ] || dir={fallback}')
+
+_WATCHER = r"""#!/bin/bash
+# retrain-console dead-man watcher: shutdown at max runtime or when the heartbeat goes stale.
+set -u
+dir="$1"; max_runtime_s="$2"; heartbeat_timeout_s="$3"; check_every_s="$4"
+started_at="$(cat "$dir/started_at")"
+say() { echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) $*" >> "$dir/deadman.log"; }
+say "watching: max runtime ${max_runtime_s}s, heartbeat timeout ${heartbeat_timeout_s}s"
+reason=""
+while true; do
+  now="$(date +%s)"
+  if [ $((now - started_at)) -ge "$max_runtime_s" ]; then
+    reason="max runtime ${max_runtime_s}s reached"
+  else
+    beat="$(stat -c %Y "$dir/heartbeat" 2>/dev/null || echo "$started_at")"
+    if [ $((now - beat)) -ge "$heartbeat_timeout_s" ]; then
+      reason="no heartbeat for $((now - beat))s (timeout ${heartbeat_timeout_s}s)"
+    fi
+  fi
+  if [ -n "$reason" ]; then
+    say "shutting down: $reason"
+    # Retried: a shutdown that fails (or is refused) must not leave the instance running.
+    shutdown -h now "retrain-console dead-man switch: $reason" && exit 0
+    say "shutdown failed; retrying"
+    reason=""
+  fi
+  sleep "$check_every_s"
+done
+"""
+
+
+def deadman_user_data(
+    *,
+    max_runtime_s: float,
+    heartbeat_timeout_s: float,
+    check_every_s: float | None = None,
+    deadman_dir: str = DEFAULT_DEADMAN_DIR,
+    ssh_user: str | None = None,
+    extra: str = "",
+) -> str:
+    """A complete user-data bash script that installs and detaches the dead-man watcher.
+
+    The script returns at once (the watcher runs in its own session). It touches the
+    heartbeat file at start, so the timeout counts from boot until the console's first
+    touch. `extra` (already-safe shell text from the caller) runs after the watcher starts.
+    ``check_every_s`` defaults to a quarter of the heartbeat timeout, at most 30 s.
+    """
+    if max_runtime_s <= 0 or heartbeat_timeout_s <= 0:
+        raise ValueError("max_runtime_s and heartbeat_timeout_s must be positive")
+    every = check_every_s if check_every_s is not None else min(30.0, heartbeat_timeout_s / 4)
+    if every <= 0:
+        raise ValueError("check_every_s must be positive")
+    if ssh_user is not None and not ssh_user.replace("-", "").replace("_", "").isalnum():
+        raise ValueError(f"{ssh_user!r} is not a user name")
+    chown = (
+        f'chown {shlex.quote(ssh_user)} "$dir/heartbeat" 2>/dev/null || true\n' if ssh_user else ""
+    )
+    # Whole seconds for the comparisons in bash; the check period may be fractional (GNU sleep).
+    max_s = max(1, math.ceil(max_runtime_s))
+    hb_s = max(1, math.ceil(heartbeat_timeout_s))
+    lines = [
+        "#!/bin/bash",
+        "# retrain-console dead-man switch (generated by remote/deadman.py; do not edit).",
+        "set -u",
+        f"dir={_dir_expression(deadman_dir)}",
+        'mkdir -p "$dir"',
+        'chmod 1777 "$dir" 2>/dev/null || true',
+        'date +%s > "$dir/started_at"',
+        f'touch "$dir/{HEARTBEAT_FILE}"',
+        f'chmod 0666 "$dir/{HEARTBEAT_FILE}" 2>/dev/null || true',
+        chown.rstrip("\n"),
+        "cat > \"$dir/deadman.sh\" <<'RC_DEADMAN_EOF'",
+        _WATCHER.rstrip("\n"),
+        "RC_DEADMAN_EOF",
+        'chmod 0755 "$dir/deadman.sh"',
+        "if command -v setsid >/dev/null 2>&1; then detach=setsid; else detach=; fi",
+        f'nohup $detach bash "$dir/deadman.sh" "$dir" {max_s} {hb_s} {every:g} '
+        '>> "$dir/deadman.log" 2>&1 < /dev/null &',
+        'echo $! > "$dir/deadman.pid"',
+    ]
+    if extra:
+        lines.append(extra.rstrip("\n"))
+    return "\n".join(line for line in lines if line) + "\n"
+
+
+def heartbeat_touch_command(deadman_dir: str = DEFAULT_DEADMAN_DIR) -> str:
+    """The remote shell command the console runs over SSH to say it is alive.
+
+    It resolves the directory exactly as the user-data did (environment first), so give
+    it the same ``deadman_dir`` as `deadman_user_data`.
+    """
+    return f"dir={_dir_expression(deadman_dir)} ; touch -- \"$dir/{HEARTBEAT_FILE}\""
