@@ -1,0 +1,195 @@
+"""The dry run: the live path without orders.
+
+For each symbol: fetch the latest candles, build runtime features, load the downloaded
+model, and predict over the newest bars, printing a line per iteration such as
+``BTC-USD: long @ 65.3% (LSTM: 0.653)``. Then, on every bar newer than anything in the
+training feature file (out of sample), measure what the gate needs:
+
+- the directional hit rate and its one-sided binomial p-value against 50%, on
+  non-overlapping samples (every ``horizon``-th bar);
+- the hit rates of the two baselines (always the training majority; repeat the last move);
+- whether the predictions are degenerate (constant, or stuck near 0.5);
+- the mean confidence (probability of the called direction);
+- the after-cost result of the long/short rule (`training.metrics.after_cost`).
+
+With no trained model for a symbol the dry run falls back to the last-move baseline and
+says so; its result carries ``trained: false`` and the gate refuses it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from runtime_checks import models
+from runtime_checks.alignment import DEFAULT_FETCH_BARS, read_training_file
+from runtime_checks.checks import DRYRUN, CheckResult
+from runtime_checks.errors import CheckInputError
+from runtime_checks.inputs import CandleSource, FeatureBuilder, fresh_candles, unix_seconds
+
+STUCK_BAND = 0.01
+"""Predictions all within 0.5 +/- this are "stuck near 0.5"."""
+CONSTANT_STD = 1e-4
+
+
+def binomial_p_value(hits: int, n: int) -> float:
+    """P(at least ``hits`` of ``n`` fair coin flips come up heads): one-sided, against 50%."""
+    if n <= 0:
+        return 1.0
+    hits = max(0, min(hits, n))
+    # Sum the upper tail in log space; exact for the sample sizes a dry run sees.
+    log_terms = [math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) - n * math.log(2) for k in range(hits, n + 1)]
+    top = max(log_terms)
+    return float(min(1.0, math.exp(top) * sum(math.exp(t - top) for t in log_terms)))
+
+
+def direction_line(symbol: str, p_up: float, label: str = "LSTM") -> str:
+    """``BTC-USD: long @ 65.3% (LSTM: 0.653)``: the call, its confidence, and the raw P(up)."""
+    side, conf = ("long", p_up) if p_up > 0.5 else ("short", 1.0 - p_up)
+    return f"{symbol}: {side} @ {conf * 100:.1f}% ({label}: {p_up:.3f})"
+
+
+def evaluate(p_up: np.ndarray, close: np.ndarray, ends: np.ndarray, horizon: int, *, majority_up: bool,
+             costs: Any, threshold: float = 0.0) -> dict[str, Any]:
+    """The gate's figures for predictions ``p_up`` made at bars ``ends`` (labels from ``close``)."""
+    from training.metrics import after_cost
+
+    p_all = np.asarray(p_up, dtype=np.float64)
+    future_all = close[ends + horizon] / close[ends] - 1.0
+    # Hits are counted on non-overlapping samples (every horizon-th bar): their outcomes are
+    # independent under "no edge", so the binomial p-value means what it says.
+    step = max(1, int(horizon))
+    p_up, at = p_all[::step], ends[::step]
+    up = close[at + horizon] > close[at]
+    n = len(at)
+    hits = int(((p_up > 0.5) == up).sum())
+    last_up = close[at] > close[np.maximum(at - horizon, 0)]
+    figures = {
+        "samples": n,
+        "bars": int(len(ends)),
+        "hits": hits,
+        "hit_rate": hits / n if n else float("nan"),
+        "p_value": binomial_p_value(hits, n),
+        "baseline_majority_hit_rate": float((up == majority_up).mean()) if n else float("nan"),
+        "baseline_last_move_hit_rate": float((last_up == up).mean()) if n else float("nan"),
+        "mean_confidence": float(np.maximum(p_all, 1 - p_all).mean()) if n else float("nan"),
+        "p_up_std": float(p_all.std()) if n else 0.0,
+        "long_share": float((p_all > 0.5).mean()) if n else float("nan"),
+    }
+    constant = n == 0 or figures["p_up_std"] < CONSTANT_STD
+    stuck = n == 0 or float(np.abs(p_all - 0.5).max()) < STUCK_BAND
+    figures["degenerate"] = bool(constant or stuck)
+    figures["degenerate_reason"] = "constant" if constant else "stuck near 0.5" if stuck else ""
+    trade = after_cost(p_all, future_all, horizon, costs, threshold)
+    figures.update({"after_cost_net_return": trade["net_return"], "after_cost_trades": trade["trades"],
+                    "after_cost_gross_return": trade["gross_return"], "round_trip_cost_bps": trade["round_trip_cost_bps"]})
+    return figures
+
+
+@dataclass(frozen=True)
+class SymbolDryrun:
+    """One symbol's dry run: the iteration lines and the stored result."""
+
+    lines: tuple[str, ...]
+    result: CheckResult
+
+
+def dryrun_symbol(symbol: str, *, models_dir: Path, features_dir: Path, builder: FeatureBuilder,
+                  candles: CandleSource, iterations: int = 5, fetch_bars: int = DEFAULT_FETCH_BARS,
+                  criteria: Any = None, on_line: Callable[[str], None] | None = None) -> SymbolDryrun:
+    """Run the live path for ``symbol`` without orders and measure it out of sample.
+
+    The result passes when its figures meet the gate's ``criteria`` (`gate.GateCriteria()`
+    when None); the gate still decides, with alignment and every other symbol in view.
+    """
+    from runtime_checks.gate import GateCriteria, judge_dryrun
+
+    criteria = criteria or GateCriteria()
+    models.check_symbol(symbol)
+    training = read_training_file(features_dir, symbol)
+    folder = models.model_folder(models_dir, symbol)
+    model = None
+    if folder is not None:
+        models.require_complete(folder)
+        model = models.load_predictor(folder, symbol)
+    raw = candles.latest(symbol, training.granularity, fetch_bars)
+    frame = fresh_candles(raw, symbol=symbol, granularity=training.granularity, now=candles.now())
+    close = frame["close"].to_numpy(dtype=np.float64)
+    stamps = pd.to_datetime(frame["timestamp"], utc=True)
+    if model is not None:
+        built = builder.build(symbol, frame)
+        missing = [n for n in model.feature_names if n not in built.columns]
+        if missing:
+            raise CheckInputError(f"{symbol}: the runtime builder lacks features the model reads ({', '.join(missing[:5])}); "
+                                  "run `console check alignment`")  # fmt: skip
+        if len(built) != len(frame):
+            raise CheckInputError(f"{symbol}: the runtime builder returned {len(built)} rows for {len(frame)} candles")
+        x = built.loc[:, list(model.feature_names)].to_numpy(dtype=np.float64)
+        window, horizon, label = model.window, model.horizon, "LSTM"
+        threshold = float(model.config.get("threshold", 0.0) or 0.0)
+    else:
+        x = close[:, None]
+        baseline = models.LastMoveBaseline()
+        window, horizon, label, threshold = baseline.window, baseline.horizon, baseline.label, 0.0
+
+    ends = _usable_ends(x, window)
+    if len(ends) < iterations:
+        raise CheckInputError(f"{symbol}: only {len(ends)} bars have complete features (need {iterations}); "
+                              "fetch more candles or wait for the feed")  # fmt: skip
+    if model is not None:
+        views = np.lib.stride_tricks.sliding_window_view(x, window, axis=0).transpose(0, 2, 1)
+        p_all = np.concatenate([model.probabilities(views[ends[i:i + 2048] - window + 1]) for i in range(0, len(ends), 2048)])
+    else:
+        p_all = baseline.probabilities_from_close(close, ends)
+
+    lines = []
+    if model is None:
+        lines.append(f"{symbol}: no trained model in {models.models_root(models_dir)}: falling back to the last-move "
+                     "baseline (never passes the gate)")  # fmt: skip
+    for i in range(len(ends) - iterations, len(ends)):
+        line = f"{direction_line(symbol, float(p_all[i]), label)} at {stamps.iloc[ends[i]]:%Y-%m-%d %H:%M} UTC"
+        lines.append(line)
+    for line in lines:
+        if on_line is not None:
+            on_line(line)
+
+    # Out of sample: newer than anything that influenced the model. The model says where its
+    # training and validation data ended (the test part after it was never seen); an older
+    # model that does not say is judged only on bars newer than the whole training file.
+    until = models.trained_until(folder)
+    cutoff = int(unix_seconds([until if until is not None else training.last_timestamp])[0])
+    oos = (unix_seconds(stamps)[ends] > cutoff) & (ends + horizon < len(close))
+    figures = evaluate(p_all[oos], close, ends[oos], horizon, majority_up=training.up_share(horizon) >= 0.5,
+                       costs=models.trading_costs(folder, symbol), threshold=threshold)
+    figures.update({"trained": model is not None, "model": label, "horizon": horizon, "window": window,
+                    "out_of_sample_after": f"{pd.Timestamp(cutoff, unit='s', tz='UTC'):%Y-%m-%d %H:%M} UTC",
+                    "newest_bar": f"{stamps.iloc[-1]:%Y-%m-%d %H:%M} UTC",
+                    "last_p_up": float(p_all[-1])})  # fmt: skip
+    problems = judge_dryrun(symbol, figures, criteria)
+    details = {"model_dir": str(folder) if folder else None, "iterations": lines, "problems": problems}
+    summary = (
+        f"{symbol}: {label}, {figures['bars']} out-of-sample bars ({figures['samples']} non-overlapping), "
+        f"hit rate {_pct(figures['hit_rate'])} (p={figures['p_value']:.3g}; baselines "
+        f"{_pct(figures['baseline_majority_hit_rate'])} majority, {_pct(figures['baseline_last_move_hit_rate'])} last move), "
+        f"mean confidence {_pct(figures['mean_confidence'])}, after costs {figures['after_cost_net_return']:+.4f} "
+        f"over {figures['after_cost_trades']} trades"
+        + (f", degenerate ({figures['degenerate_reason']})" if figures["degenerate"] else "")
+        + (" (no trained model: baseline only)" if model is None else "")
+    )
+    return SymbolDryrun(tuple(lines), DRYRUN.result(symbol, not problems, summary, figures, details))
+
+
+def _usable_ends(x: np.ndarray, window: int) -> np.ndarray:
+    """Rows whose last ``window`` rows of features are all finite (indicator warm-up excluded)."""
+    ok = np.isfinite(x).all(axis=1).astype(np.int64)
+    run = np.convolve(ok, np.ones(window, dtype=np.int64), mode="full")[: len(ok)]
+    return np.flatnonzero(run == window)
+
+
+def _pct(value: float) -> str:
+    return "n/a" if value != value else f"{value * 100:.1f}%"

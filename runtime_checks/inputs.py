@@ -1,0 +1,197 @@
+"""What the runtime checks read from outside: fresh candles and the runtime feature builder.
+
+Both are small protocols so the checks run the real code above them with any source:
+`CoinbaseCandles` pages the Coinbase Exchange API (the real one, or the sandbox market
+simulator), and `SpecFeatureBuilder` is the one builder `training.features` uses for
+training, so training and runtime features can never drift. Tests plug in their own
+implementations of the same protocols.
+
+`fresh_candles` refuses candles that cannot stand for "now": the newest one too old, or a
+stretch without candles longer than allowed. Shorter holes (a minute without trades has
+no candle) are filled with the previous close and zero volume, as a runtime would.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol, Sequence
+
+import numpy as np
+import pandas as pd
+
+from runtime_checks.errors import CandleGap, CheckInputError, RuntimeCheckError, StaleCandles
+
+CANDLE_COLUMNS = ("timestamp", "open", "high", "low", "close", "volume")
+
+
+@dataclass(frozen=True)
+class FeatureSpecInfo:
+    """The runtime builder's feature contract for one symbol."""
+
+    names: tuple[str, ...]
+    hash: str
+
+
+class FeatureBuilder(Protocol):
+    """The runtime feature builder: its spec per symbol, and features from candles."""
+
+    def spec(self, symbol: str) -> FeatureSpecInfo:
+        """Names (in order) and hash of the features this builder makes for ``symbol``."""
+
+    def build(self, symbol: str, candles: pd.DataFrame) -> pd.DataFrame:
+        """Features for each candle row (``timestamp``, ``close`` and every feature column)."""
+
+
+class CandleSource(Protocol):
+    """Where the latest candles come from."""
+
+    def now(self) -> float:
+        """Unix seconds the source calls "now" (its clock decides what is fresh)."""
+
+    def latest(self, symbol: str, granularity: int, bars: int) -> pd.DataFrame:
+        """Up to ``bars`` newest closed candles, oldest first, columns `CANDLE_COLUMNS`."""
+
+
+class SpecFeatureBuilder:
+    """The shared builder from `training.features`: `spec_for(symbol)` and `build_features`.
+
+    Higher timeframes (5m, 15m, 1h) are resampled from the fetched one-minute candles;
+    fundamentals come from ``fundamentals(symbol, start, end)`` (see `CoinGeckoFundamentals`)
+    for specs that have them.
+    """
+
+    FUNDAMENTALS_DAYS = 45
+    """History the 30-day fundamentals trends need, with margin."""
+
+    def __init__(self, fundamentals: Callable[[str, int, int], pd.DataFrame] | None = None) -> None:
+        self.fundamentals = fundamentals
+
+    def spec(self, symbol: str) -> FeatureSpecInfo:
+        from training.features.spec import spec_for
+
+        spec = _translate(lambda: spec_for(symbol), symbol)
+        return FeatureSpecInfo(tuple(spec.names), str(spec.hash))
+
+    def build(self, symbol: str, candles: pd.DataFrame) -> pd.DataFrame:
+        from training.data.resample import resample_candles
+        from training.features.build import build_features
+        from training.features.spec import spec_for
+
+        spec = spec_for(symbol)
+        by_tf = {"1m": candles, **{tf: resample_candles(candles, tf) for tf in spec.timeframes if tf != "1m"}}
+        fundamentals = None
+        if any(f.family == "fundamentals" for f in spec.features):
+            if self.fundamentals is None:
+                raise CheckInputError(f"{symbol}: its features need CoinGecko fundamentals and no CoinGecko source is set; "
+                                      "set COINGECKO_API_KEY (and the CoinGecko URL on the sandbox)")  # fmt: skip
+            end = int(unix_seconds(candles["timestamp"].iloc[-1:])[0])
+            start = end - self.FUNDAMENTALS_DAYS * 86_400
+            fundamentals = _translate(lambda: self.fundamentals(symbol, start, end), symbol)
+        return _translate(lambda: build_features(symbol, by_tf, fundamentals, spec), symbol)
+
+
+class CoinGeckoFundamentals:
+    """Daily market data and the all-time high from CoinGecko (or the sandbox simulator)."""
+
+    def __init__(self, api_key: str | None, base_url: str) -> None:
+        self.api_key = api_key
+        self.base_url = base_url
+
+    def __call__(self, symbol: str, start: int, end: int) -> pd.DataFrame:
+        from training.data.coingecko import CoinGeckoClient
+
+        with CoinGeckoClient(self.api_key, self.base_url) as client:
+            frame = client.market_chart(symbol, start, end)
+            ath, ath_time = client.all_time_high(symbol)
+        frame["ath"] = ath
+        frame["ath_time"] = pd.Series([ath_time] * len(frame), dtype="datetime64[ns, UTC]")
+        return frame
+
+
+def _translate(call: Callable[[], Any], symbol: str) -> Any:
+    """Run a training-package call; its errors become ours with the same one line and code."""
+    try:
+        return call()
+    except Exception as exc:  # training errors carry exit_code; anything else is a failure
+        code = getattr(exc, "exit_code", None)
+        if code == 2:
+            raise CheckInputError(f"{symbol}: {exc}") from exc
+        if isinstance(code, int):
+            raise RuntimeCheckError(f"{symbol}: {exc}") from exc
+        raise
+
+
+class CoinbaseCandles:
+    """Latest candles from a Coinbase Exchange compatible API through `training.data.coinbase`."""
+
+    def __init__(self, base_url: str, *, clock: Callable[[], float] = time.time, requests_per_s: float = 8.0) -> None:
+        self.base_url = base_url
+        self.clock = clock
+        self.requests_per_s = requests_per_s
+
+    def now(self) -> float:
+        return float(self.clock())
+
+    def latest(self, symbol: str, granularity: int, bars: int) -> pd.DataFrame:
+        from training.data.coinbase import CoinbaseClient
+
+        end = int(self.now()) // granularity * granularity  # the open time after the newest closed candle
+        start = end - bars * granularity
+        rows: list[np.ndarray] = []
+        with CoinbaseClient(self.base_url, requests_per_s=self.requests_per_s) as client:
+            for lo in range(start, end, 300 * granularity):
+                hi = min(end, lo + 300 * granularity)
+                rows.append(_translate(lambda: client.window(symbol, granularity, lo, hi), symbol))
+        data = np.concatenate(rows) if rows else np.empty((0, 6))
+        frame = pd.DataFrame(data, columns=["t", *CANDLE_COLUMNS[1:]])
+        stamps = pd.to_datetime(frame.pop("t").astype(np.int64), unit="s", utc=True).astype("datetime64[ns, UTC]")
+        frame.insert(0, "timestamp", stamps)
+        return frame.drop_duplicates("timestamp").sort_values("timestamp").reset_index(drop=True)
+
+
+def fresh_candles(
+    frame: pd.DataFrame, *, symbol: str, granularity: int, now: float, max_age_bars: int = 3, max_gap_bars: int = 10,
+) -> pd.DataFrame:
+    """The candles on a full grid, small holes filled; refuses stale candles or a long gap."""
+    if frame.empty:
+        raise StaleCandles(f"{symbol}: the exchange returned no recent candles; check the symbol and the exchange")
+    t = unix_seconds(frame["timestamp"])
+    age = now - (int(t[-1]) + granularity)  # seconds since the newest candle closed
+    if age > max_age_bars * granularity:
+        raise StaleCandles(
+            f"{symbol}: newest candle closed {age / 60:.0f} min ago (more than {max_age_bars} bars); "
+            "the feed is stale, check the exchange or the clock"
+        )
+    steps = np.diff(t) // granularity
+    if len(steps) and steps.max() - 1 > max_gap_bars:
+        at = int(np.argmax(steps))
+        gap_start = pd.Timestamp(int(t[at]) + granularity, unit="s", tz="UTC")
+        raise CandleGap(
+            f"{symbol}: {int(steps[at]) - 1} candles missing after {gap_start:%Y-%m-%d %H:%M} UTC "
+            f"(more than {max_gap_bars}); refetch, or wait for the exchange to recover"
+        )
+    grid = pd.date_range(frame["timestamp"].iloc[0], frame["timestamp"].iloc[-1], freq=f"{granularity}s")
+    full = frame.set_index("timestamp").reindex(grid)
+    close = full["close"].ffill()
+    full["volume"] = full["volume"].fillna(0.0)
+    for column in ("open", "high", "low"):
+        full[column] = full[column].fillna(close)
+    full["close"] = close
+    full.index.name = "timestamp"
+    return full.reset_index()
+
+
+def granularity_of(timestamps: Sequence[Any]) -> int:
+    """Seconds per bar of a timestamp column (its most common step)."""
+    t = unix_seconds(timestamps)
+    if len(t) < 2:
+        raise CheckInputError("too few rows to tell the bar length")
+    steps, counts = np.unique(np.diff(t), return_counts=True)
+    return int(steps[np.argmax(counts)])
+
+
+def unix_seconds(timestamps: Any) -> np.ndarray:
+    """A timestamp column (any datetime unit, UTC) as int64 unix seconds."""
+    stamps = pd.to_datetime(pd.Series(timestamps), utc=True).reset_index(drop=True)
+    return ((stamps - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).to_numpy(dtype=np.int64)
