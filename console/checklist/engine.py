@@ -47,6 +47,11 @@ from console.settings import Settings
 from console.state import RunRecord, StateStore
 
 FINISHED_RUN_STATES = ("succeeded",)
+
+HeartbeatHook = Callable[[Settings, StateStore, str], None]
+HEARTBEAT_HOOKS: list[HeartbeatHook] = []
+"""Called on every heartbeat while a run is driven (e.g. touching each instance's dead-man
+file); each hook paces itself and must never raise for a host it cannot reach."""
 CANCEL_GRACE_S = 10.0
 
 
@@ -368,9 +373,15 @@ class Engine:
 
     @contextlib.contextmanager
     def _heartbeat(self, run_id: str) -> Iterator[None]:
-        """Tell the watchdog this console is alive, every few seconds, while the run is driven."""
+        """Tell the watchdog (and each instance's dead-man switch) this console is alive.
+
+        The store heartbeat beats every few seconds; the hooks (SSH to the instances) run on
+        their own thread at a third of the heartbeat timeout, so a slow host never delays
+        the beat the watchdog reads.
+        """
         stop = threading.Event()
-        every = max(0.5, min(5.0, self.settings.watchdog.heartbeat_timeout_s / 3))
+        timeout = self.settings.watchdog.heartbeat_timeout_s
+        every = max(0.5, min(5.0, timeout / 3))
 
         def beat() -> None:
             while True:
@@ -379,13 +390,23 @@ class Engine:
                 if stop.wait(every):
                     return
 
-        thread = threading.Thread(target=beat, name="heartbeat", daemon=True)
-        thread.start()
+        def hooks() -> None:
+            while True:
+                for hook in HEARTBEAT_HOOKS:
+                    with contextlib.suppress(Exception):  # an unreachable host is the hook's to report
+                        hook(self.settings, self.store, run_id)
+                if stop.wait(max(1.0, timeout / 3)):
+                    return
+
+        threads = [threading.Thread(target=fn, name=name, daemon=True) for fn, name in ((beat, "heartbeat"), (hooks, "host-heartbeat"))]
+        for thread in threads:
+            thread.start()
         try:
             yield
         finally:
             stop.set()
-            thread.join(2)
+            for thread in threads:
+                thread.join(2)
 
     def _tell(self, event: EngineEvent) -> None:
         with contextlib.suppress(Exception):  # a broken front end must not break the run

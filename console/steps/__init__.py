@@ -12,7 +12,7 @@ import importlib
 from console.checklist.step import _REGISTRY, not_landed
 from console.steps import params as p
 
-STEP_MODULES = ("builtin", "data", "cloud", "cloud_sync", "train", "checks")
+STEP_MODULES = ("builtin", "data", "cloud", "cloud_sync", "train", "checks", "heartbeat")
 
 # The retrain checklist's steps, in order, with the parameters each takes.
 RETRAIN_STEPS: tuple[tuple[str, type[p.StepParams]], ...] = (
