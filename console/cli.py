@@ -11,6 +11,7 @@ message on stderr and the exit code; ``--debug`` adds the traceback.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import sys
 import traceback
@@ -21,35 +22,52 @@ from console.app import App, common_options
 from console.errors import EXIT_INTERRUPTED, EXIT_USAGE, exit_code_for, is_ours
 from console.redact import redact
 
-# Each module exposes `register(cli)`; a module that has not landed yet is absent.
-COMMAND_MODULES = (
-    "run", "config", "data", "features", "sandbox", "instance", "remote", "train",
-    "check", "gate", "watchdog", "cost", "tui",
-)
+# Which module defines each command. A module exposes `register(group)`; it is imported
+# only when one of its commands is used, so `console run` never pays for the TUI's imports.
+COMMANDS: dict[str, str] = {
+    "run": "run", "resume": "run", "status": "run", "runs": "run", "plan": "run",
+    "config": "config",
+    "data": "data", "features": "features",
+    "sandbox": "sandbox", "instance": "instance",
+    "sync": "remote", "exec": "remote", "models": "remote",
+    "check": "check", "dryrun": "dryrun", "gate": "gate", "live": "gate",
+    "watchdog": "watchdog", "cost": "cost",
+    "tui": "tui",
+}
 
 
-@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(name for name, module in COMMANDS.items() if _module_exists(module))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module_name = COMMANDS.get(cmd_name)
+        if module_name is None or not _module_exists(module_name):
+            return None
+        module = importlib.import_module(f"console.commands.{module_name}")
+        holder = click.Group()
+        module.register(holder)
+        return holder.commands.get(cmd_name)
+
+
+def _module_exists(name: str) -> bool:
+    return importlib.util.find_spec(f"console.commands.{name}") is not None
+
+
+@click.group(cls=LazyGroup, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @common_options
 @click.pass_context
 def cli(ctx: click.Context, config: str | None, profile: str | None, state_dir: str | None, debug: bool) -> None:
     """retrain-console: retrain per-coin models on rented GPUs from one checklist."""
     ctx.obj = App(config=config, profile=profile, state_dir=state_dir, debug=debug)
     if ctx.invoked_subcommand is None:
-        tui = cli.commands.get("tui")
+        tui = cli.get_command(ctx, "tui")
         if tui is not None and sys.stdin.isatty() and sys.stdout.isatty():
             ctx.invoke(tui)
         else:
             click.echo(ctx.get_help())
-
-
-for _module in COMMAND_MODULES:
-    try:
-        _mod = importlib.import_module(f"console.commands.{_module}")
-    except ModuleNotFoundError as _exc:
-        if _exc.name != f"console.commands.{_module}":
-            raise
-    else:
-        _mod.register(cli)
 
 
 def _debug_requested(argv: list[str]) -> bool:

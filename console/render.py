@@ -117,6 +117,12 @@ class RichRenderer:
         self.progress.stop()
 
 
+def output_console() -> Console:
+    """The console for tables on stdout: the terminal's width, or wide enough not to wrap
+    cells when piped to a file or another program (which read lines, not screens)."""
+    return Console() if sys.stdout.isatty() else Console(width=200)
+
+
 def _escape(text: str) -> str:
     from rich.markup import escape
 

@@ -73,6 +73,8 @@ class BudgetSettings(Section):
 class WatchdogSettings(Section):
     """How the watchdog decides an instance has outlived its purpose."""
 
+    autostart: bool = True
+    """Start the background watchdog whenever an instance is launched and none is running."""
     interval_s: float = 15.0
     heartbeat_timeout_s: float = 300.0
     idle_timeout_s: float = 1800.0
@@ -97,6 +99,24 @@ class GateSettings(Section):
     min_hit_rate: float = 0.5
     require_beat_baselines: bool = True
     min_after_cost_return: float = 0.0
+    min_samples: int = 100
+    """Fewest out-of-sample predictions the hit rate is judged on."""
+    max_p_value: float | None = 0.05
+    """The hit rate must beat 50% at this significance (binomial test); None turns it off."""
+
+
+def _default_costs() -> dict[str, dict[str, float]]:
+    return {"default": {"fee_bps": 10.0, "spread_bps": 2.0, "slippage_bps": 2.0}, "BTC-USD": {"spread_bps": 1.0}}
+
+
+class TrainingSettings(Section):
+    """Trading costs for after-cost evaluation, and the gates a new model must pass to become champion."""
+
+    costs: dict[str, dict[str, float]] = Field(default_factory=_default_costs)
+    """Per symbol (and ``default``): fee_bps, spread_bps, slippage_bps."""
+    promotion_gates: dict[str, Any] = Field(
+        default_factory=lambda: {"min_net_return": 0.0, "min_trades": 10, "beat_baselines": True}
+    )
 
 
 class Settings(BaseSettings):
@@ -164,6 +184,7 @@ class Settings(BaseSettings):
     watchdog: WatchdogSettings = Field(default_factory=WatchdogSettings)
     features: FeatureSettings = Field(default_factory=FeatureSettings)
     gate: GateSettings = Field(default_factory=GateSettings)
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
 
     @classmethod
     def settings_customise_sources(

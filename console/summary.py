@@ -15,6 +15,7 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 
 from console.state import StateStore
+from console.render import output_console
 
 
 def run_summary(store: StateStore, run_id: str) -> RenderableType:
@@ -67,4 +68,4 @@ def _cell(value: Any) -> str:
 
 
 def print_summary(store: StateStore, run_id: str, console: Console | None = None) -> None:
-    (console or Console()).print(run_summary(store, run_id))
+    (console or output_console()).print(run_summary(store, run_id))

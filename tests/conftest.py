@@ -29,3 +29,6 @@ def isolated_environment(tmp_path_factory: pytest.TempPathFactory, monkeypatch: 
     monkeypatch.setenv("AWS_CONFIG_FILE", str(home / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / "no-aws-credentials"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    # A launch would start a background watchdog that outlives the test; the tests that
+    # are about the watchdog start (and stop) it themselves.
+    monkeypatch.setenv("RC_WATCHDOG__AUTOSTART", "false")

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from console.app import App, common_options, pass_app
 from console.settings import describe_settings
+from console.render import output_console
 
 
 @click.group("config")
@@ -33,7 +33,7 @@ def show_cmd(app: App, json_out: bool) -> None:
         table.add_column(col)
     for r in rows:
         table.add_row(r.name, r.value, r.source)
-    Console(width=max(120, Console().width)).print(table)
+    output_console().print(table)
 
 
 def register(cli: click.Group) -> None:

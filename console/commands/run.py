@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from console.app import App, common_options, pass_app
@@ -15,7 +15,7 @@ from console.checklist.engine import Engine, RunLock, run_dir
 from console.checklist.spec import ChecklistSpec, load_checklist
 from console.checklist.step import check_symbol
 from console.errors import ConsoleError, Interrupted, StateError, UsageError
-from console.render import pick_renderer
+from console.render import pick_renderer, output_console
 from console.state import RunRecord
 from console.summary import print_summary
 
@@ -92,6 +92,7 @@ def run_cmd(app: App, checklist: str, symbols: str | None, from_step: str | None
     spec = _spec(app, checklist, _symbols(symbols))
     for name in [*(s.partition(":")[0] for s in skip), *(n for n in (from_step, only) if n)]:
         spec.index_of(name)
+    _confirm_costs(app, spec, yes=yes)
     engine = Engine(app.settings, app.store)
     existing = None if new_run else engine.find_resumable(spec)
     if existing is not None:
@@ -103,6 +104,20 @@ def run_cmd(app: App, checklist: str, symbols: str | None, from_step: str | None
         if not json_lines:
             click.echo(f"run {run_id}: {spec.name} on the {app.settings.profile} profile, {len(spec.steps)} steps")
     _drive(app, spec, run_id, json_lines=json_lines, from_step=from_step, only=only, skip=_skips(skip, reason))
+
+
+def _confirm_costs(app: App, spec: ChecklistSpec, *, yes: bool) -> None:
+    """Off the sandbox, a checklist that launches instances spends money: the operator says so."""
+    if yes or app.settings.is_sandbox or not any(s.step == "launch" for s in spec.steps):
+        return
+    launch = next(s for s in spec.steps if s.step == "launch")
+    p = launch.params
+    what = (f"this run launches a {getattr(p, 'instance_type', 'GPU')} spot instance on {app.settings.profile} "
+            f"(budget ${getattr(p, 'budget_usd', 0):.2f}, at most {getattr(p, 'max_runtime_hours', 0):g} h)")
+    if not sys.stdin.isatty():
+        raise UsageError(f"{what}; pass --yes to confirm")
+    if not click.confirm(f"{what}. Go ahead?", default=False):
+        raise UsageError("not confirmed; nothing was launched")
 
 
 @click.command("resume")
@@ -154,7 +169,7 @@ def status_cmd(app: App, run_id: str | None, json_out: bool) -> None:
             "instances": [i.__dict__ for i in app.store.instances(run_id=run.id)],
         }, default=str))
         return
-    console = Console()
+    console = output_console()
     title = f"run {run.id} · {run.checklist} · {run.profile} · {run.status}" + (" · being driven now" if driven else "")
     table = Table(title=title, title_justify="left")
     for col in ("#", "step", "state", "attempt", "elapsed", "summary"):
@@ -180,7 +195,7 @@ def runs_cmd(app: App, limit: int) -> None:
         table.add_column(col)
     for r in runs:
         table.add_row(r.id, r.checklist, r.profile, r.status, _ago(r.created_at), r.summary)
-    Console().print(table)
+    output_console().print(table)
 
 
 @click.command("plan")
@@ -200,7 +215,10 @@ def plan_cmd(app: App, checklist: str, symbols: str | None) -> None:
 
 
 class _NoStore:
-    """Planning needs no store; any use of one is a bug this makes loud."""
+    """Planning touches no state: no step has outputs yet, and anything else is a bug made loud."""
+
+    def step_outputs(self, run_id: str, name: str) -> dict[str, Any]:
+        return {}
 
     def __getattr__(self, name: str) -> Any:
         raise ConsoleError("planning must not touch the state store")

@@ -13,8 +13,7 @@ CONSOLE = [sys.executable, "-m", "console"]
 def console(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 120,
             input: str | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``console ARGS`` with the test's environment (plus ``env``); capture everything."""
-    full_env = {**os.environ, **(env or {})}
-    full_env.setdefault("COLUMNS", "200")
+    full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
     return subprocess.run([*CONSOLE, *args], env=full_env, cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, input=input)
 
