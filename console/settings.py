@@ -350,10 +350,13 @@ def load_settings(
 
 def _one_line_validation(exc: ValidationError, origins: dict[str, str], path: Path | None, env: dict[str, str]) -> str:
     err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err.get("loc", ())) or "settings"
-    top = str(err.get("loc", ("",))[0])
-    origin = origins.get(top, "default")
-    where = {"file": f" in {path}", "env": f" from ${_env_origin(top, env)}", "flag": " from the command line"}.get(origin, "")
+    parts = [str(p) for p in err.get("loc", ())]
+    loc = ".".join(parts) or "settings"
+    top = parts[0] if parts else ""
+    nested = len(parts) > 1 and top in Settings.model_fields and _is_section(top)
+    origin = origins.get(".".join(parts[:2]) if nested else top, origins.get(top, "default"))
+    env_name = f"RC_{top.upper()}__{parts[1].upper()}" if nested else _env_origin(top, env)
+    where = {"file": f" in {path}", "env": f" from ${env_name}", "flag": " from the command line"}.get(origin, "")
     msg = err.get("msg", "invalid value")
     if err.get("type") == "extra_forbidden":
         return f"unknown setting {loc!r}{where} (see `console config show` for the known ones)"

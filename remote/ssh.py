@@ -496,7 +496,9 @@ class SSHRunner:
         except (paramiko.SSHException, EOFError, OSError) as exc:
             raise self._lost(exc, "streaming data") from exc
         finally:
-            chan.close()
+            # Closing a channel on a dead transport raises too; the loss is already reported.
+            with contextlib.suppress(paramiko.SSHException, EOFError, OSError):
+                chan.close()
         self._check_stream_exit(command, status, output.decode("utf-8", "replace"), openssh=False)
 
     @contextlib.contextmanager
@@ -561,7 +563,8 @@ class SSHRunner:
         except (paramiko.SSHException, EOFError, OSError) as exc:
             raise self._lost(exc, "streaming data") from exc
         finally:
-            chan.close()
+            with contextlib.suppress(paramiko.SSHException, EOFError, OSError):
+                chan.close()
         self._check_stream_exit(command, status, text, openssh=False)
 
     def _check_stream_exit(self, command: str, status: int, output: str, *, openssh: bool) -> None:
