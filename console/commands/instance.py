@@ -1,4 +1,4 @@
-"""`console instance prices | launch | list | terminate`: GPU instances by hand, through the same provider."""
+"""`console instance prices | launch | list | terminate | ssh`: GPU instances by hand, through the same provider."""
 
 from __future__ import annotations
 
@@ -149,6 +149,34 @@ def _check_types(types: list[str]) -> None:
 
 def _money(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
+
+
+@instance_group.command("ssh", context_settings={"ignore_unknown_options": True})
+@click.argument("instance_id")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@common_options
+@pass_app
+def ssh_cmd(app: App, instance_id: str, command: tuple[str, ...]) -> None:
+    """Open a shell on INSTANCE (or run COMMAND after --) with its pinned host key.
+
+    The system ssh gets the instance's own key and known-hosts file: never your
+    ~/.ssh, never a blindly accepted host key.
+    """
+    import os
+    import shlex
+
+    from console.steps.cloud_sync import instance_coordinates, ssh_runner
+
+    if not _INSTANCE_ID.match(instance_id):
+        raise UsageError(f"{instance_id!r} is not an instance id", hint="see `console instance list`")
+    runner = ssh_runner(app.settings, instance_coordinates(app.settings, app.store, instance_id))
+    with runner:
+        argv = runner.openssh_argv()
+    if command:
+        if os.isatty(0):
+            argv.insert(-1, "-t")  # options go before the host; a terminal for interactive commands
+        argv += ["--", " ".join(shlex.quote(c) for c in command)]
+    os.execvp(argv[0], argv)
 
 
 def register(cli: click.Group) -> None:

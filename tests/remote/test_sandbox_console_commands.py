@@ -56,6 +56,10 @@ def test_sandbox_up_status_and_instance_commands(console_env):
     listed = json.loads(console(console_env, "instance", "list", "--json").stdout)
     assert [i["id"] for i in listed if i["run_id"] == "cli-demo"] == [launched["instance_id"]]
 
+    shell = console(console_env, "instance", "ssh", launched["instance_id"], "--", "sh", "-c", "echo $RC_SANDBOX_INSTANCE_ID")
+    assert shell.returncode == 0, shell.stderr
+    assert shell.stdout.strip() == launched["instance_id"]  # the pinned system ssh reached that very host
+
     done = console(console_env, "instance", "terminate", launched["instance_id"])
     assert done.returncode == 0 and "terminated (confirmed)" in done.stdout
     assert launched["instance_id"] not in json.loads(console(console_env, "sandbox", "status", "--json").stdout)["instances"]
