@@ -245,6 +245,8 @@ def read_config_file(path: Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: TOML syntax error {exc}", hint="fix the file or pass another --config") from None
+    except UnicodeDecodeError:  # tomllib decodes UTF-8 itself; a binary file is not TOML
+        raise ConfigError(f"{path}: not a UTF-8 text file, so not TOML", hint="fix the file or pass another --config") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
 

@@ -89,11 +89,16 @@ def models_upload(app: App, local: str, run_id: str, gpu: str, trained_date: str
     from console.steps.cloud_sync import artifact_store
     from remote.storage import ArtifactTags
 
+    date = trained_date or datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    # Checked before the store is touched (which may start the sandbox): a real calendar date.
+    try:
+        if not re.match(r"^\d{4}-\d{2}-\d{2}$", date):
+            raise ValueError(date)
+        datetime.strptime(date, "%Y-%m-%d")
+    except ValueError:
+        raise UsageError(f"trained date {date!r} is not a YYYY-MM-DD date") from None
     store = artifact_store(app.settings)
     store.ensure_bucket()
-    date = trained_date or datetime.now(timezone.utc).strftime("%Y-%m-%d")
-    if not re.match(r"^\d{4}-\d{2}-\d{2}$", date):
-        raise UsageError(f"trained date {date!r} is not YYYY-MM-DD")
     record = store.upload_version(Path(local), ArtifactTags(run_id=run_id, trained_date=date, gpu=gpu))
     click.echo(f"uploaded {len(record.files)} files as {record.version} to {store.describe()}")
 

@@ -88,13 +88,22 @@ def make_client(service: str, target: AwsTarget) -> Any:
         connect_timeout=target.connect_timeout_s,
         read_timeout=target.read_timeout_s,
     )
-    with _session_lock:  # boto3 sessions are not thread-safe while making clients
-        return _shared_session().client(
-            service, region_name=target.region, endpoint_url=target.endpoint_url, config=config,
-            aws_access_key_id=creds.access_key_id if creds else None,
-            aws_secret_access_key=creds.secret_access_key if creds else None,
-            aws_session_token=creds.session_token if creds else None,
-        )
+    from botocore.exceptions import PartialCredentialsError
+
+    try:
+        with _session_lock:  # boto3 sessions are not thread-safe while making clients
+            return _shared_session().client(
+                service, region_name=target.region, endpoint_url=target.endpoint_url, config=config,
+                aws_access_key_id=creds.access_key_id if creds else None,
+                aws_secret_access_key=creds.secret_access_key if creds else None,
+                aws_session_token=creds.session_token if creds else None,
+            )
+    except PartialCredentialsError as exc:  # e.g. AWS_ACCESS_KEY_ID set without its secret
+        raise CredentialsMissing(
+            f"incomplete AWS credentials: {exc.kwargs.get('provider', 'env')} lacks "
+            f"{exc.kwargs.get('cred_var', 'a value')} (set both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+            "or use the sandbox profile)"
+        ) from exc
 
 
 def call(target: AwsTarget, operation: str, fn: Callable[..., T], **kwargs: Any) -> T:
