@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -26,6 +24,8 @@ from typing import Any, Sequence
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from training.atomic import atomic_path
 
 META_KEY = b"retrain_console"
 BASE_COLUMNS = ("timestamp", "open", "high", "low", "close", "volume")
@@ -89,21 +89,11 @@ def write_feature_table(path: Path, table: pa.Table, meta: FeatureFileMeta) -> N
         "rows": table.num_rows,
     }
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(payload).encode()})
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(Path(path)) as tmp:
         # Dictionary encoding only pays for the categorical columns; trying it on every
         # float column doubles the write time of a two-year file for nothing.
         dictionary = [c for c in CATEGORICAL_COLUMNS if c in table.column_names]
         pq.write_table(table, tmp, use_dictionary=dictionary, compression="lz4")
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_feature_meta(path: Path) -> FeatureFileMeta:
