@@ -5,7 +5,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-PYTEST_ARGS ?=
+# Two workers; a test file stays on one worker (the end-to-end files share a sandbox).
+PYTEST_ARGS ?= -n 2 --dist loadfile
 
 .PHONY: run test install system-deps clean
 
