@@ -50,6 +50,9 @@ class TrainParams(SymbolsParams):
     max_concurrent: int = Field(2, ge=1, le=64)
     window: int = Field(60, ge=2, le=10_000)
     horizon: int = Field(15, ge=1, le=10_000)
+    threshold: float = Field(0.0, ge=0.0, lt=0.5)
+    """The long/short rule trades only when |P(up) - 0.5| > threshold; the model keeps it in its
+    config, so its after-cost test figures and the dry run use the same one."""
 
 
 class UploadParams(SymbolsParams):

@@ -50,7 +50,7 @@ def train_config(ctx: StepContext) -> dict[str, Any]:
     p = ctx.params
     settings = ctx.settings
     return {
-        "train": {"epochs": p.epochs, "window": p.window, "horizon": p.horizon},
+        "train": {"epochs": p.epochs, "window": p.window, "horizon": p.horizon, "threshold": p.threshold},
         "costs": settings.training.costs,
         "gates": settings.training.promotion_gates,
         "features": {"multi_timeframe_symbols": list(settings.features.multi_timeframe_symbols)},

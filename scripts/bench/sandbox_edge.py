@@ -1,0 +1,181 @@
+"""Does the sandbox's newcomer run pass the pre-live gate honestly? Per seed, mode and symbol.
+
+Run by hand (one training at a time, CPU)::
+
+    .venv/bin/python scripts/bench/sandbox_edge.py [--seeds 7,8,9] [--modes structured,random_walk]
+        [--symbols BTC-USD,ETH-USD,SOL-USD] [--horizon 15] [--window 60] [--threshold 0.1] [--epochs 2]
+
+For each (mode, seed, symbol) it does what `console run --checklist retrain` does on the
+sandbox, minus the network and the instance:
+
+1. 30 days of 1m/5m/15m/1h candles and hourly CoinGecko-like fundamentals straight
+   from the market simulator's generator (`remote.sandbox.market`), ending at ``--end``;
+2. the feature file with `training.features` (`build_feature_file`, the fetch+features steps);
+3. training with ``python -m training.train`` in a subprocess, under a valid sandbox lease
+   (``RC_SANDBOX_INSTANCE_ID``), with the config the console's train step writes
+   (costs and feature settings as in `console.settings` defaults);
+4. the dry run with `runtime_checks.dryrun.dryrun_symbol` (which applies
+   `runtime_checks.gate.judge_dryrun` with the default `GateCriteria`) on candles served by
+   the generator, twice: on the newest 3,000 bars like the real step (``dryrun``), and on
+   enough bars to cover the whole test part (``oos-all``). Only bars after the model's
+   ``trained_until`` count, so every figure is out of sample.
+
+It prints one line per run with hit rate, p-value, baselines, mean confidence, after-cost
+result and trades, and PASS/FAIL with the gate's first reasons; then a summary per mode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from remote.sandbox.market import all_time_high, fundamentals_at, sample_inputs, simulated_candles  # noqa: E402
+from runtime_checks.dryrun import dryrun_symbol  # noqa: E402
+from runtime_checks.gate import GateCriteria  # noqa: E402
+from runtime_checks.inputs import SpecFeatureBuilder  # noqa: E402
+from training.features.files import build_feature_file  # noqa: E402
+from training.features.spec import FeatureConfig, spec_for  # noqa: E402
+from training.guard import Lease, write_lease  # noqa: E402
+
+DAY = 86_400
+# The console's defaults (console.settings TrainingSettings / FeaturesSettings), copied
+# because a script under training's layer should not import console.
+COSTS = {"default": {"fee_bps": 10.0, "spread_bps": 2.0, "slippage_bps": 2.0}, "BTC-USD": {"spread_bps": 1.0}}
+GATES = {"min_net_return": 0.0, "min_trades": 10, "beat_baselines": True}
+MULTI_TIMEFRAME = ["BTC-USD", "SOL-USD"]
+INSTANCE_ID = "i-0benchedge"
+
+
+class GeneratorCandles:
+    """A `CandleSource` that serves the simulator's candles with ``end`` as "now"."""
+
+    def __init__(self, seed: int, mode: str, end: int) -> None:
+        self.seed, self.mode, self.end = seed, mode, end
+
+    def now(self) -> float:
+        return float(self.end + 1)
+
+    def latest(self, symbol: str, granularity: int, bars: int) -> pd.DataFrame:
+        return simulated_candles(symbol, self.end - bars * granularity, self.end, granularity=granularity,
+                                 seed=self.seed, mode=self.mode)  # fmt: skip
+
+
+def hourly_fundamentals(seed: int, mode: str):
+    """What `CoinGeckoFundamentals` returns from the simulator: hourly points and the ATH."""
+
+    def fetch(symbol: str, start: int, end: int) -> pd.DataFrame:
+        times = np.arange(start // 3600 * 3600, end + 1, 3600, dtype=np.int64)
+        v = fundamentals_at(symbol, times, seed=seed, mode=mode)
+        ath, ath_time = all_time_high(symbol, end, seed=seed, mode=mode)
+        frame = pd.DataFrame({"timestamp": pd.to_datetime(times, unit="s", utc=True).astype("datetime64[ns, UTC]"),
+                              "price": v["price"], "market_cap": v["market_cap"], "total_volume": v["total_volume"]})
+        frame["ath"] = ath
+        frame["ath_time"] = pd.Series([pd.Timestamp(ath_time, unit="s", tz="UTC")] * len(frame), dtype="datetime64[ns, UTC]")
+        return frame
+
+    return fetch
+
+
+def build(symbol: str, seed: int, mode: str, end: int, days: int, out: Path) -> int:
+    config = FeatureConfig.from_mapping({"multi_timeframe_symbols": MULTI_TIMEFRAME})
+    spec = spec_for(symbol, config)
+    candles, fundamentals = sample_inputs(symbol, end - days * DAY, end, seed=seed, mode=mode, timeframes=spec.timeframes)
+    return build_feature_file(spec, candles, fundamentals, out).rows
+
+
+def train(symbol: str, work: Path, args: argparse.Namespace) -> dict:
+    config = {"train": {"epochs": args.epochs, "window": args.window, "horizon": args.horizon,
+                        "threshold": args.threshold, "device": "cpu"},
+              "costs": COSTS, "gates": GATES, "features": {"multi_timeframe_symbols": MULTI_TIMEFRAME}}  # fmt: skip
+    (work / "train-config.json").write_text(json.dumps(config))
+    lease = Lease.issue(run_id="bench-edge", host_kind="sandbox", instance_id=INSTANCE_ID,
+                        host_key_fingerprint="SHA256:bench", operator_machine_id="bench-operator")  # fmt: skip
+    write_lease(work / ".rc-lease.json", lease)
+    env = {**os.environ, "RC_SANDBOX_INSTANCE_ID": INSTANCE_ID, "RC_LEASE_FILE": str(work / ".rc-lease.json"),
+           "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(args.threads)}  # fmt: skip
+    env.pop("RC_SANDBOX_HOST_KEY_FINGERPRINT", None)
+    # `python -m training.train` runs main() as the module loads; importing it first and
+    # calling main() is the same code path, and immune to helpers defined below the
+    # module's `if __name__ == "__main__"` block.
+    entry = "import sys, training.train as t; sys.exit(t.main(sys.argv[1:]))"
+    cmd = [sys.executable, "-c", entry, "--symbol", symbol, "--features-dir", str(work / "features"),
+           "--out", str(work / "artifacts"), "--config", str(work / "train-config.json"), "--fresh"]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    done = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not done or done[-1].get("event") != "done":
+        raise RuntimeError(f"training {symbol} exited {proc.returncode}: {proc.stderr.strip()[-400:]}")
+    return done[-1]
+
+
+def judge(symbol: str, work: Path, seed: int, mode: str, end: int, bars: int) -> tuple[list[str], dict]:
+    result = dryrun_symbol(symbol, models_dir=work / "artifacts", features_dir=work / "features",
+                           builder=SpecFeatureBuilder(hourly_fundamentals(seed, mode)),
+                           candles=GeneratorCandles(seed, mode, end), iterations=1, fetch_bars=bars,
+                           criteria=GateCriteria()).result  # fmt: skip
+    return list(result.details["problems"]), result.figures
+
+
+def line(label: str, problems: list[str], f: dict) -> str:
+    verdict = "PASS" if not problems else "FAIL"
+    why = "" if not problems else "  <- " + "; ".join(p.split(": ", 1)[1] for p in problems[:2])
+    return (f"    {label:<8} {verdict} n={f['samples']:>4} hit {f['hit_rate']:.3f} p={f['p_value']:.2g} "
+            f"(maj {f['baseline_majority_hit_rate']:.3f}, last {f['baseline_last_move_hit_rate']:.3f}) "
+            f"conf {f['mean_confidence']:.3f} net {f['after_cost_net_return']:+.4f} over {f['after_cost_trades']} trades"
+            + why)  # fmt: skip
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seeds", default="7,8,9")
+    p.add_argument("--modes", default="structured,random_walk")
+    p.add_argument("--symbols", default="BTC-USD,ETH-USD,SOL-USD")
+    p.add_argument("--end", default="2026-11-23T00:00:00Z", help="the simulated 'now' (UTC)")
+    p.add_argument("--days", type=int, default=30)
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--window", type=int, default=60)
+    p.add_argument("--horizon", type=int, default=15)
+    p.add_argument("--threshold", type=float, default=0.0)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    end = int(datetime.fromisoformat(args.end.replace("Z", "+00:00")).astimezone(timezone.utc).timestamp())
+    end = end // 60 * 60
+    tally: dict[tuple[str, str], list[int]] = {}
+    print(f"window {args.window}, horizon {args.horizon}, threshold {args.threshold}, epochs {args.epochs}, "
+          f"{args.days} days to {args.end}")  # fmt: skip
+    for mode in args.modes.split(","):
+        for seed in (int(s) for s in args.seeds.split(",")):
+            for symbol in args.symbols.split(","):
+                with tempfile.TemporaryDirectory(prefix="edge-") as tmp:
+                    work = Path(tmp)
+                    t0 = time.time()
+                    rows = build(symbol, seed, mode, end, args.days, work / "features")
+                    t1 = time.time()
+                    done = train(symbol, work, args)
+                    t2 = time.time()
+                    test_bars = int(rows * 0.15) + 3 * 1440  # the test part plus the runtime builder's warm-up
+                    print(f"{mode:<11} seed {seed:>2} {symbol}: {rows} rows, features {t1 - t0:.0f}s, train {t2 - t1:.0f}s, "
+                          f"test accuracy {done['test_accuracy']:.3f}, test net {done['net_return']:+.4f}")  # fmt: skip
+                    for label, bars in (("dryrun", 3000), ("oos-all", test_bars)):
+                        problems, figures = judge(symbol, work, seed, mode, end, bars)
+                        print(line(label, problems, figures), flush=True)
+                        tally.setdefault((mode, label), []).append(int(not problems))
+    for (mode, label), passed in tally.items():
+        print(f"{mode:<11} {label:<8}: gate passes {sum(passed)}/{len(passed)}")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("RC_GATE_KEY_FILE", os.devnull)
+    main()
