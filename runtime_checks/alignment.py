@@ -21,8 +21,10 @@ from runtime_checks.errors import CheckInputError
 from runtime_checks.inputs import CandleSource, FeatureBuilder, fresh_candles, granularity_of
 
 NOT_FEATURES = ("timestamp", "open", "high", "low", "close", "volume", "session", "volatility_regime")
-DEFAULT_FETCH_BARS = 3000
-"""Enough one-minute candles for the slowest feature's warm-up (1h MACD: about 35 hours)."""
+DEFAULT_FETCH_BARS = 9000
+"""One-minute candles the dry run fetches: the slowest feature's warm-up (1h MACD: about 35
+hours, ~2,100 bars) plus about 4.8 days to judge on -- some 460 non-overlapping samples at a
+15-minute horizon, where 900 bars gave only 60, too few for the gate to judge at all."""
 ALIGNMENT_BARS = 600
 """Alignment compares names only: a short fetch is enough (the builder names every column)."""
 
