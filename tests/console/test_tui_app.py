@@ -111,6 +111,13 @@ async def until(pilot: Any, condition: Callable[[], Any], timeout: float = 15.0,
         await pilot.pause(0.05)
 
 
+async def click(pilot: Any, selector: str, timeout: float = 15.0) -> None:
+    """Click ``selector`` once the screen that shows it is composed (a modal mounts a frame
+    after the key that opens it, later still on a busy machine)."""
+    await until(pilot, lambda: bool(pilot.app.screen.query(selector)), timeout, what=selector)
+    await pilot.click(selector)
+
+
 async def opened(pilot: Any, app: OperatorApp) -> None:
     await until(pilot, lambda: app.snapshot is not None and app.feed_updates > 0, what="the first feed update")
     await until(pilot, lambda: app.run_id is None or app.spec is not None or app._spec_error, what="the checklist")
@@ -138,7 +145,7 @@ def test_run_all_drives_a_real_checklist_to_its_failing_step_and_shows_the_log(e
             await pilot.press("a")
             assert isinstance(app.screen, ConfirmModal)
             assert "no cloud cost" in screen_text(app.screen, "#modal-body")
-            await pilot.click("#confirm")
+            await click(pilot, "#confirm")
             await until(pilot, lambda: env.states(run_id)["boom"] == "failed" and not app.driving, what="the run to stop")
             await until(pilot, lambda: any("hello from the first step" in line for line in app.query_one(LogPane).log_widget.lines))
             await until(pilot, lambda: app.snapshot.steps[2].state == "failed")
@@ -159,7 +166,7 @@ def test_run_next_runs_only_the_first_unfinished_step(env: Env) -> None:
             await pilot.press("n")
             assert isinstance(app.screen, ConfirmModal)
             assert "hello" in app.screen.title_text
-            await pilot.click("#confirm")
+            await click(pilot, "#confirm")
             await until(pilot, lambda: env.states(run_id)["hello"] == "succeeded" and not app.driving)
 
     run(scenario())
@@ -203,7 +210,7 @@ def test_retry_asks_first_and_runs_the_failed_step_again(env: Env) -> None:
             assert env.store.get_step(run_id, "boom").attempt == 1
             (env.tmp / "state" / "fixed").touch()  # the operator fixed the cause
             await pilot.press("r")
-            await pilot.click("#confirm")
+            await click(pilot, "#confirm")
             await until(pilot, lambda: env.states(run_id)["boom"] == "succeeded" and not app.driving)
 
     run(scenario())
@@ -262,11 +269,11 @@ def test_cancel_step_stops_the_running_step(tmp_path: Path) -> None:
         async with app.run_test(size=SIZE) as pilot:
             await opened(pilot, app)
             await pilot.press("a")
-            await pilot.click("#confirm")
+            await click(pilot, "#confirm")
             await until(pilot, lambda: env.states(run_id)["pause"] == "running")
             await pilot.press("x")
             assert isinstance(app.screen, ConfirmModal)
-            await pilot.click("#confirm")
+            await click(pilot, "#confirm")
             await until(pilot, lambda: not app.driving)
 
     run(scenario())
@@ -299,7 +306,7 @@ def test_terminate_names_the_cost_and_only_terminates_when_confirmed(env: Env) -
             await pilot.pause(0.2)
             assert env.terminated == []
             await pilot.press("t")
-            await pilot.click("#confirm")
+            await click(pilot, "#confirm")
             await until(pilot, lambda: f"{instance} terminated" in notes(app))
             await until(pilot, lambda: app.check_action("terminate", ()) is None, what="terminate to grey out")
 
@@ -321,7 +328,7 @@ def test_a_failed_termination_shows_the_clis_one_line_error(env: Env) -> None:
         async with app.run_test(size=SIZE) as pilot:
             await opened(pilot, app)
             await pilot.press("t")
-            await pilot.click("#confirm")
+            await click(pilot, "#confirm")
             await until(pilot, lambda: str(error) in notes(app))
 
     run(scenario())
@@ -338,7 +345,7 @@ def test_quitting_with_an_instance_running_asks_what_to_do(env: Env, choice: str
             await opened(pilot, app)
             await pilot.press("q")
             assert isinstance(app.screen, QuitModal)
-            await pilot.click(f"#{choice}")
+            await click(pilot, f"#{choice}")
             if exits:
                 await until(pilot, lambda: app._exit_renderables is not None or not app.is_running, what="exit")
             else:
@@ -422,7 +429,7 @@ def test_go_live_with_a_gate_pass_asks_first_then_records_the_approval(env: Env)
             await pilot.pause(0.1)
             assert not [e for e in env.store.events(run_id) if e.kind == "live.approved"]
             await pilot.press("L")
-            await pilot.click("#confirm")
+            await click(pilot, "#confirm")
             await pilot.pause(0.1)
 
     run(scenario())
@@ -661,7 +668,7 @@ def test_a_refused_guard_shows_its_reason(tmp_path: Path) -> None:
         async with app.run_test(size=SIZE) as pilot:
             await opened(pilot, app)
             await pilot.press("n")
-            await pilot.click("#confirm")
+            await click(pilot, "#confirm")
             await until(pilot, lambda: env.states(run_id)["guarded"] == "blocked" and not app.driving)
             await until(pilot, lambda: f"run {run_id} blocked at guarded: {refusal}" in notes(app))
 
@@ -678,12 +685,12 @@ def test_quitting_while_driving_asks_then_cancels_the_step(tmp_path: Path) -> No
         async with app.run_test(size=SIZE) as pilot:
             await opened(pilot, app)
             await pilot.press("a")
-            await pilot.click("#confirm")
+            await click(pilot, "#confirm")
             await until(pilot, lambda: env.states(run_id)["pause"] == "running")
             await pilot.press("q")
             assert isinstance(app.screen, ConfirmModal)
             assert "quitting cancels it" in screen_text(app.screen, "#modal-body")
-            await pilot.click("#confirm")
+            await click(pilot, "#confirm")
 
     run(scenario())
     assert time.monotonic() - started < 25  # the 30 s wait was cancelled, not waited out
