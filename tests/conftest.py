@@ -32,3 +32,24 @@ def isolated_environment(tmp_path_factory: pytest.TempPathFactory, monkeypatch: 
     # A launch would start a background watchdog that outlives the test; the tests that
     # are about the watchdog start (and stop) it themselves.
     monkeypatch.setenv("RC_WATCHDOG__AUTOSTART", "false")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_daemon_outlives_the_tests(tmp_path_factory: pytest.TempPathFactory):
+    """Sandbox daemons and watchdogs started by tests live under this session's temp dir;
+    whatever a test's own teardown missed is stopped here, so no run leaves them behind."""
+    yield
+    import psutil
+
+    base = str(tmp_path_factory.getbasetemp())
+    leftovers = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        cmdline = " ".join(proc.info.get("cmdline") or [])
+        if proc.pid != os.getpid() and "--state-dir" in cmdline and base in cmdline:
+            leftovers.append(proc)
+    for proc in leftovers:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(leftovers, timeout=10)

@@ -24,7 +24,7 @@ def console_env(tmp_path_factory: pytest.TempPathFactory):
     state = tmp_path_factory.mktemp("console-state")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RC_", "SSH_"))}
     env.update(HOME=str(tmp_path_factory.mktemp("console-home")), RC_STATE_DIR=str(state), RC_PROFILE="sandbox",
-               PYTHONPATH=str(ROOT))
+               PYTHONPATH=str(ROOT), RC_WATCHDOG__AUTOSTART="false")
     yield env
     down(state)
 
