@@ -26,7 +26,6 @@ import json
 import os
 import secrets
 import stat
-import tempfile
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -38,6 +37,7 @@ from runtime_checks import models
 from runtime_checks.checks import CheckResult
 from runtime_checks.errors import CheckInputError, GateNotPassed, TamperedGateRecord
 from training.registry import finite_json
+from training.atomic import atomic_path
 
 RECORD_FORMAT = "retrain-console/gate/1"
 KEY_NAME = "gate.key"
@@ -236,16 +236,8 @@ def record_gate(
 
 
 def _write_atomic(path: Path, body: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(body)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(body)
 
 
 # -- verifying --------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from training.errors import BadTrainingConfig
+from training.atomic import atomic_path
 
 SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,10}-[A-Z]{3,5}$")
 ARTIFACT_FILES = ("model.pt", "config.json", "metrics.json", "features.json", "training_log.json")
@@ -219,18 +220,9 @@ def sha256_file(path: Path) -> str:
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON to a temp file beside ``path``, fsync, rename: readers see old or new, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(finite_json(data), fh, indent=2, sort_keys=True, default=str, allow_nan=False)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    text = json.dumps(finite_json(data), indent=2, sort_keys=True, default=str, allow_nan=False)
+    with atomic_path(Path(path)) as tmp:
+        tmp.write_text(text)
 
 
 def _write_json(path: Path, data: Any) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from training.dataset import SymbolDataset, gather_windows
 from training.errors import BadTrainingConfig, CheckpointMismatch
 from training.models.config import TrainConfig
 from training.models.lstm import DirectionLSTM
+from training.atomic import atomic_path
 
 EVAL_BATCH = 4096
 
@@ -305,14 +305,8 @@ def _save_checkpoint(path: Path, *, dataset, model, runner, epoch, history, best
 
 def atomic_torch_save(payload: Any, path: Path) -> None:
     """``torch.save`` to a temp file beside ``path``, then rename: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
