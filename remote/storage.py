@@ -43,6 +43,7 @@ from remote.errors import (
     StorageAccessDenied,
     StorageError,
 )
+from remote.processes import pid_alive
 
 MODELS_PREFIX = "models/"
 LATEST_KEY = "models/latest.json"
@@ -280,7 +281,8 @@ class _VersionedStore(ABC):
         final = safe_join(dest_dir, record.version)
         if final.is_dir():
             return final
-        staging = safe_join(dest_dir, f".rc-partial-{record.version}-{secrets.token_hex(4)}")
+        _sweep_dead_downloads(dest_dir)
+        staging = safe_join(dest_dir, f".rc-partial-{record.version}-{os.getpid()}-{secrets.token_hex(4)}")
         staging.mkdir()
         try:
             for rel, (size, expected) in sorted(record.files.items()):
@@ -297,6 +299,14 @@ class _VersionedStore(ABC):
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)
         return final
+
+
+def _sweep_dead_downloads(dest_dir: Path) -> None:
+    """Remove staging folders of downloads whose process died (a SIGKILL skips ``finally``)."""
+    for staging in dest_dir.glob(".rc-partial-*"):
+        parts = staging.name.rsplit("-", 2)
+        if len(parts) == 3 and parts[1].isdigit() and not pid_alive(int(parts[1])):
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def _manifest_bytes(record: VersionRecord) -> bytes:

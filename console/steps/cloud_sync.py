@@ -18,7 +18,6 @@ checks every sha256, and places it in ``<data_root>/models``.
 from __future__ import annotations
 
 import dataclasses
-import os
 import secrets
 import shutil
 from datetime import datetime, timedelta, timezone
@@ -32,6 +31,7 @@ from remote.metrics import HostReading, read_host
 from remote.ssh import SSHRunner, SSHTarget
 from remote.storage import ArtifactTags, S3ArtifactStore, safe_join, sha256_of
 from remote.sync import fetch_dir, sync_dir
+from training.atomic import atomic_path
 
 if TYPE_CHECKING:  # pragma: no cover
     from console.settings import Settings
@@ -340,7 +340,6 @@ def place_version(store: S3ArtifactStore, version: str, models_root: Path, downl
         target.parent.mkdir(parents=True, exist_ok=True)
         if target.is_file() and sha256_of(target) == sha256_of(path):
             continue
-        tmp = target.with_name(f".{target.name}.rc-tmp-{secrets.token_hex(4)}")
-        shutil.copyfile(path, tmp)
-        os.replace(tmp, target)
+        with atomic_path(target) as tmp:
+            shutil.copyfile(path, tmp)
     return {"version": local.name, "files": len(files), "models_dir": str(models_root)}

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from remote.processes import pid_alive
 from remote.errors import SandboxError, SandboxNotRunning
 from remote.sandbox.endpoints import SandboxEndpoints, SandboxPaths
 
@@ -56,12 +57,12 @@ def down(state_dir: Path, *, timeout_s: float = 20.0) -> bool:
     paths = SandboxPaths.under(state_dir)
     with _locked(paths):
         pid = _read_pid(paths)
-        if pid is None or not _alive(pid):
+        if pid is None or not pid_alive(pid):
             _remove_stale(paths)
             return False
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout_s
-        while _alive(pid):
+        while pid_alive(pid):
             if time.monotonic() >= deadline:
                 os.kill(pid, signal.SIGKILL)
                 break
@@ -102,7 +103,7 @@ def _running(state_dir: Path) -> SandboxEndpoints | None:
         endpoints = SandboxEndpoints.read(state_dir)
     except SandboxError:
         return None
-    if not _alive(endpoints.pid) or not endpoints.healthy():
+    if not pid_alive(endpoints.pid) or not endpoints.healthy():
         return None
     return endpoints
 
@@ -130,7 +131,7 @@ def _wait_published(paths: SandboxPaths, state_dir: Path, pid: int, timeout_s: f
                 return endpoints
         except SandboxError:
             pass
-        if not _alive(pid):
+        if not pid_alive(pid):
             raise SandboxError(f"the sandbox daemon exited at start: {_last_line(paths.log_file)} "
                                f"(see {paths.log_file})")
         time.sleep(0.05)
@@ -142,24 +143,6 @@ def _read_pid(paths: SandboxPaths) -> int | None:
         return int(paths.pid_file.read_text().strip())
     except (OSError, ValueError):
         return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child (a daemon we spawned from this process and that died) is not alive.
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            if fh.read().rsplit(")", 1)[1].split()[0] == "Z":
-                os.waitpid(pid, os.WNOHANG)
-                return False
-    except (OSError, IndexError, ChildProcessError):
-        pass
-    return True
 
 
 def _remove_stale(paths: SandboxPaths) -> None:

@@ -75,6 +75,24 @@ def test_upload_then_download_latest_round_trips_with_pointer(store, tmp_path):
     assert not [p for p in (tmp_path / "dl").iterdir() if p.name.startswith(".rc-partial")]
 
 
+
+def test_download_clears_staging_left_by_a_killed_downloader_but_not_a_live_one(store, tmp_path):
+    import subprocess
+    import sys
+
+    record = store.upload_version(_models(tmp_path / "out"), TAGS)
+    dl = tmp_path / "dl"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    killed = dl / f".rc-partial-{record.version}-{dead.stdout.strip()}-0badf00d"
+    live = dl / f".rc-partial-{record.version}-{os.getppid()}-0badf00d"
+    for staging in (killed, live):
+        (staging / "models").mkdir(parents=True)
+        (staging / "models" / "model.pt").write_bytes(b"half")
+    store.download_version(record.version, dl)
+    assert not killed.exists()
+    assert live.exists()
+
 def test_sha256_mismatch_is_refused_and_nothing_is_left(store, tmp_path):
     record = store.upload_version(_models(tmp_path / "out"), TAGS)
     _tamper(store, f"models/{record.version}/roster.json", b'["ETH-USD"]')
