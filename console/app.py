@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import click
 
-from console.settings import LoadedSettings, Settings, load_settings
-from console.state import StateStore
+if TYPE_CHECKING:  # imported when first used: pydantic alone costs ~0.3 s, too much for `console tui`'s first frame
+    from console.settings import LoadedSettings, Settings
+    from console.state import StateStore
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -35,6 +36,8 @@ class App:
     @property
     def loaded(self) -> LoadedSettings:
         if self._loaded is None:
+            from console.settings import load_settings
+
             self._loaded = load_settings(config=self.config, flags=self.flag_overrides())
         return self._loaded
 
@@ -45,6 +48,8 @@ class App:
     @property
     def store(self) -> StateStore:
         if self._store is None:
+            from console.state import StateStore
+
             self._store = StateStore.open(Path(self.settings.state_dir))
         return self._store
 

@@ -6,6 +6,14 @@ and a second thread worker follows the run through the state store and its log f
 they post messages (`FeedUpdated`, `ReadingTaken`, `DriveFinished`) that the app handles
 on its own thread. A run driven by another process (``--attach``) is followed the same
 way; this console then only watches until that process lets go of the run.
+
+The first frame comes first: nothing heavy is built or loaded before it. It shows the
+panes' titled outlines (`opening_outlines`); the real panes (`main_panes`: a table,
+sparklines, the log, the footer) replace them right after it is drawn. ``console tui`` hands
+the app an opener (`OperatorApp.opening`) that loads settings and the state store in a
+worker once the panes are up, and the engine, the checklist and pydantic load in the
+workers that follow the run. An app given settings and a store directly (the tests)
+starts following as soon as the panes are up.
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from typing import Any, Callable, Iterable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterable, TypeVar
 
 from textual import work
 from textual.app import App, ComposeResult, SystemCommand
@@ -22,14 +30,11 @@ from textual.css.query import NoMatches
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from console.checklist.engine import Engine, EngineEvent, RunOutcome
-from console.checklist.spec import ChecklistSpec, load_checklist
-from console.checklist.step import StepState
 from console.errors import ConsoleError
-from console.settings import Settings
 from console.state import InstanceRecord, StateStore
 from console.tui.feed import (
     FeedUpdate,
@@ -61,9 +66,24 @@ from console.tui.modals import ConfirmModal, QuitModal, ReasonModal, RunPicker
 from console.tui.panes import ChecklistPane, CostPane, GpuPane, TrainingView
 from console.tui.readings import Reading, ReadingSource, gpu_reading_from_event, host_reading
 
+if TYPE_CHECKING:  # the engine, the checklist and settings load after the first frame, in workers
+    from console.checklist.engine import Engine, EngineEvent, RunOutcome
+    from console.checklist.spec import ChecklistSpec
+    from console.settings import Settings
+
 RETRYABLE_STATES = ("failed", "blocked", "cancelled")
 
+Opener = Callable[[], "tuple[Settings, StateStore, str | None]"]
+"""Loads settings and the state store and names the run to show; runs in a worker after the first frame."""
+
 _Handler = TypeVar("_Handler", bound=Callable[..., None])
+
+
+def _finished(state: str) -> bool:
+    """The engine's own test of a finished step (imported here: the engine is loaded by then)."""
+    from console.checklist.step import StepState
+
+    return StepState(state).finished
 
 
 def _while_on_screen(handler: _Handler) -> _Handler:
@@ -118,12 +138,62 @@ class SpecLoaded(Message):
         self.error = error
 
 
+class StateOpened(Message):
+    """The opener's settings, store and run (or the error that stopped it)."""
+
+    def __init__(self, opened: "tuple[Settings, StateStore, str | None] | None", error: BaseException | None = None) -> None:
+        super().__init__()
+        self.opened = opened
+        self.error = error
+
+
 class DriveFinished(Message):
     """The engine stopped driving: the run's outcome."""
 
     def __init__(self, outcome: RunOutcome) -> None:
         super().__init__()
         self.outcome = outcome
+
+
+# -- the screen's two faces ------------------------------------------------------------------
+
+
+def opening_outlines() -> list[Widget]:
+    """The first frame: the panes' titled outlines under a header saying what is loading.
+
+    A handful of Statics, drawn before any table, sparkline, log or footer is built, so the
+    operator sees the console at once; `main_panes` replace them a moment later.
+    """
+    return [
+        Static("retrain-console │ opening…", id="header"),
+        Horizontal(
+            _outline("checklist", ChecklistPane.BORDER_TITLE),
+            Vertical(_outline("gpu", GpuPane.BORDER_TITLE), _outline("cost", CostPane.BORDER_TITLE), id="side"),
+            id="top",
+        ),
+        Horizontal(_outline("logs", LogPane.BORDER_TITLE), _outline("training", TrainingView.BORDER_TITLE), id="bottom"),
+    ]
+
+
+def _outline(pane_id: str, title: str) -> Static:
+    outline = Static("", id=pane_id, classes="outline")
+    outline.border_title = title
+    return outline
+
+
+def main_panes(log_cap: int) -> list[Widget]:
+    """The operator console's panes: checklist, GPU, cost, log and training, the why line, the footer."""
+    return [
+        Static("", id="header"),
+        Horizontal(
+            ChecklistPane(id="checklist"),
+            Vertical(GpuPane(id="gpu"), CostPane(id="cost"), id="side"),
+            id="top",
+        ),
+        Horizontal(LogPane(cap=log_cap, id="logs"), TrainingView(id="training"), id="bottom"),
+        Static("", id="why"),
+        Footer(),
+    ]
 
 
 # -- the app -----------------------------------------------------------------------------------
@@ -150,8 +220,8 @@ class OperatorApp(App[None]):
 
     def __init__(
         self,
-        settings: Settings,
-        store: StateStore,
+        settings: Settings | None,
+        store: StateStore | None,
         *,
         run_id: str | None = None,
         config: str | None = None,
@@ -166,8 +236,10 @@ class OperatorApp(App[None]):
         watchdog_status: Callable[[], WatchdogView | None] | None = None,
     ) -> None:
         super().__init__()
-        self.settings = settings
-        self.store = store
+        # Settings and the store are None only until the opener has run (`opening`; `self.opened`).
+        self.settings: Settings = settings  # type: ignore[assignment]
+        self.store: StateStore = store  # type: ignore[assignment]
+        self.config = config
         self.run_id = run_id
         self.clock = clock
         """Every figure on screen is computed at ``clock()`` (fixed in snapshot tests)."""
@@ -175,11 +247,11 @@ class OperatorApp(App[None]):
         self.reading_every_s = reading_every_s
         self.poll_s = poll_s
         self.log_cap = log_cap
-        self.terminator = terminator or cli_terminator(settings, config)
+        self.terminator = terminator
         self.live_approver = live_approver
-        self.gate_verifier = gate_verifier or landed_gate_verifier(settings, store)
+        self.gate_verifier = gate_verifier
         """The gate module's check, run in the feed thread (it hashes model files)."""
-        self.watchdog_status = watchdog_status or landed_watchdog_status(settings)
+        self.watchdog_status = watchdog_status
         self.spec: ChecklistSpec | None = None
         self.snapshot: RunSnapshot | None = None
         self.gate = GateStatus(False, "no gate record: the dry run must pass first")
@@ -197,21 +269,42 @@ class OperatorApp(App[None]):
         self._wake = threading.Event()
         self._texts: dict[str, str] = {}
         self._spec_error: str | None = None
+        self._opener: Opener | None = None
+        self.open_error: BaseException | None = None
+        """Why the opener failed; `console tui` raises it once the screen is gone (one line, its exit code)."""
+        self.ready = False
+        """True once the screen shows the run's records (the first feed update with a snapshot is drawn)."""
+        self.main_up = False
+        """True once the real panes (`main_panes`) have replaced the opening outlines."""
+        self.readings_taken = 0
+        """Hardware readings received (a screenshot waits for a few, so the sparklines have a history)."""
+        if settings is not None and store is not None:
+            self._use(settings, store)
+
+    @classmethod
+    def opening(cls, opener: Opener, **kwargs: Any) -> "OperatorApp":
+        """An app whose first frame needs neither settings nor the store: ``opener`` loads them
+        in a worker once that frame is up (pydantic and the engine cost more than the frame)."""
+        app = cls(None, None, **kwargs)
+        app._opener = opener
+        return app
+
+    @property
+    def opened(self) -> bool:
+        """True once settings and the state store are loaded."""
+        return self.settings is not None and self.store is not None
+
+    def _use(self, settings: Settings, store: StateStore) -> None:
+        """Take the loaded settings and store; wire the guarded actions and the feed's checks to them."""
+        self.settings, self.store = settings, store
+        self.terminator = self.terminator or cli_terminator(settings, self.config)
+        self.gate_verifier = self.gate_verifier or landed_gate_verifier(settings, store)
+        self.watchdog_status = self.watchdog_status or landed_watchdog_status(settings)
 
     # -- layout ------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        yield Static("", id="header")
-        with Horizontal(id="top"):
-            yield ChecklistPane(id="checklist")
-            with Vertical(id="side"):
-                yield GpuPane(id="gpu")
-                yield CostPane(id="cost")
-        with Horizontal(id="bottom"):
-            yield LogPane(cap=self.log_cap, id="logs")
-            yield TrainingView(id="training")
-        yield Static("", id="why")
-        yield Footer()
+        yield from opening_outlines()
 
     def _tearing_down(self) -> bool:
         """True once the app is exiting and its screens and panes are being removed."""
@@ -226,11 +319,54 @@ class OperatorApp(App[None]):
         return self.screen_stack[0]
 
     def on_mount(self) -> None:
+        # The outlines are drawn first; the real panes replace them once they are on the terminal.
+        self.call_after_refresh(self._build_panes)
+
+    async def _build_panes(self) -> None:
+        """Replace the opening outlines by the real panes; then follow the run, or first open the store."""
+        if self._exit:
+            return  # quit before the panes were built
+        screen = self._main
+        with self.batch_update():
+            await screen.query_children().remove()
+            await screen.mount_all(main_panes(self.log_cap))
+        self.main_up = True
         self._main.query_one("#steps", DataTable).focus()
+        if self.opened:
+            self._start()
+        else:
+            self._set_text("#header", "retrain-console │ opening the state store…")
+            # After a frame: the opener's imports hold the GIL while they run.
+            self.call_after_refresh(self.open_state)
+
+    def _start(self) -> None:
+        """Follow the run, take readings, tick: everything after settings and the store are loaded."""
         self.follow_run(self.run_id)
         if self.readings is not None:
             self.take_readings()
         self.set_interval(1.0, self._tick)
+
+    @work(thread=True, group="open", exclusive=True, exit_on_error=False)
+    def open_state(self) -> None:
+        """Run the opener off the UI thread; warm the engine's imports for the workers that follow."""
+        assert self._opener is not None
+        try:
+            opened = self._opener()
+            import console.checklist.engine  # noqa: F401 - pydantic and every step, loaded here once
+        except BaseException as exc:  # noqa: BLE001 - `console tui` reports it once the screen is gone
+            self.post_message(StateOpened(None, exc))
+            return
+        self.post_message(StateOpened(opened))
+
+    @_while_on_screen
+    def on_state_opened(self, message: StateOpened) -> None:
+        if message.opened is None:
+            self.open_error = message.error
+            self.exit(return_code=1)
+            return
+        settings, store, self.run_id = message.opened
+        self._use(settings, store)
+        self._start()
 
     def on_unmount(self) -> None:
         self._wake.set()
@@ -263,6 +399,8 @@ class OperatorApp(App[None]):
     @work(thread=True, group="spec", exclusive=True, exit_on_error=False)
     def load_spec(self, run_id: str, feed_id: int) -> None:
         """Load the run's checklist off the UI thread (it imports every step: slow the first time)."""
+        from console.checklist.spec import load_checklist
+
         run = self.store.get_run(run_id)
         try:
             if run is None:
@@ -331,11 +469,13 @@ class OperatorApp(App[None]):
             if update.snapshot != self.snapshot or gate != self.gate:  # unchanged records: nothing to draw
                 self.snapshot, self.gate = update.snapshot, gate
                 self._redraw()
+            self.ready = True
         self.feed_updates += 1
 
     @_while_on_screen
     def on_reading_taken(self, message: ReadingTaken) -> None:
         self.host = message.reading
+        self.readings_taken += 1
         if self._host_reading_applies():
             self._main.query_one(GpuPane).show(message.reading, sandbox=self.settings.is_sandbox)
 
@@ -375,6 +515,8 @@ class OperatorApp(App[None]):
             self._main.query_one(selector, Static).update(text)
 
     def _draw_header(self) -> None:
+        if not self.opened:
+            return  # the header says the store is being opened
         snap = self.snapshot
         run = snap.run if snap else None
         parts = [f"profile {self.settings.profile}"]
@@ -407,6 +549,8 @@ class OperatorApp(App[None]):
 
     def _refusal(self, action: str) -> str | None:
         """Why ``action`` cannot be done now (one line), or None when it can."""
+        if not self.opened and action not in ("details", "quit"):
+            return "opening the state store"
         snap = self.snapshot
         run = snap.run if snap else None
         if action in ("run_next", "run_all", "retry", "skip"):
@@ -421,12 +565,12 @@ class OperatorApp(App[None]):
             if snap and snap.driven_elsewhere_or_here:
                 return f"run {run.id} is driven by pid {run.driver_pid}: following only"
             steps = snap.steps if snap else []
-            if all(StepState(s.state).finished for s in steps):
+            if all(_finished(s.state) for s in steps):
                 return f"run {run.id} has no unfinished step"
             selected = self._main.query_one(ChecklistPane).selected
             if action == "retry" and (selected is None or selected.state not in RETRYABLE_STATES):
                 return "select a failed, blocked or cancelled step to retry"
-            if action == "skip" and (selected is None or StepState(selected.state).finished):
+            if action == "skip" and (selected is None or _finished(selected.state)):
                 return "select an unfinished step to skip"
             return None
         if action == "cancel_step":
@@ -439,6 +583,8 @@ class OperatorApp(App[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Greys out (None) the bindings whose action is refused now; the why line says why."""
+        if not self.main_up and action != "quit":
+            return False  # the opening screen has no panes to act on
         if action in ("run_next", "run_all", "retry", "skip", "cancel_step", "terminate", "go_live"):
             return None if self._refusal(action) else True
         return True
@@ -462,13 +608,13 @@ class OperatorApp(App[None]):
     def action_run_next(self) -> None:
         if not self._allowed("run_next"):
             return
-        step = next(s for s in self.snapshot.steps if not StepState(s.state).finished)  # type: ignore[union-attr]
+        step = next(s for s in self.snapshot.steps if not _finished(s.state))  # type: ignore[union-attr]
         self._confirm_drive(f"Run the next step: {step.name}", [step.name], {"only": step.name}, "Run step")
 
     def action_run_all(self) -> None:
         if not self._allowed("run_all"):
             return
-        names = [s.name for s in self.snapshot.steps if not StepState(s.state).finished]  # type: ignore[union-attr]
+        names = [s.name for s in self.snapshot.steps if not _finished(s.state)]  # type: ignore[union-attr]
         self._confirm_drive(f"Run all {len(names)} unfinished steps", names, {}, "Run all")
 
     def action_retry(self) -> None:
@@ -547,11 +693,16 @@ class OperatorApp(App[None]):
         self.push_screen(ConfirmModal("Go live", body, "Go live"), answered)
 
     def action_details(self) -> None:
+        if not self.main_up:
+            return
         pane = self._main.query_one(ChecklistPane)
         pane.show_details = not pane.show_details
         pane.show_selected()
 
     def action_pick_run(self) -> None:
+        if not self._allowed("pick_run"):
+            return
+
         def picked(run_id: str | None) -> None:
             if run_id:
                 self.follow_run(run_id)
@@ -603,6 +754,8 @@ class OperatorApp(App[None]):
     @work(thread=True, group="engine", exclusive=True, exit_on_error=False)
     def drive(self, run_id: str, spec: ChecklistSpec, selection: dict[str, Any]) -> None:
         """Drive the run with the same engine as `console run`; report through messages."""
+        from console.checklist.engine import Engine
+
         engine = Engine(self.settings, self.store, listener=self._listen)
         self._engine = engine
         outcome = engine.drive(run_id, spec, **selection)

@@ -12,12 +12,13 @@ import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from console.checklist.engine import RunLock, run_dir
-from console.settings import Settings
 from console.state import EventRecord, InstanceRecord, RunRecord, StateStore, StepRecord
 from console.tui.figures import GPU_EVENT_KINDS, WATCHDOG_EVENT_PREFIX, CostFigures, run_cost_figures
+
+if TYPE_CHECKING:
+    from console.settings import Settings
 
 SNAPSHOT_EVERY_S = 5.0
 """Re-read steps, instances and the gate at least this often even with no new events
@@ -155,6 +156,8 @@ class RunFeed:
         cost = run_cost_figures(self.store, self.settings, run.id, now=self.clock()) if run and instances else None
         gate_row = self.store.latest_gate()
         gate = _row(gate_row) if gate_row is not None else None
+        from console.checklist.engine import RunLock, run_dir  # the engine (pydantic) loads in the feed thread
+
         held = bool(run) and RunLock.is_held(run_dir(self.settings, run.id))
         watchdog = None
         if self.watchdog_status is not None:
@@ -185,6 +188,8 @@ class RunFeed:
         `log_lines_total` counts every new line, kept or not. Cutting here, on bytes, keeps
         hours of output from ever reaching the screen's thread.
         """
+        from console.checklist.engine import run_dir
+
         directory = run_dir(self.settings, self.run_id or "")
         if not directory.is_dir():
             return []

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from console.cost import InstanceCost, instance_cost, projected_cost, run_budget_usd, step_remaining_s
-from console.settings import Settings
 from console.state import EventRecord, StateStore
+
+if TYPE_CHECKING:
+    from console.settings import Settings
 
 TRAINING_EVENT_KINDS = ("train.progress", "train.epoch")
 """Events the per-symbol training view reads.

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from console.cost import InstanceCost
 from console.errors import ConsoleError
-from console.settings import Settings
 from console.state import InstanceRecord, StateStore
 from console.tui.figures import format_duration
+
+if TYPE_CHECKING:
+    from console.settings import Settings
 
 CLOUD_STEPS = frozenset({"launch", "sync", "train", "upload"})
 """Steps that start or keep a rented instance running (and so cost money by the hour)."""

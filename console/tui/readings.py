@@ -15,8 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-import psutil
-
 
 @dataclass(frozen=True)
 class Reading:
@@ -40,6 +38,8 @@ ReadingSource = Callable[[], "Reading | None"]
 
 def host_reading() -> Reading:
     """This machine's CPU use since the last call and its memory use (real figures, via psutil)."""
+    import psutil  # loaded in the readings thread, after the first frame
+
     memory = psutil.virtual_memory()
     return Reading(
         "host",
