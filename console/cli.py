@@ -31,7 +31,7 @@ COMMANDS: dict[str, str] = {
     "sandbox": "sandbox", "instance": "instance",
     "sync": "remote", "exec": "remote", "models": "remote",
     "check": "check", "dryrun": "dryrun", "gate": "gate", "live": "gate",
-    "watchdog": "watchdog", "cost": "cost",
+    "watchdog": "watchdog", "cost": "cost", "train": "train",
     "tui": "tui",
 }
 

@@ -163,6 +163,38 @@ def instances_of_run(state_dir: Path, run_id: str) -> list[dict[str, Any]]:
     return [i for r in pages["Reservations"] for i in r["Instances"]]
 
 
+def live_instances_of_run(state_dir: Path, run_id: str) -> list[str]:
+    """Ids of the run's instances that are pending or running right now."""
+    return [i["InstanceId"] for i in instances_of_run(state_dir, run_id)
+            if i["State"]["Name"] in ("pending", "running")]
+
+
+def checkpoint_problems(state_dir: Path, run_id: str, symbols: list[str]) -> list[str]:
+    """What is wrong with the run's checkpoints in the sandbox's S3 (``checkpoints/<run>/<SYMBOL>/``):
+    a pointer missing, or naming an object that is missing or whose bytes do not match the
+    sha256 in the pointer and in the object's metadata."""
+    import json
+
+    from botocore.exceptions import ClientError
+
+    from console.steps.cloud_sync import SANDBOX_BUCKET
+
+    s3 = s3_client(state_dir)
+    problems = []
+    for symbol in symbols:
+        prefix = f"checkpoints/{run_id}/{symbol}/"
+        try:
+            pointer = json.loads(s3.get_object(Bucket=SANDBOX_BUCKET, Key=prefix + "last.json")["Body"].read())
+            obj = s3.get_object(Bucket=SANDBOX_BUCKET, Key=pointer["key"])
+        except (ClientError, KeyError, ValueError) as exc:
+            problems.append(f"{prefix}: {exc}")
+            continue
+        digest = hashlib.sha256(obj["Body"].read()).hexdigest()
+        if digest != pointer["sha256"] or obj.get("Metadata", {}).get("sha256") != digest:
+            problems.append(f"{pointer['key']}: sha256 does not match")
+    return problems
+
+
 def instance_root(state_dir: Path, instance_id: str) -> Path:
     """The sandbox host's root directory (its HOME): jobs, artifacts, checkpoints."""
     return state_dir / "sandbox" / "instances" / instance_id

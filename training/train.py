@@ -5,6 +5,11 @@ then the feature file and its hash, the purged split, the fit (resuming from
 ``<out>/checkpoints/<SYMBOL>/last.pt`` when it exists), test metrics with baselines and the
 after-cost rule, and the model folder with its gate verdict (`training.registry`).
 
+After every epoch, once ``last.pt`` is whole, ``last.json`` beside it records its epoch,
+size and sha256 (`record_checkpoint`): what the console reads to copy a checkpoint off the
+host only when it is complete and current, and to check the copy (a spot interruption
+then loses at most the epoch under way).
+
 Stdout carries one JSON object per line, for the scheduler and the console to stream::
 
     {"event": "start", "symbol", "rows", "features", "train", "val", "test", "device", "precision", "resumed_from"}
@@ -19,6 +24,7 @@ Exit codes: 0 done (whether or not the model passed its gates), 1 failed (worth 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 import sys
@@ -44,6 +50,8 @@ from training.metrics import TradingCosts, after_cost, classification_metrics, l
 from training.models.config import TrainConfig, read_config_file
 
 CHECKPOINT_NAME = "last.pt"
+CHECKPOINT_RECORD = "last.json"
+"""Beside ``last.pt``: ``{"epoch", "size", "sha256", "file"}`` of the checkpoint it describes."""
 EXIT_INTERRUPTED = 130
 
 
@@ -119,6 +127,9 @@ def run_job(job: TrainJob, *, on_event: Callable[..., None] = emit) -> registry.
     began = time.time()
 
     def epoch_line(record) -> None:
+        # fit() has saved this epoch's checkpoint by now; describe it before announcing the
+        # epoch, so whoever acts on the line finds the record that matches.
+        record_checkpoint(job.checkpoint, record.epoch)
         on_event(
             "epoch",
             symbol=job.symbol,
@@ -315,6 +326,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         traceback.print_exc(file=sys.stderr)
         return EXIT_FAILED
     return 0
+
+
+def record_checkpoint(checkpoint: Path, epoch: int) -> dict[str, Any]:
+    """Write ``last.json`` beside ``checkpoint`` (atomically): its epoch, size and sha256."""
+    digest = hashlib.sha256()
+    with open(checkpoint, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    record = {"file": checkpoint.name, "epoch": int(epoch), "size": checkpoint.stat().st_size,
+              "sha256": digest.hexdigest()}
+    registry.write_json_atomic(checkpoint.with_name(CHECKPOINT_RECORD), record)
+    return record
 
 
 def _checkpoint_epoch(path: Path) -> int:
