@@ -5,6 +5,16 @@ Started detached by `remote.sandbox.lifecycle.ensure_up` as
 pid file first and ``endpoints.json`` last, when everything answers, so a reader that
 finds the endpoints file can use it. moto keeps its state in memory: a restarted daemon
 is a fresh, empty cloud (instances of the previous one are gone, as their roots are).
+
+It never outlives its purpose:
+
+- its pid file is its lease: when the file is gone (the state directory was deleted, a
+  test's temporary directory cleaned up) or names another process (a newer daemon), it
+  shuts down by itself within about a second;
+- a stop request (SIGTERM, SIGINT, or the lost pid file) gets a clean shutdown of at most
+  ``--shutdown-grace-s`` seconds; past that, or on a second signal, it ends its hosts'
+  processes and exits at once. The signal handler and the deadline run outside the event
+  loop, so a loop that is stuck cannot keep the daemon alive.
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ import secrets
 import shutil
 import signal
 import sys
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -51,28 +62,110 @@ SANDBOX_DLAMI = {
 """A Deep Learning AMI moto would otherwise lack, so the default AMI pattern finds one."""
 
 
+SHUTDOWN_GRACE_S = 10.0
+"""How long a clean shutdown may take before the daemon ends everything and exits."""
+PID_CHECK_S = 1.0
+"""How often the daemon checks that its pid file is still there and still its own."""
+
+
+class Shutdown:
+    """The daemon's stop request: who asked, and the deadline that makes it final.
+
+    `request` may be called from a signal handler, the pid-file watcher or the loop; the
+    first call asks the event loop to stop and starts the deadline, later ones do nothing.
+    """
+
+    def __init__(self, paths: SandboxPaths, grace_s: float) -> None:
+        self.paths = paths
+        self.grace_s = grace_s
+        self.requested = threading.Event()
+        self.reason = ""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+
+    def attach(self, loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+        """Hand the serving loop's stop event over; a request made before now stops it at once."""
+        self._loop, self._stop = loop, stop
+        if self.requested.is_set():
+            stop.set()
+
+    def request(self, reason: str) -> None:
+        if self.requested.is_set():
+            return
+        self.reason = reason
+        self.requested.set()
+        log.info("stopping: %s", reason)
+        if self._loop is not None and self._stop is not None:
+            try:
+                self._loop.call_soon_threadsafe(self._stop.set)
+            except RuntimeError:  # the loop has closed already: the process is on its way out
+                pass
+        threading.Thread(target=self._deadline, name="shutdown-deadline", daemon=True).start()
+
+    def on_signal(self, signum: int, frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if self.requested.is_set():
+            _hard_exit(self.paths, f"second {name} while stopping")
+        self.request(f"{name} received")
+
+    def _deadline(self) -> None:
+        time.sleep(self.grace_s)
+        _hard_exit(self.paths, f"clean shutdown took longer than {self.grace_s:g}s")
+
+
+def _hard_exit(paths: SandboxPaths, why: str) -> None:
+    """End every process of this sandbox's hosts, drop our pid/endpoints files, exit now."""
+    try:
+        log.warning("exiting at once: %s", why)
+        kill_processes_under(paths.root / "instances", grace_s=0.5)
+    finally:
+        _drop_own_files(paths)
+        os._exit(1)
+
+
+def _drop_own_files(paths: SandboxPaths) -> None:
+    for path in (paths.endpoints_file, paths.pid_file):
+        if _owned(path):
+            path.unlink(missing_ok=True)
+
+
+def _watch_pid_file(paths: SandboxPaths, shutdown: Shutdown, interval_s: float) -> None:
+    """Stop the daemon once its pid file is gone or names another process: nobody can find
+    (or stop) a daemon without it, so it would run forever."""
+    while not shutdown.requested.wait(interval_s):
+        if not _owned(paths.pid_file):
+            shutdown.request(f"its pid file {paths.pid_file} is gone or names another process")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the daemon until SIGTERM/SIGINT. Returns the process exit status."""
+    """Run the daemon until SIGTERM/SIGINT or its pid file goes. Returns the process exit status."""
     parser = argparse.ArgumentParser(prog="python -m remote.sandbox.daemon")
     parser.add_argument("--state-dir", required=True, type=Path)
     parser.add_argument("--market-seed", type=int, default=7)
     parser.add_argument("--market-mode", default="structured")
+    parser.add_argument("--shutdown-grace-s", type=float, default=SHUTDOWN_GRACE_S)
     args = parser.parse_args(argv)
     paths = SandboxPaths.under(args.state_dir)
     paths.root.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     # asyncssh logs every command line at INFO; commands are the operator's business.
     logging.getLogger("asyncssh").setLevel(logging.WARNING)
+    shutdown = Shutdown(paths, args.shutdown_grace_s)
+    # Plain signal handlers, not the loop's: they run even while the loop is busy or blocked.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, shutdown.on_signal)
     paths.pid_file.write_text(f"{os.getpid()}\n")
+    threading.Thread(target=_watch_pid_file, args=(paths, shutdown, PID_CHECK_S), name="pid-file-watch",
+                     daemon=True).start()
     try:
-        return asyncio.run(_serve(paths, args))
+        return asyncio.run(_serve(paths, args, shutdown))
     finally:
-        for path in (paths.endpoints_file, paths.pid_file):
-            if path.exists() and _owned(path):
-                path.unlink(missing_ok=True)
+        _drop_own_files(paths)
+        # Whatever ended the loop, the process ends within the grace period from here.
+        shutdown.request("the daemon is ending")
 
 
-async def _serve(paths: SandboxPaths, args: argparse.Namespace) -> int:
+async def _serve(paths: SandboxPaths, args: argparse.Namespace, shutdown: Shutdown) -> int:
     started = time.monotonic()
     log.info("daemon starting")
     # A fresh moto is an empty cloud: the previous daemon's instance roots mean nothing now.
@@ -84,8 +177,7 @@ async def _serve(paths: SandboxPaths, args: argparse.Namespace) -> int:
     _prepare_moto_environment(paths)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    shutdown.attach(loop, stop)
 
     import boto3.session
     from botocore.config import Config
@@ -119,7 +211,8 @@ async def _serve(paths: SandboxPaths, args: argparse.Namespace) -> int:
     try:
         await fleet.run(stop)
     finally:
-        paths.endpoints_file.unlink(missing_ok=True)
+        if _owned(paths.endpoints_file):  # a newer daemon's file is not ours to remove
+            paths.endpoints_file.unlink(missing_ok=True)
         # Each server polls for shutdown every 0.5 s: stop them side by side.
         stops = [asyncio.to_thread(moto.stop)] + ([asyncio.to_thread(market.stop)] if market is not None else [])
         await asyncio.gather(*stops)
