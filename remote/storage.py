@@ -15,12 +15,19 @@ object's metadata, refuses any path that would land outside the target directory
 (``..``, absolute, through a symlink), assembles the version under a temporary name and
 renames it into place, so a partial download is never presented as complete.
 
+Besides versions, the store keeps small records of its own (the pre-live gate's, under
+``gates/``): `put_bytes` / `get_bytes` write and read one object whole, with its sha256 in
+its metadata, so a reader sees the old bytes or the new ones and never a mix. A cached
+download (``<dest>/<version>``) is checked file by file against the manifest before it is
+reused, and fetched again when it differs.
+
 `ArtifactStore` is the protocol; `S3ArtifactStore` (boto3, any ``endpoint_url``: AWS or
 the sandbox's moto) and `LocalArtifactStore` implement it over the same version logic.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -29,10 +36,11 @@ import secrets
 import shutil
 import tarfile
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Iterator, Protocol
 from urllib.parse import urlencode
 
 from remote.errors import (
@@ -170,7 +178,11 @@ def check_version(version: str) -> str:
 
 
 class ArtifactStore(Protocol):
-    """What the upload and download steps need from a store."""
+    """What the upload and download steps (and the gate's copy) need from a store."""
+
+    def put_bytes(self, key: str, data: bytes) -> str: ...
+
+    def get_bytes(self, key: str) -> bytes | None: ...
 
     def upload_version(self, local_dir: Path, tags: ArtifactTags, *, version: str | None = None) -> VersionRecord: ...
 
@@ -207,6 +219,20 @@ class _VersionedStore(ABC):
 
     @abstractmethod
     def describe(self) -> str: ...
+
+    # --- small records ---------------------------------------------------------
+
+    def put_bytes(self, key: str, data: bytes) -> str:
+        """Store ``data`` whole under ``key`` (a plain relative path outside ``models/``) with its
+        sha256 in the object's metadata; a reader sees the previous bytes or these, never a mix.
+        Returns the sha256."""
+        self._put_bytes(_record_key(key), bytes(data), None)
+        return hashlib.sha256(data).hexdigest()
+
+    def get_bytes(self, key: str) -> bytes | None:
+        """The bytes stored under ``key`` (checked against their recorded sha256), or None when
+        there is no such object; `ChecksumMismatch` when they differ from the record."""
+        return self._get_bytes(_record_key(key))
 
     # --- versions -------------------------------------------------------------
 
@@ -280,7 +306,12 @@ class _VersionedStore(ABC):
         dest_dir.mkdir(parents=True, exist_ok=True)
         final = safe_join(dest_dir, record.version)
         if final.is_dir():
-            return final
+            if _matches_manifest(final, record):
+                return final
+            # Edited, truncated or half-deleted since it was verified: never reuse it as is.
+            stale = safe_join(dest_dir, f".rc-stale-{record.version}-{os.getpid()}-{secrets.token_hex(4)}")
+            os.replace(final, stale)
+            shutil.rmtree(stale, ignore_errors=True)
         _sweep_dead_downloads(dest_dir)
         staging = safe_join(dest_dir, f".rc-partial-{record.version}-{os.getpid()}-{secrets.token_hex(4)}")
         staging.mkdir()
@@ -301,9 +332,29 @@ class _VersionedStore(ABC):
         return final
 
 
+def _matches_manifest(folder: Path, record: VersionRecord) -> bool:
+    """True when ``folder`` holds exactly the manifest's files, each with its size and sha256."""
+    found = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() or p.is_symlink()}
+    if found != set(record.files):
+        return False
+    for rel, (size, expected) in record.files.items():
+        path = folder / rel
+        if path.is_symlink() or path.stat().st_size != size or sha256_of(path) != expected:
+            return False
+    return True
+
+
+def _record_key(key: str) -> str:
+    """A key for `put_bytes` / `get_bytes`: a plain relative path, never inside the versions."""
+    check_relative_path(key)
+    if key.startswith(MODELS_PREFIX) or key.endswith(".meta.json"):
+        raise RemotePathRefused(f"key {key!r} is reserved for model versions; use another prefix (e.g. gates/)")
+    return key
+
+
 def _sweep_dead_downloads(dest_dir: Path) -> None:
-    """Remove staging folders of downloads whose process died (a SIGKILL skips ``finally``)."""
-    for staging in dest_dir.glob(".rc-partial-*"):
+    """Remove staging (and stale) folders of downloads whose process died (a SIGKILL skips ``finally``)."""
+    for staging in [*dest_dir.glob(".rc-partial-*"), *dest_dir.glob(".rc-stale-*")]:
         parts = staging.name.rsplit("-", 2)
         if len(parts) == 3 and parts[1].isdigit() and not pid_alive(int(parts[1])):
             shutil.rmtree(staging, ignore_errors=True)
@@ -455,25 +506,41 @@ class LocalArtifactStore(_VersionedStore):
     def _path(self, key: str) -> Path:
         return safe_join(self.root, key)
 
+    @contextmanager
+    def _locked(self, *, shared: bool) -> Iterator[None]:
+        """Writers hold the store's lock alone, readers together: an object and its
+        ``.meta.json`` are two files, and a reader must never see one new and one old."""
+        with open(self.root / ".rc-store.lock", "a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
     def _write_meta(self, path: Path, sha256: str, tags: ArtifactTags | None) -> None:
         meta = {"sha256": sha256, "tags": asdict(tags) if tags else {}}
-        path.with_name(path.name + ".meta.json").write_text(json.dumps(meta))
+        target = path.with_name(path.name + ".meta.json")
+        tmp = target.with_name(f".{target.name}.rc-tmp-{secrets.token_hex(4)}")
+        tmp.write_text(json.dumps(meta))
+        os.replace(tmp, target)
 
     def _put_file(self, key: str, path: Path, sha256: str, tags: ArtifactTags | None) -> None:
         target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.rc-tmp-{secrets.token_hex(4)}")
         shutil.copyfile(path, tmp)
-        self._write_meta(target, sha256, tags)
-        os.replace(tmp, target)
+        with self._locked(shared=False):
+            self._write_meta(target, sha256, tags)
+            os.replace(tmp, target)
 
     def _put_bytes(self, key: str, data: bytes, tags: ArtifactTags | None) -> None:
         target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.rc-tmp-{secrets.token_hex(4)}")
         tmp.write_bytes(data)
-        self._write_meta(target, hashlib.sha256(data).hexdigest(), tags)
-        os.replace(tmp, target)
+        with self._locked(shared=False):
+            self._write_meta(target, hashlib.sha256(data).hexdigest(), tags)
+            os.replace(tmp, target)
 
     def _recorded(self, path: Path) -> str | None:
         meta = path.with_name(path.name + ".meta.json")
@@ -486,15 +553,18 @@ class LocalArtifactStore(_VersionedStore):
         source = self._path(key)
         if not source.is_file():
             raise ArtifactNotFound(f"{key} is missing from {self.describe()}")
-        shutil.copyfile(source, dest)
-        return self._recorded(source)
+        with self._locked(shared=True):
+            shutil.copyfile(source, dest)
+            return self._recorded(source)
 
     def _get_bytes(self, key: str) -> bytes | None:
         source = self._path(key)
-        if not source.is_file():
-            return None
-        data = source.read_bytes()
-        recorded = self._recorded(source)
+        with self._locked(shared=True):
+            try:
+                data = source.read_bytes()
+            except (FileNotFoundError, IsADirectoryError):
+                return None
+            recorded = self._recorded(source)
         if recorded and recorded != hashlib.sha256(data).hexdigest():
             raise ChecksumMismatch(f"{key} in {self.describe()} does not match its recorded sha256; refusing it")
         return data

@@ -199,3 +199,104 @@ def test_write_through_existing_symlink_is_refused(tmp_path):
     with pytest.raises(ArtifactPathEscape):
         extract_tar_safely(_tar([(tarfile.TarInfo("sub/x.txt"), b"x")]), dest)
     assert not (outside / "x.txt").exists()
+
+
+# --- the cached download folder ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("damage", ["edited", "truncated", "deleted", "extra"])
+def test_cached_download_that_differs_from_the_manifest_is_fetched_again(store, tmp_path, damage):
+    src = _models(tmp_path / "out")
+    record = store.upload_version(src, TAGS)
+    cached = store.download_version(record.version, tmp_path / "dl")
+    model = cached / "models/BTC-USD/20261123T100000Z/model.pt"
+    if damage == "edited":
+        model.write_bytes(model.read_bytes()[:-1] + b"\x00")  # same size, other bytes
+    elif damage == "truncated":
+        model.write_bytes(model.read_bytes()[:100])
+    elif damage == "deleted":
+        model.unlink()
+    else:
+        (cached / "models/BTC-USD/20261123T100000Z/planted.py").write_text("import os\n")
+    again = store.download_version(record.version, tmp_path / "dl")
+    assert again == cached
+    assert sorted(p.relative_to(again).as_posix() for p in again.rglob("*") if p.is_file()) == sorted(record.files)
+    for rel in record.files:
+        assert (again / rel).read_bytes() == (src / rel).read_bytes()
+    assert [p.name for p in (tmp_path / "dl").iterdir()] == [record.version]  # no stale or staging folder left
+
+
+def test_intact_cached_download_is_reused_without_fetching(store, tmp_path):
+    record = store.upload_version(_models(tmp_path / "out"), TAGS)
+    cached = store.download_version(record.version, tmp_path / "dl")
+    marker = (cached / "roster.json").stat().st_ino
+    # The stored copy is now damaged: a reuse that fetched again would refuse it.
+    _tamper(store, f"models/{record.version}/roster.json", b'["ETH-USD"]')
+    assert store.download_version(record.version, tmp_path / "dl") == cached
+    assert (cached / "roster.json").stat().st_ino == marker
+
+
+# --- small records: put_bytes / get_bytes -----------------------------------------------------
+
+
+def test_put_bytes_round_trips_and_a_missing_key_is_none(store):
+    body = json.dumps({"passed": True, "id": secrets.token_hex(8)}).encode()
+    digest = store.put_bytes("gates/one.json", body)
+    assert digest == __import__("hashlib").sha256(body).hexdigest()
+    assert store.get_bytes("gates/one.json") == body
+    assert store.get_bytes("gates/none.json") is None
+    store.put_bytes("gates/one.json", b"{}")
+    assert store.get_bytes("gates/one.json") == b"{}"
+
+
+def test_s3_put_bytes_records_sha256_in_the_object_metadata(moto_endpoint, aws_credentials, s3_client):
+    bucket = "rc-test-" + secrets.token_hex(6)
+    store = S3ArtifactStore(bucket, endpoint_url=moto_endpoint, region="us-east-1")
+    store.ensure_bucket()
+    body = b'{"record": 1}'
+    digest = store.put_bytes("gates/x.json", body)
+    head = s3_client.head_object(Bucket=bucket, Key="gates/x.json")
+    assert head["Metadata"]["sha256"] == digest
+
+
+def test_get_bytes_refuses_bytes_that_differ_from_their_recorded_sha256(store):
+    store.put_bytes("gates/one.json", b'{"passed": false}')
+    _tamper(store, "gates/one.json", b'{"passed": true}')
+    with pytest.raises(ChecksumMismatch) as info:
+        store.get_bytes("gates/one.json")
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("key", ["models/latest.json", "models/x/MANIFEST.json", "../gates/x.json", "/etc/passwd",
+                                 "gates/../models/latest.json", "", "gates/x.json.meta.json"])
+def test_put_bytes_refuses_version_keys_and_escaping_paths(store, key):
+    with pytest.raises((RemotePathRefused, ArtifactPathEscape)):
+        store.put_bytes(key, b"{}")
+    with pytest.raises((RemotePathRefused, ArtifactPathEscape)):
+        store.get_bytes(key)
+
+
+def test_local_reader_never_sees_new_bytes_with_the_old_checksum(tmp_path):
+    """Object and checksum are two files in a local store; a reader racing a writer must
+    get one whole version or the other, never a ChecksumMismatch."""
+    import threading
+
+    store = LocalArtifactStore(tmp_path / "store")
+    bodies = [b"A" * 4096, b"B" * 8192]
+    store.put_bytes("gates/latest.json", bodies[0])
+    stop = threading.Event()
+
+    def writer() -> None:
+        i = 0
+        while not stop.is_set():
+            i += 1
+            store.put_bytes("gates/latest.json", bodies[i % 2])
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        for _ in range(300):
+            assert store.get_bytes("gates/latest.json") in bodies
+    finally:
+        stop.set()
+        thread.join()
