@@ -50,14 +50,11 @@ class TrainingFile:
 
 def read_training_file(features_dir: Path, symbol: str) -> TrainingFile:
     """``<features_dir>/<SYMBOL>.parquet``'s names, hash and time range; refuses a file for another symbol."""
-    import pyarrow.parquet as pq
-
-    from training.features.io import FeatureFileError, read_feature_meta
+    from training.features.io import FeatureFileError, read_feature_columns
 
     path = Path(features_dir) / f"{models.check_symbol(symbol)}.parquet"
     try:
-        meta = read_feature_meta(path)
-        table = pq.read_table(path, columns=["timestamp", "close"]).to_pandas()
+        table, meta = read_feature_columns(path, ["timestamp", "close"])
     except FeatureFileError as exc:
         raise CheckInputError(str(exc)) from None
     except (OSError, ValueError, KeyError) as exc:

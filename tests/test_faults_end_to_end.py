@@ -158,7 +158,7 @@ def test_killed_runner_in_every_step_resumes_to_completion_without_a_second_inst
     assert half_written_files(world.state_dir / "downloads") == []
     # Every data file under its final name is whole (atomic writes: never half a file).
     for parquet in world.data_dir.rglob("*.parquet"):
-        if not parquet.name.startswith("."):
+        if parquet.is_file() and not parquet.name.startswith("."):
             pq.read_metadata(parquet)
     world.runs["completed"] = run_id
     leftovers = half_written_files(world.data_dir)

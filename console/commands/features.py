@@ -9,11 +9,14 @@ from rich.console import Console
 from rich.table import Table
 
 from console.app import App, common_options, pass_app
-from console.steps.data import CountMismatch, build_all, feature_config, features_dir, verify_counts
+from console.errors import UsageError
+from console.steps.data import CountMismatch, feature_config, features_dir, verify_counts
 from console.steps.data import data_dir as data_root_for
 from console.render import output_console
 from training.data.market import check_symbol
+from training.data.store import CandleStore
 from training.features.build import tune_for_large_builds
+from training.features.files import build_feature_file, load_inputs, update_feature_file
 from training.features.spec import spec_for
 
 
@@ -36,18 +39,29 @@ def features_group() -> None:
 @click.option("--symbols", help="Comma-separated symbols (default: the configured ones).")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Data directory (default: <state>/data).")
 @click.option("--out", type=click.Path(file_okay=False), help="Output directory (default: <data>/features).")
+@click.option("--full", is_flag=True, help="Rebuild every row, not only the rows new candles add.")
 @common_options
 @pass_app
-def build_cmd(app: App, symbols: str | None, data_dir: str | None, out: str | None) -> None:
-    """Build FEATURES/<SYMBOL>.parquet for each symbol from the stored candles."""
+def build_cmd(app: App, symbols: str | None, data_dir: str | None, out: str | None, full: bool) -> None:
+    """Build FEATURES/<SYMBOL>.parquet for each symbol from the stored candles.
+
+    A file already built from the same spec is brought up to date: only the rows new
+    candles add (and the last week's part) are computed and written, and the result
+    equals a full rebuild. ``--full`` rebuilds every row.
+    """
     tune_for_large_builds()
     syms = _symbols(symbols, app)
     root = data_root_for(app.settings, data_dir)
     # Without --out the files go beside the data: <data>/features.
     target = features_dir(app.settings, out) if out else root / "features"
+    store = CandleStore(root)
+    config = feature_config(app.settings)
     for symbol in syms:
         t = time.perf_counter()
-        (report,) = build_all(app.settings, [symbol], data_root=root, out=target)
+        spec = spec_for(symbol, config)
+        candles, fundamentals = load_inputs(store, spec)
+        build = build_feature_file if full else update_feature_file
+        report = build(spec, candles, fundamentals, target)
         click.echo(f"{report.summary()} in {time.perf_counter() - t:.1f}s ({report.feature_hash[:19]})")
 
 
@@ -81,6 +95,14 @@ def verify_cmd(app: App, symbols: str | None, out: str | None) -> None:
     for r in rows:
         table.add_row(r.symbol, str(r.expected), "-" if r.found is None else str(r.found), "ok" if r.ok else r.problem)
     _console().print(table)
+    unreadable = [r for r in rows if r.found is None]
+    if len(unreadable) == 1:
+        # The file's own one-line complaint: damaged, missing or foreign, and what to do.
+        raise UsageError(unreadable[0].problem)
+    if unreadable:
+        names = ",".join(r.symbol for r in unreadable)
+        raise UsageError(f"the feature files of {names.replace(',', ', ')} are damaged, unreadable or missing",
+                         hint=f"rebuild them with `console features build --symbols {names}`")
     bad = [r for r in rows if not r.ok]
     if bad:
         raise CountMismatch(f"feature counts differ for {', '.join(r.symbol for r in bad)}",

@@ -203,7 +203,8 @@ class Sync(Step):
         layout = RemoteLayout.of(coordinates)
         cache = Path(ctx.settings.state_dir).expanduser() / "sync-cache"
         features = features_dir(ctx.settings)
-        missing = [s for s in ctx.params.symbols if not (features / f"{s}.parquet").is_file()]
+        # A feature file is a folder of parts now (an older one a single file): either counts.
+        missing = [s for s in ctx.params.symbols if not (features / f"{s}.parquet").exists()]
         if missing:
             raise StepFailed(f"no feature file for {', '.join(missing)} in {features}",
                              hint="run the features step first")
