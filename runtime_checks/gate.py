@@ -3,7 +3,9 @@
 A gate record pins the sha256 of every file in the model folders a runtime would load
 and the feature hash of the spec the runtime builder uses now, with an expiry. It is
 written next to the models (``<models_dir>/gate.json``), handed to the caller for the
-state store, and to any extra sinks (S3 when the profile has a bucket). It is signed
+state store, and to any extra sinks (S3 when the profile has a bucket); `verify_gate` may
+read a remote copy back when the file next to the models is missing, and judges it by the
+same rules. It is signed
 with an HMAC whose key lives in the state directory (``gate.key``, mode 0600), so an
 edited record (``"passed": true`` typed in by hand, a pushed-back expiry) never verifies.
 
@@ -275,18 +277,26 @@ def verify_gate(
     key_file: Path | None = None,
     feature_hash_of: Callable[[str], str] = current_feature_hash,
     state_copy: Mapping[str, Any] | None = None,
+    remote_copy: Callable[[Path], tuple[str, Mapping[str, Any]] | None] | None = None,
     now: float | None = None,
 ) -> dict[str, Any]:
     """The valid pass for exactly these model files and feature spec; `GateNotPassed` (exit 4) otherwise.
 
     ``symbols`` are those the runtime will trade (every symbol in the models dir when
     None). ``state_copy`` is the state store's latest record: when it covers the same
-    models dir it must be identical to the file. Live runtimes call this before trading.
+    models dir it must be identical to the file. ``remote_copy(root)`` is asked only when
+    there is no record next to the models (S3's copy: ``(where, record)`` or None); a
+    copy from there is judged by exactly the same rules. Live runtimes call this before
+    trading.
     """
     now = time.time() if now is None else now
     record = read_record(models_dir)
     root = models.models_root(models_dir)
-    where = root / models.GATE_FILE
+    where: Any = root / models.GATE_FILE
+    if record is None and remote_copy is not None:
+        found = remote_copy(root)
+        if found is not None:
+            where, record = found[0], dict(found[1])
     if record is None:
         raise GateNotPassed(f"no gate record in {root}; run `console dryrun --models {root}` first")
     signature = record.get("signature")

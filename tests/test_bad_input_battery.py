@@ -332,6 +332,22 @@ CASES: dict[str, Case] = {
     "models-download-version-escape": _c(lambda w: ["models", "download", "../../../etc"], 2),
     "features-verify-out-is-file": _c(lambda w: ["features", "verify", "--symbols", "ETH-USD",
                                                  "--out", str(w.write("f", "x"))], 2),
+    # arguments of the commands that would start the sandbox: refused before it starts
+    "dryrun-models-missing": _c(lambda w: ["dryrun", "--models", str(w.scratch / "no-models")], 2, "does not exist"),
+    "dryrun-models-is-file": _c(lambda w: ["dryrun", "--models", str(w.write("f", "x"))], 2),
+    "dryrun-models-empty": _c(lambda w: ["dryrun", "--models", str(w.write("empty/.keep", "").parent)], 2,
+                              "no trained models"),
+    "dryrun-iterations-zero": _c(lambda w: ["dryrun", "--iterations", "0"], 2, "iterations"),
+    "dryrun-iterations-not-a-number": _c(lambda w: ["dryrun", "--iterations", "many"], 2, "iterations"),
+    "dryrun-symbol-without-feature-file": _c(lambda w: ["dryrun", "--symbols", "SOL-USD", "--models",
+                                                        str(_models_dir(w, _checkpoint_without()))], 2, "SOL-USD"),
+    "alignment-symbol-without-model": _c(lambda w: ["check", "alignment", "--symbols", "ETH-USD,BTC-USD", "--models",
+                                                    str(_models_dir(w, _checkpoint_without()))], 2),
+    "alignment-models-empty": _c(lambda w: ["check", "alignment", "--models", str(w.write("empty/.keep", "").parent)],
+                                 2, "no trained models"),
+    "models-download-version-malformed": _c(lambda w: ["models", "download", "20260101-run-1"], 2, "YYYYMMDDTHHMMSSZ"),
+    "models-download-version-shell": _c(lambda w: ["models", "download", "20260101T000000Z-$(id)"], 2),
+    "models-download-to-is-file": _c(lambda w: ["models", "download", "--to", str(w.write("f", "x"))], 2),
     # CSVs for `console data import`
     "csv-missing-columns": _c(lambda w: _import(w, _csv(["1700000000,1,2"], header="open_time,open,high")), 2),
     "csv-unparseable-times": _c(lambda w: _import(w, _csv(["yesterday,1,2,0.5,1.5,10", "today,1,2,0.5,1.5,10"])), 2),
@@ -346,17 +362,18 @@ CASES: dict[str, Case] = {
     "csv-empty-file": _c(lambda w: _import(w, ""), 2),
     "csv-header-only": _c(lambda w: _import(w, _csv([])), 2),
     "csv-binary-garbage": _c(lambda w: _import(w, secrets.token_bytes(2048)), 2),
-    # parquet feature files (`features verify` is a check: an unreadable file fails it, exit 1)
+    # parquet feature files: an unreadable or foreign feature file is bad input (exit 2); a
+    # readable one with the wrong counts fails the check (exit 1)
     "features-verify-truncated-parquet": _c(
         lambda w: ["features", "verify", "--symbols", "ETH-USD",
-                   "--out", str(_feature_file(w, _real_parquet_bytes(w)[:-40]))], 1, "ETH-USD"),
+                   "--out", str(_feature_file(w, _real_parquet_bytes(w)[:-40]))], 2, "ETH-USD"),
     "features-verify-foreign-parquet": _c(
         lambda w: ["features", "verify", "--symbols", "ETH-USD",
                    "--out", str(_feature_file(w, _real_parquet_bytes(w)))],
-        1, "ETH-USD"),
+        2, "ETH-USD"),
     "features-verify-garbage-parquet": _c(
         lambda w: ["features", "verify", "--symbols", "ETH-USD", "--out", str(_feature_file(w, b"PAR1" + b"\0" * 64))],
-        1, "ETH-USD"),
+        2, "ETH-USD"),
     "alignment-truncated-feature-file": _c(
         lambda w: _alignment_with_features(w, _real_parquet_bytes(w)[:-40]), 2),
     # checkpoints
@@ -409,16 +426,6 @@ def _params() -> Iterator[object]:
         yield pytest.param(name, id=name, marks=marks)
 
 
-# Known: these commands build their market/artifact sources (which start the sandbox daemon)
-# before they read the input they were given, so a bad input still starts a sandbox. Nothing
-# in the state store or data dir changes, and the daemon is brought down below; reported.
-STARTS_SANDBOX_BEFORE_VALIDATING = {
-    "alignment-truncated-feature-file", "alignment-garbage-model-pt", "alignment-model-pt-no-input-size",
-    "alignment-model-pt-no-feature-names", "alignment-model-pt-not-a-dict", "alignment-models-missing",
-    "models-download-version-escape",
-}
-
-
 @pytest.fixture()
 def world(tmp_path: Path) -> Iterator[World]:
     w = _make_world(tmp_path)
@@ -444,8 +451,8 @@ def test_malformed_input_is_one_line_documented_exit_and_changes_nothing(name: s
     assert_one_line_error(proc, case.code, *case.needles)
     assert store_snapshot(w.state) == store_before, "the state store changed"
     assert data_listing(w.data) == data_before, "the data directory changed"
-    if name not in STARTS_SANDBOX_BEFORE_VALIDATING:
-        assert not (w.state / "sandbox").exists(), "bad input started the sandbox"
+    # Every command refuses before it would reach the sandbox: no daemon, not even its pid file.
+    assert not (w.state / "sandbox").exists(), "bad input started the sandbox"
 
 
 def test_the_battery_is_at_least_forty_cases() -> None:

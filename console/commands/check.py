@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.table import Table
@@ -10,9 +12,10 @@ from rich.table import Table
 from console.app import App, common_options, pass_app
 from console.checklist.step import check_symbol
 from console.errors import StepFailed, UsageError
-from console.steps import checks as glue
 from console.render import output_console
-from runtime_checks.checks import CheckResult
+
+if TYPE_CHECKING:  # pragma: no cover
+    from runtime_checks.checks import CheckResult
 
 
 def parse_symbols(value: str | None) -> list[str] | None:
@@ -27,6 +30,20 @@ def parse_symbols(value: str | None) -> list[str] | None:
             except ValueError as exc:
                 raise UsageError(f"--symbols: {exc}") from None
     return out or None
+
+
+def check_models_option(models: str | None, symbols: list[str] | None) -> None:
+    """A ``--models`` directory that does not exist, or holds no model when no symbol is
+    named, is refused before the heavier imports (and long before the sandbox)."""
+    if not models:
+        return
+    from runtime_checks.models import models_root, symbols_in
+
+    models_root(Path(models))
+    if not symbols and not symbols_in(Path(models)):
+        from runtime_checks.runner import pick_symbols
+
+        pick_symbols(Path(models), symbols)  # refuses, with the one message for an empty models dir
 
 
 def show_results(results: list[CheckResult], *, full: bool = True) -> None:
@@ -60,6 +77,8 @@ def check_group(ctx: click.Context, app: App, json_out: bool) -> None:
     """Show the latest stored check results in full; `check alignment` runs the alignment check."""
     if ctx.invoked_subcommand is not None:
         return
+    from console.steps import checks as glue
+
     results = glue.latest_results(app.store)
     if json_out:
         click.echo(json.dumps([r.to_dict() for r in results], default=str))
@@ -78,7 +97,11 @@ def check_group(ctx: click.Context, app: App, json_out: bool) -> None:
 @pass_app
 def alignment_cmd(app: App, symbols: str | None, models: str | None, json_out: bool) -> None:
     """Compare feature names, order, count and hash: training file, runtime builder, checkpoint."""
-    results = glue.alignment(app.settings, parse_symbols(symbols), glue.models_dir(app.settings, models))
+    wanted = parse_symbols(symbols)  # before the heavier imports: a typo is refused at once
+    check_models_option(models, wanted)
+    from console.steps import checks as glue
+
+    results = glue.alignment(app.settings, wanted, glue.models_dir(app.settings, models))
     glue.store_results(app.store, results)
     if json_out:
         click.echo(json.dumps([r.to_dict() for r in results], default=str))

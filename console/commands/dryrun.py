@@ -9,9 +9,8 @@ from __future__ import annotations
 import click
 
 from console.app import App, common_options, pass_app
-from console.commands.check import parse_symbols
+from console.commands.check import check_models_option, parse_symbols
 from console.errors import GateFailed
-from console.steps import checks as glue
 
 
 @click.command("dryrun")
@@ -23,7 +22,11 @@ from console.steps import checks as glue
 @pass_app
 def dryrun_cmd(app: App, symbols: str | None, iterations: int, models: str | None) -> None:
     """Fetch, build features, load models, predict (no orders); record the gate for these exact files."""
-    outcome = glue.dryrun(app.settings, app.store, parse_symbols(symbols), glue.models_dir(app.settings, models),
+    wanted = parse_symbols(symbols)  # before the heavier imports: a typo is refused at once
+    check_models_option(models, wanted)
+    from console.steps import checks as glue
+
+    outcome = glue.dryrun(app.settings, app.store, wanted, glue.models_dir(app.settings, models),
                           iterations, on_line=click.echo)  # fmt: skip
     for r in outcome.results:
         if r.check == "dryrun":

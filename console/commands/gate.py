@@ -17,7 +17,6 @@ import click
 from console.app import App, common_options, pass_app
 from console.commands.check import parse_symbols
 from console.errors import UsageError
-from console.steps import checks as glue
 from runtime_checks import gate as gate_mod
 from runtime_checks.errors import GateNotPassed
 
@@ -33,12 +32,19 @@ def gate_group() -> None:
 @pass_app
 def status_cmd(app: App, models: str | None) -> None:
     """Show the current gate record and why it passes or not."""
+    from console.steps import checks as glue
+
     folder = glue.models_dir(app.settings, models)
     try:
         record = gate_mod.read_record(folder)
     except GateNotPassed as exc:
         record = None
         click.echo(f"gate record: {exc}")
+    if record is None:
+        remote = glue.remote_gate_record(app.settings, folder.expanduser().resolve())
+        if remote is not None:
+            record = remote[1]
+            click.echo(f"(no record next to {folder}; the copy in {remote[0]} is shown)")
     if record is None:
         record = glue.latest_state_record(app.store)
         if record is not None:
@@ -60,7 +66,10 @@ def status_cmd(app: App, models: str | None) -> None:
 @pass_app
 def verify_cmd(app: App, models: str | None, symbols: str | None) -> None:
     """Exit 0 only with a valid, unexpired pass for exactly these files; else 4 with the reason."""
-    record = glue.verify(app.settings, app.store, glue.models_dir(app.settings, models), parse_symbols(symbols))
+    wanted = parse_symbols(symbols)
+    from console.steps import checks as glue
+
+    record = glue.verify(app.settings, app.store, glue.models_dir(app.settings, models), wanted)
     click.echo(f"gate: valid pass for {', '.join(record['symbols'])} until {gate_mod.utc_text(record['expires_at'])}")
 
 
@@ -71,6 +80,8 @@ def verify_cmd(app: App, models: str | None, symbols: str | None) -> None:
 @pass_app
 def live_cmd(app: App, models: str | None, command: tuple[str, ...]) -> None:
     """Verify the gate, then run COMMAND (after --) with the models dir in its environment."""
+    from console.steps import checks as glue
+
     folder = glue.models_dir(app.settings, models)
     program = shutil.which(command[0])
     if program is None:

@@ -111,6 +111,11 @@ def models_upload(app: App, local: str, run_id: str, gpu: str, trained_date: str
 @pass_app
 def models_download(app: App, version: str, dest: str | None) -> None:
     """Download VERSION (default: latest), sha256-checked, into the models directory."""
+    from remote.storage import check_version
+
+    # Checked before the store is touched (which may start the sandbox).
+    if version != "latest":
+        check_version(version)
     from console.steps.checks import models_dir
     from console.steps.cloud_sync import artifact_store, place_version
 

@@ -3,6 +3,7 @@ data over HTTP, the real feature spec and builder, a real model.pt, the gate's v
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import time
@@ -11,6 +12,7 @@ import pytest
 
 from remote.sandbox.market import MarketSimulator
 from tests.console.cli import assert_one_line_error, console
+from tests.console.test_gate_cli_s3 import aws, moto_url  # noqa: F401  (fixtures: S3 on moto over HTTP)
 
 SYMBOL = "ETH-USD"  # the 54-feature spec: 1m candles and fundamentals, no higher timeframes
 
@@ -45,10 +47,16 @@ def sandbox(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_dryrun_prints_predictions_and_an_untrained_model_fails_the_gate(sandbox):
+def test_dryrun_prints_predictions_and_an_untrained_model_fails_the_gate(sandbox, aws):
     env, models, key = sandbox
+    s3_env, s3, bucket = aws
+    env = {**s3_env, **env}
     proc = console("dryrun", "--symbols", SYMBOL, "--iterations", "3", "--models", str(models), env=env, timeout=240)
     assert proc.returncode == 4, (proc.stdout, proc.stderr)
+    # The failed verdict is copied to the profile's S3 byte for byte: a FAIL, never a pass.
+    copied = s3.get_object(Bucket=bucket, Key="gates/latest.json")["Body"].read()
+    assert copied == (models / "gate.json").read_bytes() and json.loads(copied)["passed"] is False
+    assert f"gate record copied to s3://{bucket}/gates/" in proc.stdout
     predictions = [line for line in proc.stdout.splitlines() if line.startswith(f"{SYMBOL}: ") and "(LSTM: " in line]
     assert len(predictions) == 3
     assert "non-overlapping), hit rate" in proc.stdout and "gate: ETH-USD: predictions are degenerate (constant)" in proc.stdout
