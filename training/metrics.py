@@ -7,9 +7,11 @@ Everything is plain NumPy so the runtime checks can reuse it without torch.
 - Baselines: `majority_baseline` (always the training part's majority class, with its
   training frequency as probability) and `last_move_baseline` (the last ``horizon``-bar move
   repeated, with the training part's conditional frequency as probability).
-- `after_cost`: go long when P(up) > 0.5 + threshold, short when < 0.5 - threshold, flat
-  otherwise; hold ``horizon`` bars; trades do not overlap (every ``horizon``-th sample),
-  and each round trip pays ``2 * (fee + spread / 2 + slippage)`` in basis points.
+- `after_cost`: every ``horizon``-th sample, go long when P(up) > 0.5 + threshold, short
+  when < 0.5 - threshold, and keep the side held while P(up) stays inside that band; hold
+  each decision ``horizon`` bars. Each change of position pays per side
+  ``fee + spread / 2 + slippage`` basis points (a round trip pays twice that).
+- `pick_threshold`: the band with the best after-cost result on the validation part.
 """
 
 from __future__ import annotations
@@ -106,34 +108,85 @@ def last_move_baseline(
     return np.where(last_up(ends), hi, lo)
 
 
+def decide_positions(p_up: np.ndarray, threshold: float = 0.0) -> np.ndarray:
+    """The side held after each decision: +1 long, -1 short, 0 flat (only before the first call).
+
+    A side is taken when P(up) leaves the band ``0.5 +/- threshold`` on that side and kept
+    until it leaves the band on the other side: inside the band the bot keeps what it has.
+    """
+    p = np.asarray(p_up, dtype=np.float64)
+    call = np.where(p > 0.5 + threshold, 1.0, np.where(p < 0.5 - threshold, -1.0, np.nan))
+    if len(call) == 0:
+        return call
+    # Carry the last call forward through the band (a forward fill), flat before the first.
+    filled = np.where(np.isnan(call), 0.0, call)
+    last = np.maximum.accumulate(np.where(np.isnan(call), -1, np.arange(len(call))))
+    return np.where(last >= 0, filled[np.maximum(last, 0)], 0.0)
+
+
 def after_cost(
     p_up: np.ndarray, future_return: np.ndarray, horizon: int, costs: TradingCosts, threshold: float = 0.0
 ) -> dict[str, float]:
-    """Net result of the long/short rule on non-overlapping trades, after costs."""
+    """Net result of the long/short rule, decided every ``horizon`` bars, after costs.
+
+    Each decision holds its side for ``horizon`` bars (`decide_positions`: a side is kept
+    until P(up) crosses the band on the other side). Costs are paid on changes only: half a
+    round trip to open or close, a full one to reverse; the last position is closed at the
+    end. ``trades`` counts positions opened.
+    """
     step = max(1, int(horizon))
     p = np.asarray(p_up, dtype=np.float64)[::step]
     r = np.asarray(future_return, dtype=np.float64)[::step]
-    position = np.where(p > 0.5 + threshold, 1.0, np.where(p < 0.5 - threshold, -1.0, 0.0))
-    traded = position != 0
+    position = decide_positions(p, threshold)
+    held = np.concatenate([[0.0], position, [0.0]])
+    change = np.abs(np.diff(held))  # one entry per decision, plus the final close
+    paid = change * costs.round_trip / 2.0
     gross = position * r
-    net = gross - traded * costs.round_trip
+    net = gross - paid[:-1]
+    net[-1:] -= paid[-1]  # closing the last position (no-op when there are no decisions)
     equity = np.cumsum(net)
     drawdown = float((np.maximum.accumulate(np.concatenate([[0.0], equity])) - np.concatenate([[0.0], equity])).max())
-    n_trades = int(traded.sum())
-    per_trade = net[traded]
+    traded = position != 0
+    n_trades = int(((held[1:-1] != held[:-2]) & traded).sum())
+    per_decision = net[traded]
     return {
         "trades": n_trades,
+        "decisions": int(traded.sum()),
+        "threshold": float(threshold),
         "gross_return": float(gross.sum()),
         "net_return": float(net.sum()),
-        "net_bps_per_trade": float(per_trade.mean() * 1e4) if n_trades else 0.0,
-        "hit_rate": float((gross[traded] > 0).mean()) if n_trades else float("nan"),
-        "sharpe_per_trade": float(per_trade.mean() / per_trade.std() * np.sqrt(n_trades))
-        if n_trades > 1 and per_trade.std() > 0
+        "costs_paid": float(paid.sum()),
+        "net_bps_per_trade": float(net.sum() / n_trades * 1e4) if n_trades else 0.0,
+        "hit_rate": float((gross[traded] > 0).mean()) if traded.any() else float("nan"),
+        "sharpe_per_decision": float(per_decision.mean() / per_decision.std() * np.sqrt(len(per_decision)))
+        if len(per_decision) > 1 and per_decision.std() > 0
         else 0.0,
         "max_drawdown": drawdown,
         "round_trip_cost_bps": costs.round_trip * 1e4,
         "costs": asdict(costs),
     }
+
+
+THRESHOLD_GRID = (0.0, 0.02, 0.05, 0.08, 0.1, 0.15, 0.2)
+"""Bands `pick_threshold` tries: from "always in the market" to "only on strong calls"."""
+
+
+def pick_threshold(
+    p_up: np.ndarray, future_return: np.ndarray, horizon: int, costs: TradingCosts, floor: float = 0.0
+) -> tuple[float, float]:
+    """The band (at least ``floor``) with the best after-cost result on these samples, and that result.
+
+    Meant for the validation part: the test part and the dry run then judge a band chosen
+    without them. Ties go to the narrower band.
+    """
+    best = (float(floor), after_cost(p_up, future_return, horizon, costs, floor)["net_return"])
+    for band in THRESHOLD_GRID:
+        if band <= floor:
+            continue
+        net = after_cost(p_up, future_return, horizon, costs, band)["net_return"]
+        if net > best[1] + 1e-12:
+            best = (float(band), net)
+    return best
 
 
 def _share(labels: np.ndarray, default: float) -> float:

@@ -30,7 +30,7 @@ import shutil
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -46,7 +46,14 @@ from training.errors import (
     TrainingError,
 )
 from training.features.io import FeatureFileError, read_feature_meta
-from training.metrics import TradingCosts, after_cost, classification_metrics, last_move_baseline, majority_baseline
+from training.metrics import (
+    TradingCosts,
+    after_cost,
+    classification_metrics,
+    last_move_baseline,
+    majority_baseline,
+    pick_threshold,
+)
 from training.models.config import TrainConfig, read_config_file
 
 CHECKPOINT_NAME = "last.pt"
@@ -143,8 +150,10 @@ def run_job(job: TrainJob, *, on_event: Callable[..., None] = emit) -> registry.
         )
 
     result = fit(dataset, job.config, job.checkpoint, on_epoch=epoch_line)
+    config, decision = decision_band(job, dataset, result)
     p_test = result.test_probabilities()
-    metrics = evaluate(dataset, p_test, job.costs, job.config.threshold)
+    metrics = evaluate(dataset, p_test, job.costs, config.threshold)
+    metrics["decision"] = decision
     metrics["training"] = {
         "best_epoch": result.best_epoch,
         "epochs_run": len(result.history),
@@ -161,14 +170,14 @@ def run_job(job: TrainJob, *, on_event: Callable[..., None] = emit) -> registry.
         feature_hash=dataset.feature_hash,
         spec_version=dataset.spec_version,
         scaler=dataset.scaler,
-        config=job.config.to_dict(),
-        dropout=job.config.dropout,
+        config=config.to_dict(),
+        dropout=config.dropout,
     )
     published = registry.publish_model(
         job.out,
         job.symbol,
         write_model=lambda path: torch.save(payload, path),
-        config={"train": job.config.to_dict(), "costs": vars(job.costs), "gates": vars(job.gates)},
+        config={"train": config.to_dict(), "costs": vars(job.costs), "gates": vars(job.gates)},
         metrics=metrics,
         features={
             "symbol": job.symbol,
@@ -196,6 +205,19 @@ def run_job(job: TrainJob, *, on_event: Callable[..., None] = emit) -> registry.
         net_return=metrics["model"]["after_cost"]["net_return"],
     )
     return published
+
+
+def decision_band(job: TrainJob, dataset: SymbolDataset, result: Any) -> tuple[TrainConfig, dict[str, Any]]:
+    """The config the model is saved with: its long/short band chosen on the validation part
+    when ``tune_threshold`` (never on the test part, which judges it), and how it was chosen."""
+    config = job.config
+    if not config.tune_threshold:
+        return config, {"threshold": config.threshold, "chosen_on": "config"}
+    ends = dataset.val_ends
+    band, val_net = pick_threshold(result.validation_probabilities(), dataset.future_return[ends],
+                                   dataset.spec.horizon, job.costs, floor=config.threshold)  # fmt: skip
+    return replace(config, threshold=band), {"threshold": band, "chosen_on": "validation",
+                                             "validation_net_return": val_net}
 
 
 def evaluate(dataset: SymbolDataset, p_test: np.ndarray, costs: TradingCosts, threshold: float) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import torch
 
 from training import registry
 from training.errors import CheckpointMismatch, FeatureHashMismatch
-from training.metrics import TradingCosts, after_cost, auc, classification_metrics
+from training.metrics import TradingCosts, after_cost, auc, classification_metrics, pick_threshold
 from training.models.config import TrainConfig
 from training.models.saved import MODEL_KEYS, load_model, predict
 from training.models.synthetic import synthetic_frame, synthetic_hash, write_synthetic_feature_file
@@ -138,6 +138,36 @@ def test_auc_and_costs_behave_as_documented():
     assert paid["net_return"] == pytest.approx(0.02 - 2 * 0.0026)
     costs = TradingCosts.for_symbol({"default": {"fee_bps": 5}, "ETH-USD": {"spread_bps": 1}}, "ETH-USD")
     assert (costs.fee_bps, costs.spread_bps, costs.slippage_bps) == (5, 1, 2)
+
+
+def test_the_band_is_chosen_on_the_samples_given_and_ties_go_to_the_narrower_one():
+    costs = TradingCosts(10, 2, 2)
+    # A jittery call around 0.5 on a steady rise: a wide band stops paying for the jitter.
+    p = np.array([0.7, 0.48, 0.6, 0.47, 0.62, 0.49, 0.65, 0.46] * 20)
+    moves = np.full(len(p), 0.001)
+    band, net = pick_threshold(p, moves, 1, costs)
+    assert band >= 0.05 and net == pytest.approx(after_cost(p, moves, 1, costs, band)["net_return"])
+    assert net > after_cost(p, moves, 1, costs, 0.0)["net_return"]
+    assert pick_threshold(np.full(10, 0.9), np.full(10, 0.001), 1, costs) == (0.0, pytest.approx(0.01 - 0.0026))
+    assert pick_threshold(np.full(10, 0.9), np.full(10, 0.001), 1, costs, floor=0.1)[0] == 0.1
+
+
+def test_the_rule_keeps_a_position_while_its_side_holds_and_pays_on_changes():
+    costs = TradingCosts(10, 2, 2)  # 13 bps a side, 26 bps a round trip
+    moves = np.array([0.01, 0.01, 0.01, -0.01, -0.01])
+    held = after_cost(np.array([0.9, 0.8, 0.7, 0.2, 0.1]), moves, 1, costs)
+    # Long three times in a row is one position; the reversal pays both sides; the end closes.
+    assert held["trades"] == 2 and held["decisions"] == 5
+    assert held["costs_paid"] == pytest.approx(0.0013 + 0.0026 + 0.0013)
+    assert held["net_return"] == pytest.approx(0.05 - 0.0052)
+    # Inside the band the side already held is kept; before the first call the bot is flat.
+    banded = after_cost(np.array([0.55, 0.9, 0.5, 0.45, 0.1]), np.array([0.5, 0.01, 0.02, 0.03, -0.01]), 1, costs,
+                        threshold=0.1)
+    assert banded["trades"] == 2 and banded["decisions"] == 4
+    assert banded["net_return"] == pytest.approx(0.01 + 0.02 + 0.03 + 0.01 - 0.0013 - 0.0026 - 0.0013)
+    # Decisions every horizon-th bar: the samples between them are not traded.
+    spaced = after_cost(np.array([0.9, 0.1, 0.9, 0.1]), np.array([0.01, 0.5, 0.01, 0.5]), 2, costs)
+    assert spaced["decisions"] == 2 and spaced["net_return"] == pytest.approx(0.02 - 0.0026)
 
 
 def test_a_file_claiming_this_codes_spec_version_must_carry_that_specs_hash(tmp_path):

@@ -35,6 +35,10 @@ class TrainConfig:
     num_layers: int = 2
     dropout: float = 0.1
     batch_size: int = 512
+    sample_stride: int = 1
+    """Train each epoch on every k-th training window, the offset rotating from epoch to epoch
+    so every window is used; neighbouring windows share all but one bar and almost all of
+    their label's horizon, so k a little below the horizon costs little and saves k times."""
     learning_rate: float = 1e-3
     weight_decay: float = 0.0
     patience: int = 3
@@ -45,7 +49,10 @@ class TrainConfig:
     precision: str = "auto"
     """``auto`` (bf16 on CUDA when supported, else fp16; fp32 on CPU), ``bf16``, ``fp16``, ``fp32``."""
     threshold: float = 0.0
-    """The after-cost rule trades when |P(up) - 0.5| > threshold."""
+    """The after-cost rule takes a side when |P(up) - 0.5| > threshold (and keeps it inside the band)."""
+    tune_threshold: bool = True
+    """Widen ``threshold`` to the band with the best after-cost result on the validation part
+    (`training.metrics.pick_threshold`); the model keeps the band it was given or chose."""
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> "TrainConfig":
         """A copy with the given fields replaced (None values are ignored); unknown keys refused."""
@@ -62,6 +69,8 @@ class TrainConfig:
                 changes[key] = type(current)(value)
             except (TypeError, ValueError):
                 raise BadTrainingConfig(f"training setting {key}={value!r} is not a {type(current).__name__}") from None
+        if changes.get("sample_stride", 1) < 1:
+            raise BadTrainingConfig(f"training setting sample_stride={changes['sample_stride']} must be at least 1")
         return replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:

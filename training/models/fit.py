@@ -62,6 +62,10 @@ class FitResult:
         """P(up) of the best model on the test part, as a host array."""
         return self.runner.probabilities(self.data.test_ends)
 
+    def validation_probabilities(self) -> np.ndarray:
+        """P(up) of the best model on the validation part, as a host array."""
+        return self.runner.probabilities(self.data.val_ends)
+
 
 def pick_device(name: str) -> torch.device:
     """``auto`` means CUDA when present; asking for CUDA where there is none is bad input."""
@@ -145,7 +149,8 @@ class EpochRunner:
     def train_epoch(self, epoch: int) -> float:
         """One pass over the training part in a shuffled order fixed by (seed, epoch); mean loss."""
         self.model.train()
-        ends = self.data.train_ends
+        stride = max(1, int(self.config.sample_stride))
+        ends = self.data.train_ends[(epoch - 1) % stride :: stride]
         generator = torch.Generator(device=self.device).manual_seed(self.config.seed + epoch)
         order = ends[torch.randperm(len(ends), generator=generator, device=self.device)]
         total = torch.zeros((), device=self.device)
