@@ -51,8 +51,17 @@ class TrainParams(SymbolsParams):
     window: int = Field(60, ge=2, le=10_000)
     horizon: int = Field(15, ge=1, le=10_000)
     threshold: float = Field(0.0, ge=0.0, lt=0.5)
-    """The long/short rule trades only when |P(up) - 0.5| > threshold; the model keeps it in its
-    config, so its after-cost test figures and the dry run use the same one."""
+    """The narrowest band of the long/short rule (a side is taken when |P(up) - 0.5| > threshold);
+    the trainer may widen it on the validation part. The model keeps its band in its config,
+    so its after-cost test figures and the dry run use the same one."""
+    hidden_size: int | None = Field(None, ge=1, le=4096)
+    """LSTM units per layer; None keeps the trainer's default (64)."""
+    num_layers: int | None = Field(None, ge=1, le=16)
+    """Stacked LSTM layers; None keeps the trainer's default (2)."""
+    sample_stride: int | None = Field(None, ge=1, le=10_000)
+    """Train each epoch on every k-th window (rotating); None keeps the trainer's default (1)."""
+    weight_decay: float | None = Field(None, ge=0.0, lt=1.0)
+    """Adam's L2 penalty; None keeps the trainer's default (0)."""
 
 
 class UploadParams(SymbolsParams):

@@ -68,12 +68,17 @@ def is_this_machine(host: str) -> bool:
     return bool(addresses & own)
 
 
+MODEL_SHAPE = ("hidden_size", "num_layers", "sample_stride", "weight_decay")
+"""Training settings a checklist may set; unset ones keep the trainer's defaults."""
+
+
 def train_config(ctx: StepContext) -> dict[str, Any]:
     """The scheduler's config file: training settings, trading costs, promotion gates, features."""
     p = ctx.params
     settings = ctx.settings
     return {
-        "train": {"epochs": p.epochs, "window": p.window, "horizon": p.horizon, "threshold": p.threshold},
+        "train": {"epochs": p.epochs, "window": p.window, "horizon": p.horizon, "threshold": p.threshold,
+                  **{k: getattr(p, k) for k in MODEL_SHAPE if getattr(p, k) is not None}},
         "costs": settings.training.costs,
         "gates": settings.training.promotion_gates,
         "features": {"multi_timeframe_symbols": list(settings.features.multi_timeframe_symbols)},

@@ -154,6 +154,8 @@ def _momentum_hit_rate(mode: str, horizon: int = 15, lookback: int = 60) -> floa
     return float(np.mean(np.sign(past[ok]) == np.sign(future[ok])))
 
 
-def test_structured_mode_lets_momentum_beat_chance_and_random_walk_does_not():
-    assert _momentum_hit_rate("structured") > 0.51
-    assert abs(_momentum_hit_rate("random_walk") - 0.5) < 0.01
+def test_momentum_scores_as_documented_on_structured_and_chance_on_random_walk():
+    # The module docstring: a 2-hour momentum rule is right about 68% of the time at a
+    # 15-minute horizon in structured mode, and at chance on the random walk.
+    assert 0.62 < _momentum_hit_rate("structured", lookback=120) < 0.74
+    assert abs(_momentum_hit_rate("random_walk", lookback=120) - 0.5) < 0.01
