@@ -81,6 +81,15 @@ class WatchdogSettings(Section):
     upload_grace_s: float = 600.0
 
 
+class SandboxSettings(Section):
+    """The built-in sandbox's market simulator (sandbox profile only)."""
+
+    market_mode: Literal["structured", "random_walk"] = "structured"
+    """``structured`` has documented trends a model can learn; on ``random_walk`` nothing beats
+    chance and the gate must fail (see remote/sandbox/market.py)."""
+    market_seed: int = Field(7, ge=0, le=2**31 - 1)
+
+
 class FeatureSettings(Section):
     """Feature counts the verify-counts step expects, and which symbols take multi-timeframe features."""
 
@@ -182,6 +191,7 @@ class Settings(BaseSettings):
     cloud: CloudSettings = Field(default_factory=CloudSettings)
     budget: BudgetSettings = Field(default_factory=BudgetSettings)
     watchdog: WatchdogSettings = Field(default_factory=WatchdogSettings)
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     features: FeatureSettings = Field(default_factory=FeatureSettings)
     gate: GateSettings = Field(default_factory=GateSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)

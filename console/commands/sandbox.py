@@ -25,16 +25,18 @@ def _state_dir(app: App) -> Path:
 @pass_app
 def up_cmd(app: App, json_out: bool) -> None:
     """Start the sandbox if it is not running; print its endpoints."""
-    from remote.sandbox.lifecycle import ensure_up
+    from console.steps.cloud import sandbox_endpoints
 
-    endpoints = ensure_up(_state_dir(app))
+    endpoints = sandbox_endpoints(app.settings)
     if json_out:
         click.echo(json.dumps({"pid": endpoints.pid, "moto_url": endpoints.moto_url,
-                               "market_url": endpoints.market_url, "region": endpoints.region}))
+                               "market_url": endpoints.market_url, "region": endpoints.region,
+                               "market_mode": endpoints.market_mode, "market_seed": endpoints.market_seed}))
         return
     click.echo(f"sandbox up (pid {endpoints.pid})")
     click.echo(f"  cloud (moto):     {endpoints.moto_url}  region {endpoints.region}, prices: {endpoints.price_source}")
-    click.echo(f"  market simulator: {endpoints.market_url or 'not available'}")
+    click.echo(f"  market simulator: {endpoints.market_url or 'not available'}"
+               + (f"  ({endpoints.market_mode} market, seed {endpoints.market_seed})" if endpoints.market_url else ""))
 
 
 @sandbox_group.command("down")

@@ -40,7 +40,16 @@ def sandbox_endpoints(settings: "Settings", *, start: bool = True) -> "SandboxEn
     from remote.sandbox.lifecycle import ensure_up, require_up
 
     state_dir = Path(settings.state_dir).expanduser()
-    return ensure_up(state_dir) if start else require_up(state_dir)
+    market = settings.sandbox
+    if not start:
+        return require_up(state_dir)
+    endpoints = ensure_up(state_dir, market_seed=market.market_seed, market_mode=market.market_mode)
+    if (endpoints.market_mode, endpoints.market_seed) != (market.market_mode, market.market_seed):
+        raise ConfigError(
+            f"the sandbox is running a {endpoints.market_mode} market (seed {endpoints.market_seed}) but the "
+            f"settings ask for {market.market_mode} (seed {market.market_seed})",
+            hint="`console sandbox down` first; the next command starts the one the settings ask for")
+    return endpoints
 
 
 def uses_sandbox(settings: "Settings") -> bool:

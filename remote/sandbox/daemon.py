@@ -205,7 +205,8 @@ async def _serve(paths: SandboxPaths, args: argparse.Namespace, shutdown: Shutdo
     market = await asyncio.to_thread(_start_market, args)
     log.info("market up after %.2fs", time.monotonic() - started)
     await warm
-    base.update(moto_url=moto_url, market_url=market.url if market else None)
+    base.update(moto_url=moto_url, market_url=market.url if market else None,
+                market_mode=args.market_mode, market_seed=args.market_seed)
     publish({})
     log.info("sandbox up in %.2fs: moto %s, market %s", time.monotonic() - started, moto_url, base["market_url"])
     try:

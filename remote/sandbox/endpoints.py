@@ -87,13 +87,16 @@ class SandboxEndpoints:
     region: str
     pid: int
     price_source: str = "sandbox table"
+    market_mode: str = "structured"
+    market_seed: int = 7
 
     @classmethod
     def read(cls, state_dir: Path) -> "SandboxEndpoints":
         """The endpoints the daemon published; `SandboxNotRunning` if there are none."""
         doc = _read_doc(SandboxPaths.under(state_dir))
         return cls(Path(state_dir), doc["moto_url"], doc.get("market_url"), doc["region"], int(doc["pid"]),
-                   doc.get("price_source", "sandbox table"))
+                   doc.get("price_source", "sandbox table"), str(doc.get("market_mode", "structured")),
+                   int(doc.get("market_seed", 7)))
 
     # --- SSH endpoints ----------------------------------------------------------------
 
