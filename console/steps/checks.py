@@ -31,6 +31,7 @@ import pandas as pd
 from console.checklist.step import Step, StepContext, StepResult, register
 from console.errors import ConsoleError, GateFailed
 from console.steps.params import AlignmentParams, DryrunParams
+from console.steps.stopwatch import Stopwatch
 from remote.errors import RemoteError
 from runtime_checks import gate as gate_mod
 from runtime_checks import models as model_files
@@ -261,21 +262,27 @@ def verify(settings: Any, store: Any, models: Path, symbols: Sequence[str] | Non
         raise GateFailed(str(exc)) from None
 
 
-def alignment(settings: Any, symbols: Sequence[str] | None, models: Path) -> list[CheckResult]:
+def alignment(settings: Any, symbols: Sequence[str] | None, models: Path,
+              watch: Stopwatch | None = None) -> list[CheckResult]:
     """The alignment check; bad input is refused before any candle is fetched."""
     chosen = check_inputs(symbols, models, features_dir(settings), need_models=True)
+    watch = watch or Stopwatch()
     return run_alignment(chosen, models_dir=models, features_dir=features_dir(settings),
-                         builder=feature_builder(settings), candles=candle_source(settings))  # fmt: skip
+                         builder=watch.builder(feature_builder(settings)),
+                         candles=watch.candles(candle_source(settings)))  # fmt: skip
 
 
 def dryrun(settings: Any, store: Any, symbols: Sequence[str] | None, models: Path, iterations: int,
-           on_line: Any = None, run_id: str | None = None, step: str | None = None):
+           on_line: Any = None, run_id: str | None = None, step: str | None = None,
+           watch: Stopwatch | None = None):
     """Alignment, dry run and the gate record, stored in the state store (and S3) too."""
     chosen = check_inputs(symbols, models, features_dir(settings), need_models=False)
     sinks = gate_sinks(settings)
+    watch = watch or Stopwatch()
     outcome = run_dryrun_and_gate(
-        chosen, models_dir=models, features_dir=features_dir(settings), builder=feature_builder(settings),
-        candles=candle_source(settings), iterations=iterations, criteria=criteria(settings),
+        chosen, models_dir=models, features_dir=features_dir(settings),
+        builder=watch.builder(feature_builder(settings)),
+        candles=watch.candles(candle_source(settings)), iterations=iterations, criteria=criteria(settings),
         key_file=key_file(settings), on_line=on_line, sinks=sinks,
     )
     store_results(store, outcome.results, run_id, step)
@@ -300,7 +307,8 @@ class Alignment(Step):
                 "training file vs runtime builder vs model checkpoint")  # fmt: skip
 
     def run(self, ctx: StepContext) -> StepResult:
-        results = alignment(ctx.settings, ctx.params.symbols, models_dir(ctx.settings))
+        watch = Stopwatch()
+        results = alignment(ctx.settings, ctx.params.symbols, models_dir(ctx.settings), watch)
         store_results(ctx.state, results, ctx.run_id, ctx.step_name)
         for r in results:
             ctx.log.info("%s", r.summary)
@@ -308,7 +316,8 @@ class Alignment(Step):
         bad = [r for r in results if not r.passed]
         if bad:
             return StepResult.failed("; ".join(r.summary for r in bad), details)
-        return StepResult.ok(f"{len(results)} symbols aligned", details, aligned=[r.symbol for r in results])
+        return StepResult.ok(f"{len(results)} symbols aligned", details, aligned=[r.symbol for r in results],
+                             **watch.outputs())
 
 
 @register
@@ -322,12 +331,15 @@ class Dryrun(Step):
                 "(no orders), then record the pre-live gate")  # fmt: skip
 
     def run(self, ctx: StepContext) -> StepResult:
+        watch = Stopwatch()
         outcome = dryrun(ctx.settings, ctx.state, ctx.params.symbols, models_dir(ctx.settings), ctx.params.iterations,
-                         on_line=lambda line: ctx.log.info("%s", line), run_id=ctx.run_id, step=ctx.step_name)  # fmt: skip
+                         on_line=lambda line: ctx.log.info("%s", line), run_id=ctx.run_id, step=ctx.step_name,
+                         watch=watch)  # fmt: skip
         details = {"results": [r.to_dict() for r in outcome.results], "gate": outcome.record["reasons"]}
         if not outcome.passed:
             raise GateFailed(f"gate failed: {outcome.record['reasons'][0]}",
                              hint=f"{len(outcome.record['reasons'])} reason(s); see `console gate status`")
         return StepResult.ok(f"gate passed for {', '.join(outcome.record['symbols'])}, expires in "
-                             f"{ctx.settings.gate.expiry_hours:g} h", details, gate_id=outcome.record["id"])  # fmt: skip
+                             f"{ctx.settings.gate.expiry_hours:g} h", details, gate_id=outcome.record["id"],
+                             **watch.outputs())  # fmt: skip
 
