@@ -1,4 +1,4 @@
-"""Keep every test away from the developer's own environment.
+"""Keep every test away from the developer's own environment; the fixtures every package shares.
 
 No test sees the real ~/.ssh, ~/.aws, AWS_* or RC_* variables, or the real state dir:
 HOME and the XDG dirs point into a temporary directory for each test.
@@ -7,6 +7,7 @@ HOME and the XDG dirs point into a temporary directory for each test.
 from __future__ import annotations
 
 import os
+from typing import Iterator
 
 import pytest
 
@@ -53,3 +54,15 @@ def no_daemon_outlives_the_tests(tmp_path_factory: pytest.TempPathFactory):
         except psutil.Error:
             pass
     psutil.wait_procs(leftovers, timeout=10)
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """A moto server on 127.0.0.1 (a free port), reached by boto3 over real HTTP."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()

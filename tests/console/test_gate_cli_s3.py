@@ -17,27 +17,16 @@ from tests.console.cli import assert_one_line_error, console
 SYMBOL = "BTC-USD"
 
 
-@pytest.fixture(scope="module")
-def moto_url():
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
 @pytest.fixture
-def aws(tmp_path, moto_url, monkeypatch):
+def aws(tmp_path, moto_endpoint, monkeypatch):
     """An aws-profile environment whose S3 is the moto server, with credentials made now."""
     bucket = "rc-gates-" + secrets.token_hex(5)
-    env = {"RC_PROFILE": "aws", "RC_AWS_ENDPOINT_URL": moto_url, "RC_S3_BUCKET": bucket,
+    env = {"RC_PROFILE": "aws", "RC_AWS_ENDPOINT_URL": moto_endpoint, "RC_S3_BUCKET": bucket,
            "AWS_ACCESS_KEY_ID": "AKIA" + secrets.token_hex(8).upper(), "AWS_SECRET_ACCESS_KEY": secrets.token_urlsafe(30),
            "RC_STATE_DIR": str(tmp_path / "state"), "HOME": str(tmp_path / "home")}
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    client = boto3.client("s3", endpoint_url=moto_url, region_name="us-east-1",
+    client = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1",
                           aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
     return env, client, bucket
 

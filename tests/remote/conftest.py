@@ -212,18 +212,6 @@ def remote_dir(tmp_path: Path) -> Path:
 # --- S3 (moto over real HTTP) ---------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def moto_endpoint() -> Iterator[str]:
-    """A moto server on 127.0.0.1 (a free port), reached by boto3 over real HTTP."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
 @pytest.fixture
 def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """Fake AWS credentials made at run time (moto accepts any)."""
