@@ -5,9 +5,12 @@ model, and predict over the newest bars, printing a line per iteration such as
 ``BTC-USD: long @ 65.3% (LSTM: 0.653)``. Then, on every bar newer than anything in the
 training feature file (out of sample), measure what the gate needs:
 
-- the directional hit rate and its one-sided binomial p-value against 50%, on
-  non-overlapping samples (every ``horizon``-th bar);
-- the hit rates of the two baselines (always the training majority; repeat the last move);
+- the directional hit rate on every out-of-sample bar, and its one-sided binomial p-value
+  against 50% on non-overlapping samples (every ``horizon``-th bar, whose outcomes are
+  independent under "no edge");
+- the hit rates of the two baselines (always the training majority; repeat the last move)
+  on the same bars: comparing rates over every bar, rather than one phase of them, keeps
+  the comparison from turning on which minute the samples happen to start;
 - whether the predictions are degenerate (constant, or stuck near 0.5);
 - the mean confidence (probability of the called direction);
 - the after-cost result of the long/short rule (`training.metrics.after_cost`).
@@ -61,22 +64,22 @@ def evaluate(p_up: np.ndarray, close: np.ndarray, ends: np.ndarray, horizon: int
 
     p_all = np.asarray(p_up, dtype=np.float64)
     future_all = close[ends + horizon] / close[ends] - 1.0
-    # Hits are counted on non-overlapping samples (every horizon-th bar): their outcomes are
-    # independent under "no edge", so the binomial p-value means what it says.
+    up_all = close[ends + horizon] > close[ends]
+    last_up_all = close[ends] > close[np.maximum(ends - horizon, 0)]
+    # The p-value counts hits on non-overlapping samples (every horizon-th bar): their
+    # outcomes are independent under "no edge", so the binomial test means what it says.
     step = max(1, int(horizon))
-    p_up, at = p_all[::step], ends[::step]
-    up = close[at + horizon] > close[at]
-    n = len(at)
-    hits = int(((p_up > 0.5) == up).sum())
-    last_up = close[at] > close[np.maximum(at - horizon, 0)]
+    n = len(ends[::step])
+    hits = int(((p_all[::step] > 0.5) == up_all[::step]).sum())
+    rate = (lambda calls: float((calls == up_all).mean())) if len(ends) else (lambda calls: float("nan"))
     figures = {
         "samples": n,
         "bars": int(len(ends)),
         "hits": hits,
-        "hit_rate": hits / n if n else float("nan"),
+        "hit_rate": rate(p_all > 0.5),
         "p_value": binomial_p_value(hits, n),
-        "baseline_majority_hit_rate": float((up == majority_up).mean()) if n else float("nan"),
-        "baseline_last_move_hit_rate": float((last_up == up).mean()) if n else float("nan"),
+        "baseline_majority_hit_rate": rate(np.full(len(ends), bool(majority_up))),
+        "baseline_last_move_hit_rate": rate(last_up_all),
         "mean_confidence": float(np.maximum(p_all, 1 - p_all).mean()) if n else float("nan"),
         "p_up_std": float(p_all.std()) if n else 0.0,
         "long_share": float((p_all > 0.5).mean()) if n else float("nan"),
