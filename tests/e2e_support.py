@@ -33,8 +33,8 @@ _SCRUB_NAMES = ("COINGECKO_API_KEY", "TELEGRAM_BOT_TOKEN", "TELEGRAM_CHAT_ID", "
 
 def small_retrain_checklist(path: Path, *, epochs: int = 1, name: str = "retrain-e2e") -> Path:
     """A copy of the shipped retrain checklist cut down for tests: ETH-USD only, 3 days,
-    ``epochs`` epochs, every step up to alignment (no dryrun), and short retry backoffs
-    (the faults are what is tested, not the waiting)."""
+    ``epochs`` epochs of the runbook's model, every step up to alignment (no dryrun), and
+    short retry backoffs (the faults are what is tested, not the waiting)."""
     text = SHIPPED_RETRAIN.read_text()
     text = text[: text.index('[[steps]]\nname = "dryrun"')]
     text = re.sub(r'(?m)^name = "retrain"$', f'name = "{name}"', text, count=1)
@@ -43,6 +43,9 @@ def small_retrain_checklist(path: Path, *, epochs: int = 1, name: str = "retrain
     text = re.sub(r"(?m)^days = \d+$", "days = 3", text)
     text = re.sub(r"(?m)^epochs = \d+$", f"epochs = {epochs}", text)
     text = re.sub(r"(?m)^backoff_s = [\d.]+$", "backoff_s = 0.3", text)
+    # The runbook's model, not the sandbox's seconds-long one: the faults these tests inject
+    # (a kill, a dropped connection, a spot interruption) must land while an epoch is running.
+    text = re.sub(r"(?m)^(window|num_layers|sample_stride|weight_decay) = [\d.]+\n", "", text)
     path.write_text(text)
     return path
 

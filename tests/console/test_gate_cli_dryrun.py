@@ -12,7 +12,7 @@ import pytest
 
 from remote.sandbox.market import MarketSimulator
 from tests.console.cli import assert_one_line_error, console
-from tests.console.test_gate_cli_s3 import aws, moto_url  # noqa: F401  (fixtures: S3 on moto over HTTP)
+from tests.console.test_gate_cli_s3 import aws  # noqa: F401  (fixture: S3 on moto over HTTP)
 
 SYMBOL = "ETH-USD"  # the 54-feature spec: 1m candles and fundamentals, no higher timeframes
 
