@@ -98,3 +98,14 @@ def test_launch_and_terminate_steps_record_the_instance_and_confirm(console_env,
     assert rate == (pytest.approx(0.2968), "sandbox table")
     status = json.loads(console(console_env, "sandbox", "status", "--json").stdout)
     assert rows[0][0] not in status["instances"]
+
+
+def test_sandbox_runs_the_market_the_settings_ask_for_and_refuses_to_switch_silently(console_env):
+    up = console(console_env, "sandbox", "up", "--json")
+    assert up.returncode == 0, up.stderr
+    assert (json.loads(up.stdout)["market_mode"], json.loads(up.stdout)["market_seed"]) == ("structured", 7)
+
+    other = console({**console_env, "RC_SANDBOX__MARKET_MODE": "random_walk"}, "sandbox", "up")
+    lines = [line for line in other.stderr.splitlines() if line.strip()]
+    assert other.returncode == 2 and len(lines) == 1 and "Traceback" not in other.stderr, other.stderr
+    assert "structured market" in lines[0] and "random_walk" in lines[0] and "sandbox down" in lines[0]
