@@ -22,6 +22,8 @@ from console.errors import StateError
 from console.redact import redact, redact_data
 
 DB_NAME = "state.db"
+OUTPUTS_REWRITTEN = "outputs.rewritten"
+"""The event kind of `StateStore.rewrite_step_outputs` (not a ``step.*`` transition)."""
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: the first schema.
@@ -360,6 +362,25 @@ class StateStore:
             conn.execute(f"UPDATE steps SET {', '.join(sets)} WHERE run_id = ? AND name = ?", (*args, run_id, name))
             conn.execute("UPDATE runs SET updated_at = ? WHERE id = ?", (time.time(), run_id))
             _insert_event(conn, run_id, name, f"step.{state}", message, {"attempt": attempt} if attempt else {})
+
+    def rewrite_step_outputs(self, run_id: str, name: str, *, outputs: dict[str, Any], message: str,
+                             summary: str | None = None, details: dict[str, Any] | None = None) -> None:
+        """Replace a finished step's outputs (and summary, details) without a new transition.
+
+        For a later step that learned what the steps after it must use instead (a replacement
+        instance): the step stays as it was, and one ``outputs.rewritten`` event says why.
+        """
+        sets, args = ["outputs = ?"], [_json(outputs)]
+        if summary is not None:
+            sets.append("summary = ?")
+            args.append(redact(summary))
+        if details is not None:
+            sets.append("details = ?")
+            args.append(_json(details))
+        with self._tx() as conn:
+            conn.execute(f"UPDATE steps SET {', '.join(sets)} WHERE run_id = ? AND name = ?", (*args, run_id, name))
+            conn.execute("UPDATE runs SET updated_at = ? WHERE id = ?", (time.time(), run_id))
+            _insert_event(conn, run_id, name, OUTPUTS_REWRITTEN, message, {})
 
     def step_outputs(self, run_id: str, name: str) -> dict[str, Any]:
         rows = self._query("SELECT outputs FROM steps WHERE run_id = ? AND name = ?", (run_id, name))

@@ -159,10 +159,9 @@ def replace_lost_instance(ctx: "StepContext", provider: "Provider", lost_id: str
         raise StepFailed(f"the provider handed back the lost instance {lost_id}", hint="terminate it by hand")
     result = Launch._record(ctx, provider, outcome)
     new_id = result.outputs["instance_id"]
-    ctx.state.update_step(ctx.run_id, "launch", "succeeded",
-                          message=f"launch: {new_id} replaces {lost_id} (lost: {why})",
-                          summary=f"{result.summary}; replaces {lost_id} (lost during training: {why})",
-                          outputs=result.outputs)
+    ctx.state.rewrite_step_outputs(ctx.run_id, "launch", outputs=result.outputs,
+                                   message=f"launch: {new_id} replaces {lost_id} (lost: {why})",
+                                   summary=f"{result.summary}; replaces {lost_id} (lost during training: {why})")
     ctx.emit(REPLACED_EVENT, f"{new_id} replaces {lost_id} (lost during training: {why})",
              lost=lost_id, replacement=new_id, reason=why, attempt=attempt)
     return result.outputs

@@ -351,9 +351,9 @@ def _ensure_synced(ctx: StepContext, runner: Any, coordinates: dict[str, Any], l
         return
     ctx.log.info("syncing code, features and the lease to %s", coordinates.get("instance_id"))
     result = Sync().run(ctx)
-    ctx.state.update_step(ctx.run_id, "sync", "succeeded",
-                          message=f"sync: {coordinates.get('instance_id')} (replacement) {result.summary}",
-                          summary=result.summary, details=result.details, outputs=result.outputs)
+    ctx.state.rewrite_step_outputs(ctx.run_id, "sync", outputs=result.outputs, summary=result.summary,
+                                   details=result.details,
+                                   message=f"sync: {coordinates.get('instance_id')} (replacement) {result.summary}")
 
 
 def _relative(path: str, base: str) -> str:
