@@ -2,11 +2,13 @@
 
 Run by hand (one training at a time, CPU)::
 
-    .venv/bin/python scripts/bench/sandbox_edge.py [--seeds 7,8,9] [--modes structured,random_walk]
-        [--symbols BTC-USD,ETH-USD,SOL-USD] [--horizon 15] [--window 60] [--threshold 0.1] [--epochs 2]
+    .venv/bin/python scripts/bench/sandbox_edge.py [--seeds 7] [--modes structured,random_walk]
+        [--symbols BTC-USD,ETH-USD,SOL-USD] [--end 2026-11-23T00:00:00Z] [--days-back 10]
 
-For each (mode, seed, symbol) it does what `console run --checklist retrain` does on the
-sandbox, minus the network and the instance:
+For each (mode, seed, day, symbol) it does what `console run --checklist retrain` does on
+the sandbox, with the sandbox profile's training parameters, minus the network and the
+instance (``--days-back N`` repeats it for the N days ending at ``--end``, each day's run
+judged as if it were started then):
 
 1. 30 days of 1m/5m/15m/1h candles and hourly CoinGecko-like fundamentals straight
    from the market simulator's generator (`remote.sandbox.market`), ending at ``--end``;
@@ -16,12 +18,12 @@ sandbox, minus the network and the instance:
    (costs and feature settings as in `console.settings` defaults);
 4. the dry run with `runtime_checks.dryrun.dryrun_symbol` (which applies
    `runtime_checks.gate.judge_dryrun` with the default `GateCriteria`) on candles served by
-   the generator, twice: on the newest 3,000 bars like the real step (``dryrun``), and on
-   enough bars to cover the whole test part (``oos-all``). Only bars after the model's
-   ``trained_until`` count, so every figure is out of sample.
+   the generator, on the newest bars the real step fetches (`DEFAULT_FETCH_BARS`). Only
+   bars after the model's ``trained_until`` count, so every figure is out of sample.
 
 It prints one line per run with hit rate, p-value, baselines, mean confidence, after-cost
-result and trades, and PASS/FAIL with the gate's first reasons; then a summary per mode.
+result and trades, and PASS/FAIL with the gate's first reasons; then per mode how often
+each symbol passed and how often all of them did (what the checklist's gate needs).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from remote.sandbox.market import all_time_high, fundamentals_at, sample_inputs, simulated_candles  # noqa: E402
+from runtime_checks.alignment import DEFAULT_FETCH_BARS  # noqa: E402
 from runtime_checks.dryrun import dryrun_symbol  # noqa: E402
 from runtime_checks.gate import GateCriteria  # noqa: E402
 from runtime_checks.inputs import SpecFeatureBuilder  # noqa: E402
@@ -98,7 +101,8 @@ def build(symbol: str, seed: int, mode: str, end: int, days: int, out: Path) -> 
 
 def train(symbol: str, work: Path, args: argparse.Namespace) -> dict:
     config = {"train": {"epochs": args.epochs, "window": args.window, "horizon": args.horizon,
-                        "threshold": args.threshold, "device": "cpu"},
+                        "threshold": args.threshold, "num_layers": args.num_layers,
+                        "sample_stride": args.sample_stride, "weight_decay": args.weight_decay, "device": "cpu"},
               "costs": COSTS, "gates": GATES, "features": {"multi_timeframe_symbols": MULTI_TIMEFRAME}}  # fmt: skip
     (work / "train-config.json").write_text(json.dumps(config))
     lease = Lease.issue(run_id="bench-edge", host_kind="sandbox", instance_id=INSTANCE_ID,
@@ -139,41 +143,55 @@ def line(label: str, problems: list[str], f: dict) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seeds", default="7,8,9")
+    p.add_argument("--seeds", default="7")
     p.add_argument("--modes", default="structured,random_walk")
     p.add_argument("--symbols", default="BTC-USD,ETH-USD,SOL-USD")
-    p.add_argument("--end", default="2026-11-23T00:00:00Z", help="the simulated 'now' (UTC)")
+    p.add_argument("--end", default="2026-11-23T00:00:00Z", help="the simulated 'now' (UTC) of the newest run")
+    p.add_argument("--days-back", type=int, default=1, help="also judge the runs started 1..N-1 days before --end")
     p.add_argument("--days", type=int, default=30)
-    p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--window", type=int, default=60)
-    p.add_argument("--horizon", type=int, default=15)
+    # The sandbox profile's training (console/checklist/checklists/retrain.toml).
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--window", type=int, default=30)
+    p.add_argument("--num-layers", type=int, default=1)
+    p.add_argument("--sample-stride", type=int, default=5)
+    p.add_argument("--weight-decay", type=float, default=0.0001)
+    p.add_argument("--horizon", type=int, default=5)
     p.add_argument("--threshold", type=float, default=0.0)
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
-    end = int(datetime.fromisoformat(args.end.replace("Z", "+00:00")).astimezone(timezone.utc).timestamp())
-    end = end // 60 * 60
-    tally: dict[tuple[str, str], list[int]] = {}
-    print(f"window {args.window}, horizon {args.horizon}, threshold {args.threshold}, epochs {args.epochs}, "
-          f"{args.days} days to {args.end}")  # fmt: skip
+    newest = int(datetime.fromisoformat(args.end.replace("Z", "+00:00")).astimezone(timezone.utc).timestamp())
+    newest = newest // 60 * 60
+    symbols = args.symbols.split(",")
+    per_symbol: dict[tuple[str, str], list[int]] = {}
+    all_pass: dict[str, list[int]] = {}
+    print(f"window {args.window}, layers {args.num_layers}, stride {args.sample_stride}, horizon {args.horizon}, "
+          f"epochs {args.epochs}, {args.days} days, dry run on {DEFAULT_FETCH_BARS} bars")  # fmt: skip
     for mode in args.modes.split(","):
         for seed in (int(s) for s in args.seeds.split(",")):
-            for symbol in args.symbols.split(","):
-                with tempfile.TemporaryDirectory(prefix="edge-") as tmp:
-                    work = Path(tmp)
-                    t0 = time.time()
-                    rows = build(symbol, seed, mode, end, args.days, work / "features")
-                    t1 = time.time()
-                    done = train(symbol, work, args)
-                    t2 = time.time()
-                    test_bars = int(rows * 0.15) + 3 * 1440  # the test part plus the runtime builder's warm-up
-                    print(f"{mode:<11} seed {seed:>2} {symbol}: {rows} rows, features {t1 - t0:.0f}s, train {t2 - t1:.0f}s, "
-                          f"test accuracy {done['test_accuracy']:.3f}, test net {done['net_return']:+.4f}")  # fmt: skip
-                    for label, bars in (("dryrun", 3000), ("oos-all", test_bars)):
-                        problems, figures = judge(symbol, work, seed, mode, end, bars)
-                        print(line(label, problems, figures), flush=True)
-                        tally.setdefault((mode, label), []).append(int(not problems))
-    for (mode, label), passed in tally.items():
-        print(f"{mode:<11} {label:<8}: gate passes {sum(passed)}/{len(passed)}")
+            for back in range(args.days_back):
+                end = newest - back * DAY
+                passed_here = []
+                for symbol in symbols:
+                    with tempfile.TemporaryDirectory(prefix="edge-") as tmp:
+                        work = Path(tmp)
+                        t0 = time.time()
+                        rows = build(symbol, seed, mode, end, args.days, work / "features")
+                        t1 = time.time()
+                        done = train(symbol, work, args)
+                        t2 = time.time()
+                        stamp = datetime.fromtimestamp(end, timezone.utc).strftime("%Y-%m-%d")
+                        print(f"{mode:<11} seed {seed:>2} {stamp} {symbol}: {rows} rows, features {t1 - t0:.0f}s, "
+                              f"train {t2 - t1:.0f}s, test accuracy {done['test_accuracy']:.3f}, "
+                              f"test net {done['net_return']:+.4f}")  # fmt: skip
+                        problems, figures = judge(symbol, work, seed, mode, end, DEFAULT_FETCH_BARS)
+                        print(line("dryrun", problems, figures), flush=True)
+                        per_symbol.setdefault((mode, symbol), []).append(int(not problems))
+                        passed_here.append(not problems)
+                all_pass.setdefault(mode, []).append(int(all(passed_here)))
+    for (mode, symbol), passed in per_symbol.items():
+        print(f"{mode:<11} {symbol}: gate passes {sum(passed)}/{len(passed)}")
+    for mode, passed in all_pass.items():
+        print(f"{mode:<11} all of {', '.join(symbols)}: {sum(passed)}/{len(passed)} runs")
 
 
 if __name__ == "__main__":
