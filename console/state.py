@@ -341,27 +341,10 @@ class StateStore:
         outputs: dict[str, Any] | None = None,
     ) -> None:
         """Record a step transition and its event in one transaction (nothing happens before it is stored)."""
-        sets = ["state = ?"]
-        args: list[Any] = [state]
-        for column, value in (("attempt", attempt), ("started_at", started_at), ("finished_at", finished_at)):
-            if value is not None:
-                sets.append(f"{column} = ?")
-                args.append(value)
-        if clear_finished:
-            sets.append("finished_at = NULL")
-        if summary is not None:
-            sets.append("summary = ?")
-            args.append(redact(summary))
-        if details is not None:
-            sets.append("details = ?")
-            args.append(_json(details))
-        if outputs is not None:
-            sets.append("outputs = ?")
-            args.append(_json(outputs))
-        with self._tx() as conn:
-            conn.execute(f"UPDATE steps SET {', '.join(sets)} WHERE run_id = ? AND name = ?", (*args, run_id, name))
-            conn.execute("UPDATE runs SET updated_at = ? WHERE id = ?", (time.time(), run_id))
-            _insert_event(conn, run_id, name, f"step.{state}", message, {"attempt": attempt} if attempt else {})
+        sets = {"state": state, "attempt": attempt, "started_at": started_at, "finished_at": finished_at,
+                "summary": summary, "details": details, "outputs": outputs}
+        self._write_step(run_id, name, sets, clear_finished=clear_finished, event=f"step.{state}", message=message,
+                         data={"attempt": attempt} if attempt else {})
 
     def rewrite_step_outputs(self, run_id: str, name: str, *, outputs: dict[str, Any], message: str,
                              summary: str | None = None, details: dict[str, Any] | None = None) -> None:
@@ -370,17 +353,23 @@ class StateStore:
         For a later step that learned what the steps after it must use instead (a replacement
         instance): the step stays as it was, and one ``outputs.rewritten`` event says why.
         """
-        sets, args = ["outputs = ?"], [_json(outputs)]
-        if summary is not None:
-            sets.append("summary = ?")
-            args.append(redact(summary))
-        if details is not None:
-            sets.append("details = ?")
-            args.append(_json(details))
+        self._write_step(run_id, name, {"outputs": outputs, "summary": summary, "details": details},
+                         event=OUTPUTS_REWRITTEN, message=message, data={})
+
+    def _write_step(self, run_id: str, name: str, values: dict[str, Any], *, event: str, message: str,
+                    data: dict[str, Any], clear_finished: bool = False) -> None:
+        """Set the given step columns (None leaves one as it is) and log ``event``, in one transaction."""
+        encode = {"summary": redact, "details": _json, "outputs": _json}
+        given = {column: value for column, value in values.items() if value is not None}
+        sets = [f"{column} = ?" for column in given]
+        args = [encode.get(column, lambda v: v)(value) for column, value in given.items()]
+        if clear_finished:
+            sets.append("finished_at = NULL")
         with self._tx() as conn:
-            conn.execute(f"UPDATE steps SET {', '.join(sets)} WHERE run_id = ? AND name = ?", (*args, run_id, name))
+            if sets:
+                conn.execute(f"UPDATE steps SET {', '.join(sets)} WHERE run_id = ? AND name = ?", (*args, run_id, name))
             conn.execute("UPDATE runs SET updated_at = ? WHERE id = ?", (time.time(), run_id))
-            _insert_event(conn, run_id, name, OUTPUTS_REWRITTEN, message, {})
+            _insert_event(conn, run_id, name, event, message, data)
 
     def step_outputs(self, run_id: str, name: str) -> dict[str, Any]:
         rows = self._query("SELECT outputs FROM steps WHERE run_id = ? AND name = ?", (run_id, name))
