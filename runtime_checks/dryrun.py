@@ -71,7 +71,11 @@ def evaluate(p_up: np.ndarray, close: np.ndarray, ends: np.ndarray, horizon: int
     step = max(1, int(horizon))
     n = len(ends[::step])
     hits = int(((p_all[::step] > 0.5) == up_all[::step]).sum())
-    rate = (lambda calls: float((calls == up_all).mean())) if len(ends) else (lambda calls: float("nan"))
+
+    def rate(calls: np.ndarray) -> float:
+        """Share of out-of-sample bars whose direction ``calls`` got right."""
+        return float((calls == up_all).mean()) if len(ends) else float("nan")
+
     figures = {
         "samples": n,
         "bars": int(len(ends)),
