@@ -235,7 +235,7 @@ def _prepare_moto_environment(paths: SandboxPaths) -> None:
 
 def _start_market(args: argparse.Namespace) -> Any:
     try:
-        from remote.sandbox.market import MarketSimulator
+        from remote.sandbox.market_server import MarketSimulator
     except ImportError:  # the market simulator lands separately; the cloud half works without it
         log.warning("remote.sandbox.market is not importable; no market simulator")
         return None

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from remote.sandbox.market import MarketSimulator
+from remote.sandbox.market_server import MarketSimulator
 from tests.console.cli import assert_one_line_error, console
 from tests.console.test_gate_cli_s3 import aws  # noqa: F401  (fixture: S3 on moto over HTTP)
 

@@ -8,7 +8,8 @@ import httpx
 import numpy as np
 import pytest
 
-from remote.sandbox.market import MarketSimulator, _day_path, generate_minutes
+from remote.sandbox.market import _day_path, generate_minutes
+from remote.sandbox.market_server import MarketSimulator
 
 T0 = 1_740_787_200  # 2025-03-01 00:00 UTC
 DAY = 86_400

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from remote.sandbox.market import MarketSimulator
+from remote.sandbox.market_server import MarketSimulator
 from runtime_checks.inputs import CoinbaseCandles
 from tests.runtime_checks.helpers import CUTOFF, GRANULARITY, SmallBuilder, write_model, write_training_file
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import pytest
 
-from remote.sandbox.market import MarketSimulator
+from remote.sandbox.market_server import MarketSimulator
 from runtime_checks import gate
 from runtime_checks.inputs import CoinbaseCandles
 from runtime_checks.runner import run_dryrun_and_gate

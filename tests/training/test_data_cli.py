@@ -8,7 +8,8 @@ import secrets
 import pandas as pd
 import pytest
 
-from remote.sandbox.market import MarketSimulator, simulated_candles
+from remote.sandbox.market import simulated_candles
+from remote.sandbox.market_server import MarketSimulator
 from tests.console.cli import assert_one_line_error, console
 
 pytestmark = pytest.mark.slow

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from remote.sandbox.market import MarketSimulator, simulated_candles
+from remote.sandbox.market import simulated_candles
+from remote.sandbox.market_server import MarketSimulator
 from training.data.coinbase import CoinbaseClient, FetchInterrupted, fetch_candles
 from training.data.market import unix_seconds
 from training.data.resample import check_against_minutes

@@ -8,7 +8,7 @@ import secrets
 import pandas as pd
 import pytest
 
-from remote.sandbox.market import MarketSimulator
+from remote.sandbox.market_server import MarketSimulator
 from training.data.coingecko import CoinGeckoClient, fetch_fundamentals
 from training.data.store import CandleStore
 from training.errors import BadMarketData, MissingApiKey
