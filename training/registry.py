@@ -27,13 +27,23 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from training.errors import BadTrainingConfig
 from training.atomic import atomic_path
 
 SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,10}-[A-Z]{3,5}$")
 ARTIFACT_FILES = ("model.pt", "config.json", "metrics.json", "features.json", "training_log.json")
+
+
+UNIT_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
+
+
+def check_unit(unit: str) -> str:
+    """A symbol like ``BTC-USD`` or a model name like ``regime``; refuses anything path-like."""
+    if UNIT_NAME_RE.fullmatch(unit or ""):
+        return unit
+    return check_symbol(unit)
 
 
 def check_symbol(symbol: str) -> str:
@@ -116,27 +126,51 @@ def publish_model(
 
     ``write_model(path)`` writes model.pt (the registry does not need torch itself).
     """
-    check_symbol(symbol)
+    reasons = rules.judge(metrics)
+    gate = {"passed": not reasons, "reasons": reasons, "rules": asdict(rules)}
+
+    def write(folder: Path) -> Sequence[str]:
+        write_model(folder / "model.pt")
+        _write_json(folder / "config.json", config)
+        _write_json(folder / "metrics.json", {**metrics, "gates": gate})
+        _write_json(folder / "features.json", features)
+        _write_json(folder / "training_log.json", training_log)
+        return ARTIFACT_FILES
+
+    return publish_folder(root, symbol, write, passed=not reasons, reasons=reasons, now=now)
+
+
+def publish_folder(
+    root: Path,
+    unit: str,
+    write: Callable[[Path], Sequence[str]],
+    *,
+    passed: bool,
+    reasons: Sequence[str],
+    now: datetime | None = None,
+) -> PublishedModel:
+    """Write ``models/<UNIT>/<timestamp>/`` whole or not at all, with ``sha256.txt`` over its files.
+
+    ``write(folder)`` writes the model's files into a hidden staging folder and returns
+    their names; the folder is fsynced and renamed into place only when complete, so a
+    folder with a timestamp name is always whole. ``unit`` is a symbol (BTC-USD) or a
+    model name (``regime``).
+    """
+    check_unit(unit)
     root = Path(root)
-    parent = root / "models" / symbol
+    parent = root / "models" / unit
     parent.mkdir(parents=True, exist_ok=True)
     stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
-    reasons = rules.judge(metrics)
     staging = Path(tempfile.mkdtemp(prefix=f".tmp-{stamp}-", dir=parent))
     try:
-        write_model(staging / "model.pt")
-        gate = {"passed": not reasons, "reasons": reasons, "rules": asdict(rules)}
-        _write_json(staging / "config.json", config)
-        _write_json(staging / "metrics.json", {**metrics, "gates": gate})
-        _write_json(staging / "features.json", features)
-        _write_json(staging / "training_log.json", training_log)
-        (staging / "sha256.txt").write_text("".join(f"{sha256_file(staging / n)}  {n}\n" for n in ARTIFACT_FILES))
+        names = sorted(set(write(staging)) - {"sha256.txt"})
+        (staging / "sha256.txt").write_text("".join(f"{sha256_file(staging / n)}  {n}\n" for n in names))
         _fsync_dir_files(staging)
         folder = _rename_into_place(staging, parent, stamp)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return PublishedModel(symbol, folder, folder.name, not reasons, tuple(reasons))
+    return PublishedModel(unit, folder, folder.name, bool(passed), tuple(reasons))
 
 
 def promote_if_passed(root: Path, published: PublishedModel, *, feature_hash: str) -> PublishedModel:
@@ -152,7 +186,9 @@ def promote_if_passed(root: Path, published: PublishedModel, *, feature_hash: st
                     "model_dir": rel,
                     "timestamp": published.timestamp,
                     "feature_hash": feature_hash,
-                    "model_sha256": sha256_file(published.folder / "model.pt"),
+                    "model_sha256": sha256_file(published.folder / "model.pt")
+                    if (published.folder / "model.pt").is_file() else None,
+                    "manifest_sha256": sha256_file(published.folder / "sha256.txt"),
                     "promoted_at": utc_now_iso(),
                 },
             )
@@ -184,7 +220,7 @@ def read_roster(root: Path) -> dict[str, Any]:
 
 def champion(root: Path, symbol: str) -> dict[str, Any] | None:
     """The champion pointer for ``symbol``, or None when no model has passed its gates."""
-    path = Path(root) / "champions" / f"{check_symbol(symbol)}.json"
+    path = Path(root) / "champions" / f"{check_unit(symbol)}.json"
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
@@ -193,7 +229,7 @@ def champion(root: Path, symbol: str) -> dict[str, Any] | None:
 
 def list_models(root: Path, symbol: str) -> list[Path]:
     """Complete model folders for ``symbol``, oldest first (temp folders are never listed)."""
-    parent = Path(root) / "models" / check_symbol(symbol)
+    parent = Path(root) / "models" / check_unit(symbol)
     if not parent.is_dir():
         return []
     return sorted(p for p in parent.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -246,7 +282,9 @@ def finite_json(value: Any) -> Any:
 
 
 def _fsync_dir_files(folder: Path) -> None:
-    for item in folder.iterdir():
+    for item in sorted(folder.rglob("*")):
+        if not item.is_file():
+            continue
         with open(item, "rb") as fh:
             os.fsync(fh.fileno())
 
