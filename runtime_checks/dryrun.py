@@ -141,7 +141,7 @@ def dryrun_symbol(symbol: str, *, models_dir: Path, features_dir: Path, builder:
         threshold = float(model.config.get("threshold", 0.0) or 0.0)
     else:
         x = close[:, None]
-        baseline = models.LastMoveBaseline()
+        baseline = models.baseline_predictor(None)
         window, horizon, label, threshold = baseline.window, baseline.horizon, baseline.label, 0.0
 
     ends = _usable_ends(x, window)

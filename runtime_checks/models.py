@@ -18,14 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-import numpy as np
 
 from runtime_checks.errors import CheckInputError
 from training.registry import sha256_file
 
 SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,10}-[A-Z]{3,5}$")
 REQUIRED_FILES = ("model.pt", "sha256.txt")
-CHECKPOINT_KEYS = ("symbol", "state_dict", "input_size", "feature_names", "feature_hash", "window", "horizon", "scaler")
 GATE_FILE = "gate.json"
 
 
@@ -114,7 +112,7 @@ def model_file_hashes(models_dir: Path, folders: Iterable[Path]) -> dict[str, st
 
 @dataclass(frozen=True)
 class CheckpointInfo:
-    """What a model.pt says about the features it reads (read without building the network)."""
+    """What a saved model says about the features it reads."""
 
     symbol: str
     input_size: int
@@ -124,41 +122,59 @@ class CheckpointInfo:
     horizon: int
 
 
-def read_checkpoint(path: Path) -> tuple[CheckpointInfo, dict[str, Any]]:
-    """The checkpoint's feature contract and its raw dict; refuses one without input_size or names."""
-    import torch
-
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CheckInputError(f"no model file at {path}; download the models again") from None
-    except Exception as exc:  # torch raises many types for a torn or foreign file
-        raise CheckInputError(f"{path} is not a readable model file ({type(exc).__name__}); download it again") from None
-    if not isinstance(data, dict):
-        raise CheckInputError(f"{path} is not a retrain-console model file (no metadata dict)")
-    missing = [k for k in CHECKPOINT_KEYS if k not in data]
-    if missing:
-        raise CheckInputError(f"{path} lacks {', '.join(missing)}; it cannot be checked for alignment, retrain it")
-    names = data["feature_names"]
-    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
-        raise CheckInputError(f"{path} has malformed feature_names; retrain it")
-    info = CheckpointInfo(str(data["symbol"]), int(data["input_size"]), tuple(names), str(data["feature_hash"]),
-                          int(data["window"]), int(data["horizon"]))  # fmt: skip
-    return info, data
-
-
-def load_predictor(folder: Path, symbol: str):  # -> training.models.saved.LoadedModel
-    """The trained model in ``folder``, ready to predict; refuses a model trained on another symbol."""
+def model_family(folder: Path | None) -> Any:
+    """The family that saved ``folder`` (its config.json says; older folders are the lstm's):
+    the only way the checks reach a model (`training.families`)."""
+    from training.families import get_family
     from training.errors import TrainingError
-    from training.models.saved import load_model
+
+    name = "lstm"
+    config = Path(folder) / "config.json" if folder is not None else None
+    if config is not None and config.is_file():
+        try:
+            name = str(json.loads(config.read_text()).get("family") or "lstm")
+        except (OSError, ValueError, AttributeError):
+            raise CheckInputError(f"{config} is unreadable; download the model again") from None
+    try:
+        return get_family(name)
+    except TrainingError as exc:
+        raise CheckInputError(f"{folder} holds a model of family {name!r} this console does not know ({exc})") from None
+
+
+def read_checkpoint(path: Path) -> tuple[CheckpointInfo, Any]:
+    """The saved model's feature contract and the model itself, loaded by its family (weights
+    only: nothing in the file runs); a torn, foreign or incomplete file is bad input."""
+    from training.errors import TrainingError
+
+    folder = Path(path).parent
+    if not Path(path).is_file():
+        raise CheckInputError(f"no model file at {path}; download the models again")
+    try:
+        model = model_family(folder).load(folder)
+    except TrainingError as exc:
+        raise CheckInputError(f"{exc}; download it again" if "retrain" not in str(exc) else str(exc)) from None
+    info = CheckpointInfo(str(model.symbol), int(model.input_size), tuple(model.feature_names), str(model.feature_hash),
+                          int(model.window), int(model.horizon))
+    return info, model
+
+
+def load_predictor(folder: Path, symbol: str) -> Any:
+    """The trained model in ``folder``, ready to predict (its family's predictor); refuses a
+    model trained on another symbol."""
+    from training.errors import TrainingError
 
     info, _ = read_checkpoint(folder / "model.pt")
     if info.symbol != symbol:
         raise CheckInputError(f"{folder / 'model.pt'} was trained on {info.symbol}, not {symbol}; download the right model")
     try:
-        return load_model(folder / "model.pt")
+        return model_family(folder).predictor(folder)
     except TrainingError as exc:
         raise CheckInputError(str(exc)) from None
+
+
+def baseline_predictor(folder: Path | None) -> Any:
+    """The fallback when there is no trained model: the family's baseline (never passes the gate)."""
+    return model_family(folder).baseline(folder)
 
 
 def trading_costs(folder: Path | None, symbol: str):  # -> training.metrics.TradingCosts
@@ -191,22 +207,3 @@ def trained_until(folder: Path | None) -> Any:
         return pd.to_datetime(value, utc=True) if value else None
     except (OSError, ValueError, TypeError, AttributeError):
         raise CheckInputError(f"{folder / 'features.json'} is unreadable; download the model again") from None
-
-
-class LastMoveBaseline:
-    """The fallback when no trained model exists: repeat the last ``horizon``-bar move.
-
-    It is never a trained model: results made with it say ``trained: false`` and the gate
-    refuses them.
-    """
-
-    trained = False
-    label = "baseline: last move"
-
-    def __init__(self, window: int = 2, horizon: int = 1) -> None:
-        self.window = max(2, int(window))
-        self.horizon = int(horizon)
-
-    def probabilities_from_close(self, close: np.ndarray, ends: np.ndarray) -> np.ndarray:
-        prev = close[np.maximum(ends - self.horizon, 0)]
-        return np.where(close[ends] > prev, 0.55, 0.45)

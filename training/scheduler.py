@@ -1,7 +1,8 @@
 """Train many symbols on the leased host: ``python -m training.scheduler --symbols BTC-USD,ETH-USD``.
 
-Each symbol is one job, a ``python -m training.train --symbol ...`` subprocess in its own
-process group, so a timeout can kill it and everything it started. Modes:
+Each symbol is one job, a ``python -m training.train --family F --symbol ...`` subprocess in
+its own process group (``--family``, default ``lstm``: what is trained, `training.families`),
+so a timeout can kill it and everything it started. Modes:
 
 - ``sequential``: one job at a time;
 - ``parallel``: every job at once;
@@ -79,6 +80,8 @@ class SchedulePlan:
     lease: Path | None = None
     train_args: tuple[str, ...] = ()
     """Extra ``python -m training.train`` flags passed to every job (--epochs 2 ...)."""
+    family: str = "lstm"
+    """The model family every job trains (`training.families`)."""
 
     def batches(self) -> list[tuple[str, ...]]:
         """The symbols grouped as the mode runs them."""
@@ -212,7 +215,7 @@ def _run_with_retries(
 
 def job_command(plan: SchedulePlan, symbol: str, *, fresh: bool) -> list[str]:
     """The ``python -m training.train`` command line for one symbol."""
-    cmd = [sys.executable, "-m", "training.train", "--symbol", symbol,
+    cmd = [sys.executable, "-m", "training.train", "--family", plan.family, "--symbol", symbol,
            "--features-dir", str(plan.features_dir), "--out", str(plan.out)]  # fmt: skip
     if plan.config is not None:
         cmd += ["--config", str(plan.config)]
@@ -349,6 +352,7 @@ def format_table(summary: dict[str, Any]) -> str:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m training.scheduler", description="Train many symbols, resumably.")
     p.add_argument("--symbols", action="append", help="comma-separated pairs (repeatable); default: every feature file")
+    p.add_argument("--family", default="lstm", help="the model family every job trains (default lstm)")
     p.add_argument("--features-dir", type=Path, default=Path("FEATURES"))
     p.add_argument("--out", type=Path, default=Path("artifacts"))
     p.add_argument("--mode", default="hybrid", help="sequential, parallel or hybrid (default)")
@@ -390,7 +394,17 @@ def plan_from_args(args: argparse.Namespace) -> SchedulePlan:
         config=args.config,
         lease=args.lease,
         train_args=tuple(train_args),
+        family=_family(args.family),
     )
+
+
+def _family(name: str) -> str:
+    """A registered family's name; anything else is bad input before a job starts."""
+    from training.families import family_names
+
+    if name not in family_names():
+        raise BadTrainingConfig(f"unknown model family {name!r} (known: {', '.join(family_names())})")
+    return name
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -31,9 +31,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from training.models.config import TrainConfig  # noqa: E402
-from training.models.fit import DeviceData, EpochRunner, pick_precision  # noqa: E402
-from training.models.lstm import DirectionLSTM  # noqa: E402
+from training.families.lstm.config import TrainConfig  # noqa: E402
+from training.families.lstm.fit import DeviceData, EpochRunner, pick_precision  # noqa: E402
+from training.families.lstm.network import DirectionLSTM  # noqa: E402
 
 
 class SmiSampler:

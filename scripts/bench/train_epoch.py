@@ -25,9 +25,9 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from training.dataset import gather_windows  # noqa: E402
-from training.models.config import TrainConfig  # noqa: E402
-from training.models.fit import DeviceData, EpochRunner  # noqa: E402
-from training.models.lstm import DirectionLSTM  # noqa: E402
+from training.families.lstm.config import TrainConfig  # noqa: E402
+from training.families.lstm.fit import DeviceData, EpochRunner  # noqa: E402
+from training.families.lstm.network import DirectionLSTM  # noqa: E402
 
 
 def bare_epoch(model: nn.Module, features, labels, order, window: int, batch_size: int, lr: float) -> float:

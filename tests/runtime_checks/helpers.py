@@ -85,8 +85,8 @@ def write_model(models_dir: Path, symbol: str, names: Sequence[str], fhash: str,
 
     from training import registry
     from training.dataset import Scaler
-    from training.models.lstm import DirectionLSTM
-    from training.models.saved import model_payload
+    from training.families.lstm.network import DirectionLSTM
+    from training.families.lstm.saved import model_payload
 
     torch.manual_seed(seed)
     net = network if network is not None else DirectionLSTM(len(names), 8, 1, 0.0)
@@ -120,7 +120,7 @@ def fit_linear_model(features_dir: Path, models_dir: Path, symbol: str, *, horiz
 
     from training.dataset import Scaler
     from training.features.io import read_feature_meta
-    from training.models.lstm import DirectionLSTM
+    from training.families.lstm.network import DirectionLSTM
 
     path = Path(features_dir) / f"{symbol}.parquet"
     meta = read_feature_meta(path)

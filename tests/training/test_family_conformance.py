@@ -92,6 +92,11 @@ def test_a_tampered_model_file_never_runs_code(family: ModelFamily, tmp_path: Pa
         family.save(fitted, folder)  # restore before tampering with the next file
 
 
+def test_the_registry_lists_the_lstm_family() -> None:
+    assert "lstm" in family_names()
+    assert get_family("lstm").name == "lstm"
+
+
 def test_unknown_family_is_bad_input() -> None:
     with pytest.raises(TrainingInputError, match="unknown model family"):
         get_family("no-such-family")

@@ -10,8 +10,8 @@ import pytest
 
 from training.errors import BadTrainingConfig, LocalTrainingRefused
 from training.guard import Lease, write_lease
-from training.models.config import TrainConfig
-from training.models.synthetic import synthetic_frame, synthetic_hash, write_synthetic_feature_file
+from training.families.lstm.config import TrainConfig
+from training.families.lstm.synthetic import synthetic_frame, synthetic_hash, write_synthetic_feature_file
 from training.scheduler import Emitter, Ledger, SchedulePlan, format_table, run_schedule
 from training.train import TrainJob, run_job
 from training import registry

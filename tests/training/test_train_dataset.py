@@ -8,7 +8,7 @@ import torch
 
 from training.dataset import WindowSpec, gather_windows, load_symbol_dataset, verify_feature_hash
 from training.errors import FeatureHashMismatch, NonFiniteValues, NotEnoughData
-from training.models.synthetic import (
+from training.families.lstm.synthetic import (
     SPEC_VERSION, synthetic_definitions, synthetic_frame, synthetic_hash, write_synthetic_feature_file,
 )  # fmt: skip
 

@@ -11,9 +11,10 @@ import torch
 from training import registry
 from training.errors import CheckpointMismatch, FeatureHashMismatch
 from training.metrics import TradingCosts, after_cost, auc, classification_metrics, pick_threshold
-from training.models.config import TrainConfig
-from training.models.saved import MODEL_KEYS, load_model, predict
-from training.models.synthetic import synthetic_frame, synthetic_hash, write_synthetic_feature_file
+from training.families.lstm.config import TrainConfig
+from training.families.lstm.saved import MODEL_KEYS, load_model, predict
+from training.families.lstm.synthetic import synthetic_frame, synthetic_hash, write_synthetic_feature_file
+from training.families.run import EVALUATION_FILE, VERDICT_FILE
 from training.train import TrainJob, run_job
 
 @pytest.fixture(autouse=True)
@@ -54,7 +55,8 @@ def test_training_publishes_a_complete_model_folder_whose_model_pt_carries_its_c
     job = _job(tmp_path, n_features=7, expected_hash=synthetic_hash(7))
     published = run_job(job, on_event=_recorder(calls))
     folder = published.folder
-    assert sorted(p.name for p in folder.iterdir()) == sorted(registry.ARTIFACT_FILES + ("sha256.txt",))
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        registry.ARTIFACT_FILES + (EVALUATION_FILE, VERDICT_FILE, "sha256.txt"))
     assert registry.verify_folder(folder) == []
     saved = torch.load(folder / "model.pt", weights_only=True)
     assert set(MODEL_KEYS) <= set(saved)
@@ -75,7 +77,9 @@ def test_metrics_cover_model_and_both_baselines_with_after_cost_results(tmp_path
     for block in (metrics["model"], metrics["baselines"]["majority"], metrics["baselines"]["last_move"]):
         assert {"accuracy", "f1", "auc", "log_loss", "after_cost"} <= set(block)
         assert block["after_cost"]["round_trip_cost_bps"] == pytest.approx(26.0)  # 2 * (10 + 2/2 + 2) bps
-    assert metrics["gates"]["passed"] == (metrics["gates"]["reasons"] == [])
+    verdict = json.loads((published.folder / VERDICT_FILE).read_text())
+    assert verdict["passed"] == (list(published.reasons) == []) == published.passed
+    assert verdict["family"] == "lstm" and verdict["lines"]
     assert metrics["baselines"]["majority"]["auc"] == pytest.approx(0.5)
 
 

@@ -24,7 +24,15 @@ The verbs, in the order a training host calls them (`training.families.run`)::
 
 Adding a family: write ``training/families/<name>.py`` (or a package) with a class that
 satisfies `ModelFamily`, and add one line to `training.families.FAMILIES`. The
-conformance test picks it up; nothing else changes.
+conformance test picks it up; nothing else changes. For a made-up ``arima`` family::
+
+    training/families/arima.py          class ArimaFamily: name = "arima"; artifact_format = "retrain-console/arima/1"
+                                                           inputs, check_params, fit, evaluate, rules,
+                                                           save, load, predictor, baseline, synthetic_job
+    training/families/__init__.py       "arima": "training.families.arima:ArimaFamily",
+
+and ``python -m training.train --family arima --symbol BTC-USD`` (or the scheduler's
+``--family``) trains it on any backend; `training.families.lstm` is the worked example.
 
 Errors: bad input raises `training.errors.TrainingInputError` subclasses (exit 2), a
 failed fit any `TrainingError` (exit 1). Progress goes through ``on_progress`` only: a
@@ -80,8 +88,11 @@ class Progress:
     step: int
     steps: int
     kind: str = "epoch"
-    """``epoch`` for networks, ``episode`` for agents, ``round`` for boosting..."""
+    """``epoch`` for networks, ``episode`` for agents, ``round`` for boosting...; ``start`` once,
+    before the first step (``step`` 0: what the fit is about to do, and where it resumes from)."""
     metrics: Mapping[str, float] = field(default_factory=dict)
+    notes: Mapping[str, str] = field(default_factory=dict)
+    """Words that go with the figures (``device``, ``precision``)."""
 
 
 @runtime_checkable

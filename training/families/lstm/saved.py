@@ -26,7 +26,7 @@ import torch
 
 from training.dataset import Scaler
 from training.errors import CheckpointMismatch
-from training.models.lstm import DirectionLSTM
+from training.families.lstm.network import DirectionLSTM
 
 MODEL_FORMAT = "retrain-console/direction-lstm/1"
 MODEL_KEYS = (
@@ -90,6 +90,9 @@ class LoadedModel:
     window: int
     horizon: int
     config: dict[str, Any]
+    name: str = "LSTM"
+    """What the dry run calls it (`training.families.base.Predictor`)."""
+    trained: bool = True
 
     @property
     def input_size(self) -> int:
@@ -146,6 +149,12 @@ def load_model(path: Path, *, expected_feature_hash: str | None = None) -> Loade
         raise CheckpointMismatch(f"{path} is not a readable model file ({type(exc).__name__})") from exc
     if not isinstance(data, dict) or data.get("format") != MODEL_FORMAT:
         raise CheckpointMismatch(f"{path} is not a {MODEL_FORMAT} model file")
+    missing = [k for k in MODEL_KEYS if k not in data]
+    if missing:
+        raise CheckpointMismatch(f"{path} lacks {', '.join(missing)}; it cannot be checked or used, retrain it")
+    names = data["feature_names"]
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+        raise CheckpointMismatch(f"{path} has malformed feature_names; retrain it")
     if expected_feature_hash is not None and data["feature_hash"] != expected_feature_hash:
         raise CheckpointMismatch(
             f"{path} was trained on feature set {data['feature_hash']}, not {expected_feature_hash}; retrain it"

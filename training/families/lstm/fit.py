@@ -25,8 +25,8 @@ from torch import nn
 
 from training.dataset import SymbolDataset, gather_windows
 from training.errors import BadTrainingConfig, CheckpointMismatch
-from training.models.config import TrainConfig
-from training.models.lstm import DirectionLSTM
+from training.families.lstm.config import TrainConfig
+from training.families.lstm.network import DirectionLSTM
 from training.atomic import atomic_path
 
 EVAL_BATCH = 4096
@@ -259,7 +259,9 @@ def _resume(path: Path, dataset: SymbolDataset, model: DirectionLSTM, runner: Ep
     if not path.exists():
         return fresh
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        # Weights only: a checkpoint restored from the artifact store crossed a network, and
+        # unpickling it must never run code (a tampered file is refused, not executed).
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a torn or foreign file: refuse rather than silently start over
         raise CheckpointMismatch(
             f"checkpoint {path} is unreadable ({type(exc).__name__}); delete it to start this symbol over"

@@ -1,0 +1,209 @@
+"""How an ``lstm`` model is judged: on the test part, after costs, against its two baselines.
+
+The test part (chronologically last, purged from validation; `training.dataset`) decides
+promotion. The model and both baselines (`training.metrics`: always the training
+majority; repeat the last ``horizon``-bar move) are scored on the same samples:
+
+- classification figures (accuracy, F1, AUC, log-loss) on every test sample, and a paired
+  one-sided McNemar test of accuracy against each baseline on non-overlapping samples
+  (every ``horizon``-th: their outcomes are independent under "no better");
+- the long/short rule after costs (`training.metrics.after_cost`, band chosen on the
+  validation part), its per-decision net returns resampled in blocks for an interval and
+  a p-value (`training.stats.block_bootstrap`), and paired against each baseline's.
+
+`lstm_rules` turns the ``gates`` section into stock rules: enough samples, beat both
+baselines on accuracy (significant), earn after costs (significant, enough trades), and
+the optional floors (accuracy, AUC, net return) and drawdown ceiling.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from training import stats
+from training.families.evaluation import (
+    AfterCost,
+    BeatsBaseline,
+    Comparison,
+    EarnsAfterCosts,
+    Evaluation,
+    GateRule,
+    JudgedPart,
+    MetricAbove,
+    MinSamples,
+    RuleOutcome,
+)
+from training.families.lstm.params import LstmParams
+from training.metrics import (
+    TradingCosts,
+    after_cost,
+    classification_metrics,
+    decide_positions,
+    last_move_baseline,
+    majority_baseline,
+    pick_threshold,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from training.dataset import SymbolDataset
+    from training.families.lstm.config import TrainConfig
+
+FAMILY = "lstm"
+BASELINES = ("majority", "last_move")
+MIN_JUDGED_SAMPLES = 50
+"""Non-overlapping test samples below which no figure means anything."""
+
+
+def decision_band(config: "TrainConfig", dataset: "SymbolDataset", p_val: np.ndarray,
+                  costs: TradingCosts) -> tuple["TrainConfig", dict[str, Any]]:
+    """The config the model is saved with: its long/short band chosen on the validation part
+    when ``tune_threshold`` (never on the test part, which judges it), and how it was chosen."""
+    if not config.tune_threshold:
+        return config, {"threshold": config.threshold, "chosen_on": "config"}
+    band, val_net = pick_threshold(p_val, dataset.future_return[dataset.val_ends], dataset.spec.horizon, costs,
+                                   floor=config.threshold)
+    return replace(config, threshold=band), {"threshold": band, "chosen_on": "validation",
+                                             "validation_net_return": val_net}
+
+
+@dataclass(frozen=True)
+class Scored:
+    """P(up) of the model and each baseline on the test samples, with the truth."""
+
+    p: dict[str, np.ndarray]
+    y: np.ndarray
+    future_return: np.ndarray
+    horizon: int
+
+    @classmethod
+    def of(cls, dataset: "SymbolDataset", p_test: np.ndarray) -> "Scored":
+        ends, horizon = dataset.test_ends, dataset.spec.horizon
+        train_y = dataset.labels[dataset.train_ends]
+        return cls({"model": np.asarray(p_test, dtype=np.float64),
+                    "majority": majority_baseline(train_y, len(ends)),
+                    "last_move": last_move_baseline(dataset.close, ends, horizon, dataset.train_ends, train_y)},
+                   dataset.labels[ends].astype(np.float64), dataset.future_return[ends], horizon)
+
+
+def judged_figures(dataset: "SymbolDataset", p_test: np.ndarray, costs: TradingCosts, threshold: float) -> dict[str, Any]:
+    """Test-part figures for the model and both baselines, each with the after-cost rule
+    (``metrics.json``: what the operator's table shows)."""
+    scored = Scored.of(dataset, p_test)
+    out: dict[str, Any] = {"baselines": {}}
+    for name, p in scored.p.items():
+        block = {**classification_metrics(scored.y, p),
+                 "after_cost": after_cost(p, scored.future_return, scored.horizon, costs, threshold)}
+        if name == "model":
+            out["model"] = block
+        else:
+            out["baselines"][name] = block
+    out["split"] = {"train": len(dataset.train_ends), "val": len(dataset.val_ends), "test": len(dataset.test_ends),
+                    "purge_gap": dataset.spec.purge_gap}
+    return out
+
+
+def decision_returns(p_up: np.ndarray, future_return: np.ndarray, horizon: int, costs: TradingCosts,
+                     threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-decision net returns of `training.metrics.after_cost`'s rule (their sum is its
+    ``net_return``), and which decisions held a position."""
+    step = max(1, int(horizon))
+    position = decide_positions(np.asarray(p_up, dtype=np.float64)[::step], threshold)
+    r = np.asarray(future_return, dtype=np.float64)[::step]
+    held = np.concatenate([[0.0], position, [0.0]])
+    paid = np.abs(np.diff(held)) * costs.round_trip / 2.0
+    net = position * r - paid[:-1]
+    net[-1:] -= paid[-1]  # closing the last position
+    return net, position != 0
+
+
+def evaluation(unit: str, dataset: "SymbolDataset", p_test: np.ndarray, costs: TradingCosts,
+               threshold: float) -> Evaluation:
+    """The model judged on the test part: figures, baselines, paired comparisons, after costs."""
+    scored = Scored.of(dataset, p_test)
+    step = max(1, scored.horizon)
+    metrics = judged_figures(dataset, p_test, costs, threshold)
+    nets = {name: decision_returns(p, scored.future_return, scored.horizon, costs, threshold)[0]
+            for name, p in scored.p.items()}
+    block = _block(len(nets["model"]))
+    after = {name: _after_cost(metrics["model"]["after_cost"] if name == "model"
+                               else metrics["baselines"][name]["after_cost"], nets[name], block)
+             for name in scored.p}
+    right = {name: (p[::step] > 0.5) == (scored.y[::step] > 0.5) for name, p in scored.p.items()}
+    comparisons = []
+    for base in BASELINES:
+        p_value, _, _ = stats.mcnemar_one_sided(right["model"], right[base])
+        comparisons.append(Comparison(base, "accuracy", float(right["model"].mean()), float(right[base].mean()),
+                                      p_value, "mcnemar (non-overlapping samples)"))
+        diff = nets["model"] - nets[base]
+        boot = stats.block_bootstrap(lambda idx, d=diff: float(d[idx].sum()), len(diff), block=block)
+        comparisons.append(Comparison(base, "net_return", float(nets["model"].sum()), float(nets[base].sum()),
+                                      boot.p_value, f"block bootstrap (block {block})", boot.interval))
+    model = metrics["model"]
+    figures = {k: model[k] for k in ("auc", "f1", "log_loss")}
+    ends = dataset.test_ends
+    stamps = dataset.timestamps
+    return Evaluation(
+        family=FAMILY, unit=unit,
+        part=JudgedPart("test", int(len(right["model"])), _iso(stamps, ends[0]) if len(ends) else None,
+                        _iso(stamps, ends[-1]) if len(ends) else None),
+        metrics={"accuracy": float(right["model"].mean()), "net_return": after["model"].net_return,
+                 "max_drawdown": float(model["after_cost"]["max_drawdown"]), **figures},
+        baselines={b: {"accuracy": float(right[b].mean()), "net_return": after[b].net_return} for b in BASELINES},
+        comparisons=tuple(comparisons), after_cost=after["model"],
+        baseline_after_cost={b: after[b] for b in BASELINES})
+
+
+def _after_cost(figures: dict[str, Any], net: np.ndarray, block: int) -> AfterCost:
+    boot = stats.block_bootstrap(lambda idx: float(net[idx].sum()), len(net), block=block)
+    return AfterCost(net_return=float(figures["net_return"]), trades=int(figures["trades"]),
+                     gross_return=float(figures["gross_return"]), costs_paid=float(figures["costs_paid"]),
+                     interval=boot.interval, p_value=boot.p_value,
+                     figures={k: float(figures[k]) for k in ("hit_rate", "sharpe_per_decision", "max_drawdown",
+                                                             "decisions", "threshold", "net_bps_per_trade")})
+
+
+def _block(n: int) -> int:
+    """Block length for the decisions' bootstrap: volatility clusters over a few decisions."""
+    return max(2, int(round(n ** (1 / 3)))) if n > 0 else 1
+
+
+def _iso(stamps: np.ndarray, row: int) -> str | None:
+    if not len(stamps):
+        return None
+    import pandas as pd
+
+    return str(pd.Timestamp(stamps[row]).tz_localize(None).isoformat()) + "Z"
+
+
+@dataclass(frozen=True)
+class DrawdownAtMost:
+    """The after-cost rule's worst peak-to-trough loss stays within ``ceiling``."""
+
+    ceiling: float
+
+    def check(self, evaluation: Evaluation) -> RuleOutcome:
+        value = evaluation.metrics.get("max_drawdown")
+        ok = value is not None and math.isfinite(value) and value <= self.ceiling
+        return RuleOutcome("max drawdown within ceiling", ok, value, self.ceiling)
+
+
+def lstm_rules(params: LstmParams) -> tuple[GateRule, ...]:
+    """The stock rules the ``gates`` section asks for (`training.families.evaluation`)."""
+    g, alpha = params.gates, params.alpha
+    rules: list[GateRule] = [MinSamples(MIN_JUDGED_SAMPLES)]
+    if g.beat_baselines:
+        rules += [BeatsBaseline(base, "accuracy", alpha) for base in BASELINES]
+    rules.append(EarnsAfterCosts(min_trades=int(g.min_trades or 0), alpha=alpha))
+    if g.min_net_return is not None and g.min_net_return > 0:
+        rules.append(MetricAbove("net_return", g.min_net_return))
+    if g.min_accuracy is not None:
+        rules.append(MetricAbove("accuracy", g.min_accuracy))
+    if g.min_auc is not None:
+        rules.append(MetricAbove("auc", g.min_auc))
+    if g.max_drawdown is not None:
+        rules.append(DrawdownAtMost(g.max_drawdown))
+    return tuple(rules)
