@@ -1,4 +1,5 @@
-"""What every command needs, built lazily from the global flags: settings and the state store.
+"""What every command needs, built lazily from the global flags: settings, the resources they
+describe (`console.resources`), and the state store.
 
 Commands receive it with ``@pass_app``; nothing is loaded until a command asks, so
 ``console --help`` and ``console plan`` stay fast and touch no state.
@@ -13,6 +14,8 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar
 import click
 
 if TYPE_CHECKING:  # imported when first used: pydantic alone costs ~0.3 s, too much for `console tui`'s first frame
+    from console.instances import Instances
+    from console.resources import Resources
     from console.settings import LoadedSettings, Settings
     from console.state import StateStore
 
@@ -29,6 +32,7 @@ class App:
     debug: bool = False
     _loaded: LoadedSettings | None = field(default=None, repr=False)
     _store: StateStore | None = field(default=None, repr=False)
+    _resources: Resources | None = field(default=None, repr=False)
 
     def flag_overrides(self) -> dict[str, Any]:
         return {"profile": self.profile, "state_dir": self.state_dir}
@@ -44,6 +48,22 @@ class App:
     @property
     def settings(self) -> Settings:
         return self.loaded.settings
+
+    @property
+    def resources(self) -> Resources:
+        """The objects the settings describe, built once for the process (`console.resources`)."""
+        if self._resources is None:
+            from console.resources import Resources
+
+            self._resources = Resources(self.settings)
+        return self._resources
+
+    @property
+    def instances(self) -> Instances:
+        """The instances service over this state store (`console.instances`)."""
+        from console.instances import Instances
+
+        return Instances(self.resources, self.store)
 
     @property
     def store(self) -> StateStore:

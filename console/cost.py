@@ -268,19 +268,6 @@ def step_remaining_s(store: StateStore, run_id: str, *, now: float | None = None
     if not running:
         return 0.0
     step = running[0]
-    timeout = float(step.details.get("timeout_s", 0) or 0) or _checklist_timeout(store, run_id, step.name) \
-        or default_timeout_s
-    return max(0.0, step.started_at + timeout - now)  # type: ignore[operator]
-
-
-def _checklist_timeout(store: StateStore, run_id: str, step_name: str) -> float | None:
-    run = store.get_run(run_id)
-    if run is None:
-        return None
-    try:
-        from console.checklist.spec import load_checklist
-
-        spec = load_checklist(run.checklist_path, profile=run.profile, overrides=run.params)
-        return float(spec.steps[spec.index_of(step_name)].timeout_s)
-    except Exception:  # an edited or missing checklist file only loses the projection
-        return None
+    # The policy the engine recorded with the run (and with this attempt): never the checklist file.
+    timeout = float(step.policy.get("timeout_s", 0) or 0) or default_timeout_s
+    return max(0.0, (step.started_at or now) + timeout - now)

@@ -195,6 +195,9 @@ class Settings(BaseSettings):
     features: FeatureSettings = Field(default_factory=FeatureSettings)
     gate: GateSettings = Field(default_factory=GateSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
+    backends: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """Options of each training backend, by name (``[backends.sagemaker]`` ...), handed to it as
+    `remote.backends.base.BackendContext.options`."""
 
     @classmethod
     def settings_customise_sources(

@@ -178,11 +178,17 @@ def check_version(version: str) -> str:
 
 
 class ArtifactStore(Protocol):
-    """What the upload and download steps (and the gate's copy) need from a store."""
+    """What the upload and download steps, the checkpoint shelf and the gate's copy need from a store."""
+
+    def ensure_bucket(self) -> None: ...
 
     def put_bytes(self, key: str, data: bytes) -> str: ...
 
     def get_bytes(self, key: str) -> bytes | None: ...
+
+    def put_file(self, key: str, path: Path, sha256: str | None = None) -> str: ...
+
+    def get_file(self, key: str, dest: Path) -> str | None: ...
 
     def upload_version(self, local_dir: Path, tags: ArtifactTags, *, version: str | None = None) -> VersionRecord: ...
 
@@ -233,6 +239,20 @@ class _VersionedStore(ABC):
         """The bytes stored under ``key`` (checked against their recorded sha256), or None when
         there is no such object; `ChecksumMismatch` when they differ from the record."""
         return self._get_bytes(_record_key(key))
+
+    def put_file(self, key: str, path: Path, sha256: str | None = None) -> str:
+        """Store the file at ``path`` under ``key`` (outside ``models/``) with its sha256 in the
+        object's metadata; the sha256 (computed here unless given)."""
+        digest = sha256 or sha256_of(Path(path))
+        self._put_file(_record_key(key), Path(path), digest, None)
+        return digest
+
+    def get_file(self, key: str, dest: Path) -> str | None:
+        """Download ``key`` to ``dest``; the sha256 its metadata records (the caller checks it)."""
+        return self._get_file(_record_key(key), Path(dest))
+
+    def ensure_bucket(self) -> None:
+        """Make the store ready to write (an S3 bucket is created when missing)."""
 
     # --- versions -------------------------------------------------------------
 

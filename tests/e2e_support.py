@@ -180,7 +180,7 @@ def checkpoint_problems(state_dir: Path, run_id: str, symbols: list[str]) -> lis
 
     from botocore.exceptions import ClientError
 
-    from console.steps.cloud_sync import SANDBOX_BUCKET
+    from console.resources import SANDBOX_BUCKET
 
     s3 = s3_client(state_dir)
     problems = []

@@ -277,7 +277,7 @@ def test_spot_interruption_during_training_relaunches_and_resumes_from_the_check
 
 
 def test_corrupted_artifact_in_s3_is_refused_on_download(world: World, completed_run: str, tmp_path: Path) -> None:
-    from console.steps.cloud_sync import SANDBOX_BUCKET
+    from console.resources import SANDBOX_BUCKET
 
     s3 = s3_client(world.state_dir)
     version = json.loads(s3.get_object(Bucket=SANDBOX_BUCKET, Key="models/latest.json")["Body"].read())["version"]

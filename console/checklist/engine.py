@@ -7,8 +7,13 @@ Promises:
 - `drive` continues from the first unfinished step (a step found RUNNING was interrupted
   and is run again: steps are idempotent or detect their own partial work);
 - one process at a time drives a run (an OS file lock, released by the kernel on death);
-- retries with exponential backoff and a timeout per step come from the checklist;
-- each step writes its own log file in the run directory, through the redactor.
+- retries with exponential backoff and a timeout per step come from the checklist, and
+  are recorded with the run when it is created (and with each attempt);
+- each step writes its own log file in the run directory, through the redactor;
+- it is the only writer of step state: steps return results, and a step that must replace
+  an earlier step's outputs (a relaunched instance) asks `Engine.supersede_outputs`;
+- while it drives a run it beats the run's heartbeat in the store, and feeds each of the
+  run's instances' dead-man switches through the instances service.
 
 The engine knows nothing of front ends: they pass a listener and get `EngineEvent`s.
 """
@@ -30,6 +35,7 @@ from typing import Any, Callable, Iterator
 
 from console.checklist.spec import ChecklistSpec, StepSpec
 from console.checklist.step import StepContext, StepResult, StepState
+from console.outputs import NoOutputs, StepOutputs
 from console.errors import (
     EXIT_GUARD,
     EXIT_INTERRUPTED,
@@ -43,15 +49,12 @@ from console.errors import (
     is_ours,
 )
 from console.redact import RedactingFilter, redact, redact_data
+from console.resources import Resources
 from console.settings import Settings
-from console.state import RunRecord, StateStore
+from console.state import RunRecord, RunStatus, StateStore
 
-FINISHED_RUN_STATES = ("succeeded",)
-
-HeartbeatHook = Callable[[Settings, StateStore, str], None]
-HEARTBEAT_HOOKS: list[HeartbeatHook] = []
-"""Called on every heartbeat while a run is driven (e.g. touching each instance's dead-man
-file); each hook paces itself and must never raise for a host it cannot reach."""
+HostHeartbeat = Callable[[str], object]
+"""Feeds the dead-man switch of every live instance of a run; must never raise for a host it cannot reach."""
 CANCEL_GRACE_S = 10.0
 
 
@@ -74,7 +77,7 @@ Listener = Callable[[EngineEvent], None]
 @dataclass(frozen=True)
 class RunOutcome:
     run_id: str
-    status: str
+    status: RunStatus
     """succeeded, failed, blocked, cancelled, or paused (stopped early on purpose: --only)."""
     failed_step: str | None
     message: str
@@ -87,7 +90,7 @@ def new_run_id() -> str:
 
 
 def run_dir(settings: Settings, run_id: str) -> Path:
-    return settings.state_dir / "runs" / run_id
+    return Path(settings.state_dir).expanduser() / "runs" / run_id
 
 
 class RunLock:
@@ -141,10 +144,13 @@ class RunLock:
 class Engine:
     """Creates and drives runs of a checklist against one state store."""
 
-    def __init__(self, settings: Settings, store: StateStore, listener: Listener | None = None) -> None:
+    def __init__(self, settings: Settings, store: StateStore, listener: Listener | None = None, *,
+                 resources: Resources | None = None, host_heartbeat: HostHeartbeat | None = None) -> None:
         self.settings = settings
         self.store = store
         self.listener = listener or (lambda event: None)
+        self.resources = resources or Resources(settings)
+        self.host_heartbeat = host_heartbeat or self._touch_instances
         self.cancelled = threading.Event()
         """Set by a front end (Ctrl-C, the TUI) to cancel the running step."""
 
@@ -170,6 +176,7 @@ class Engine:
             profile=self.settings.profile,
             params=spec.params,
             steps=planned,
+            policies={s.name: s.policy for s in spec.steps},
         )
         self._tell(EngineEvent("run.created", run_id, None, f"run {run_id} created"))
         return run_id
@@ -204,7 +211,7 @@ class Engine:
 
         directory = run_dir(self.settings, run_id)
         with RunLock(directory, run_id), self._heartbeat(run_id):
-            self.store.set_run_status(run_id, "running", pid=os.getpid())
+            self.store.set_run_status(run_id, RunStatus.RUNNING, pid=os.getpid())
             self._tell(EngineEvent("run.running", run_id, None, f"driving run {run_id}"))
             for index, step in enumerate(spec.steps):
                 record = self.store.get_step(run_id, step.name)
@@ -220,16 +227,17 @@ class Engine:
                 if only and step.name != only:
                     continue
                 result = self._run_step(run_id, step, previous_attempts=record.attempt)
-                if result.state is not StepState.SUCCEEDED:
-                    status = {StepState.BLOCKED: "blocked", StepState.CANCELLED: "cancelled"}.get(result.state, "failed")
+                if not result.state.finished:
+                    status = {StepState.BLOCKED: RunStatus.BLOCKED,
+                              StepState.CANCELLED: RunStatus.CANCELLED}.get(result.state, RunStatus.FAILED)
                     self.store.set_run_status(run_id, status, summary=f"{step.name}: {result.summary}")
                     self._tell(EngineEvent(f"run.{status}", run_id, step.name, result.summary))
-                    code = {"blocked": EXIT_GUARD, "cancelled": EXIT_INTERRUPTED}.get(
+                    code = {RunStatus.BLOCKED: EXIT_GUARD, RunStatus.CANCELLED: EXIT_INTERRUPTED}.get(
                         status, int(result.details.get("exit_code", EXIT_STEP_FAILED))
                     )
                     return RunOutcome(run_id, status, step.name, result.summary, code)
             done = all(StepState(s.state).finished for s in self.store.steps(run_id))
-            status = "succeeded" if done else "paused"
+            status = RunStatus.SUCCEEDED if done else RunStatus.PAUSED
             message = "all steps finished" if done else "stopped after the selected steps"
             self.store.set_run_status(run_id, status, summary=message)
             self._tell(EngineEvent(f"run.{status}", run_id, None, message))
@@ -240,6 +248,23 @@ class Engine:
         self.store.update_step(run_id, step.name, StepState.SKIPPED.value, message=message, summary=message)
         self._tell(EngineEvent("step.skipped", run_id, step.name, message))
 
+    # -- the only writes to step state from outside a step's own attempt ----------------------
+
+    def supersede_outputs(self, run_id: str, step_name: str, outputs: StepOutputs, *, summary: str,
+                          reason: str) -> None:
+        """Replace a finished step's outputs (the relaunch case: the launch step's outputs now name
+        the replacement instance); the step keeps its state, one event says why."""
+        self.store.supersede_step_outputs(run_id, step_name, outputs=outputs.model_dump(mode="json"),
+                                          summary=summary, message=f"{step_name}: {reason}")
+        self._tell(EngineEvent("outputs.superseded", run_id, step_name, reason))
+
+    def reset_step(self, run_id: str, step_name: str, reason: str) -> None:
+        """Make a finished step PENDING again, so the next drive runs it (``console train remote``)."""
+        if self.store.get_step(run_id, step_name) is None:
+            raise StateError(f"run {run_id} has no step {step_name!r}")
+        self.store.update_step(run_id, step_name, StepState.PENDING.value, message=f"{step_name}: {reason}")
+        self._tell(EngineEvent("step.pending", run_id, step_name, reason))
+
     def _run_step(self, run_id: str, step: StepSpec, *, previous_attempts: int) -> StepResult:
         """Attempts with retries and backoff; returns the last attempt's result."""
         max_attempts = step.retries + 1
@@ -247,13 +272,14 @@ class Engine:
             attempt = previous_attempts + n
             self.store.update_step(
                 run_id, step.name, StepState.RUNNING.value, message=f"{step.name} started (attempt {attempt})",
-                attempt=attempt, started_at=time.time(), clear_finished=True,
+                attempt=attempt, started_at=time.time(), clear_finished=True, policy=step.policy,
             )
             self._tell(EngineEvent("step.running", run_id, step.name, f"{step.name} started", {"attempt": attempt}))
-            result = self._attempt(run_id, step, attempt)
+            result = self._checked(step, self._attempt(run_id, step, attempt))
             self.store.update_step(
                 run_id, step.name, result.state.value, message=f"{step.name} {result.state.value}: {result.summary}",
-                finished_at=time.time(), summary=result.summary, details=result.details, outputs=result.outputs,
+                finished_at=time.time(), summary=result.summary, details=result.details,
+                outputs=result.outputs.model_dump(mode="json") if result.outputs is not None else None,
             )
             self._tell(EngineEvent(f"step.{result.state.value}", run_id, step.name, result.summary, {"attempt": attempt}))
             if result.state is not StepState.FAILED or n == max_attempts or not step.step_cls.retryable:
@@ -264,6 +290,17 @@ class Engine:
             if self.cancelled.wait(delay):
                 return StepResult(StepState.CANCELLED, "cancelled while waiting to retry")
         raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def _checked(step: StepSpec, result: StepResult) -> StepResult:
+        """``result``, or a failure when a successful step hands on outputs other than its ``Outputs``."""
+        expected = step.step_cls.Outputs
+        if result.state is not StepState.SUCCEEDED or expected is NoOutputs and result.outputs is None:
+            return result
+        if not isinstance(result.outputs, expected):
+            found = type(result.outputs).__name__
+            return StepResult.failed(f"step {step.name} handed on {found}, not its {expected.__name__}")
+        return result
 
     def _attempt(self, run_id: str, step: StepSpec, attempt: int) -> StepResult:
         """One attempt in a worker thread, bounded by the step's timeout and the cancel event."""
@@ -332,6 +369,9 @@ class Engine:
                     self.store.add_event(run_id, step.name, kind, message, data)
                 self._tell(EngineEvent(kind, run_id, step.name, redact(message), redact_data(data)))
 
+        def supersede(step_name: str, outputs: StepOutputs, summary: str, reason: str) -> None:
+            self.supersede_outputs(run_id, step_name, outputs, summary=summary, reason=f"{reason} (by {step.name})")
+
         return StepContext(
             run_id=run_id,
             step_name=step.name,
@@ -344,6 +384,8 @@ class Engine:
             cancelled=cancelled,
             deadline=time.monotonic() + step.timeout_s,
             emit=emit,
+            resources=self.resources,
+            supersede=supersede,
         )
 
     @contextlib.contextmanager
@@ -375,9 +417,9 @@ class Engine:
     def _heartbeat(self, run_id: str) -> Iterator[None]:
         """Tell the watchdog (and each instance's dead-man switch) this console is alive.
 
-        The store heartbeat beats every few seconds; the hooks (SSH to the instances) run on
-        their own thread at a third of the heartbeat timeout, so a slow host never delays
-        the beat the watchdog reads.
+        The store heartbeat beats every few seconds; the host heartbeat (SSH to the instances)
+        runs on its own thread at a third of the heartbeat timeout, so a slow host never
+        delays the beat the watchdog reads.
         """
         stop = threading.Event()
         timeout = self.settings.watchdog.heartbeat_timeout_s
@@ -390,15 +432,14 @@ class Engine:
                 if stop.wait(every):
                     return
 
-        def hooks() -> None:
+        def hosts() -> None:
             while True:
-                for hook in HEARTBEAT_HOOKS:
-                    with contextlib.suppress(Exception):  # an unreachable host is the hook's to report
-                        hook(self.settings, self.store, run_id)
+                with contextlib.suppress(Exception):  # an unreachable host is the service's to report
+                    self.host_heartbeat(run_id)
                 if stop.wait(max(1.0, timeout / 3)):
                     return
 
-        threads = [threading.Thread(target=fn, name=name, daemon=True) for fn, name in ((beat, "heartbeat"), (hooks, "host-heartbeat"))]
+        threads = [threading.Thread(target=fn, name=name, daemon=True) for fn, name in ((beat, "heartbeat"), (hosts, "host-heartbeat"))]
         for thread in threads:
             thread.start()
         try:
@@ -407,6 +448,11 @@ class Engine:
             stop.set()
             for thread in threads:
                 thread.join(2)
+
+    def _touch_instances(self, run_id: str) -> object:
+        from console.instances import Instances
+
+        return Instances(self.resources, self.store).touch_heartbeats(run_id)
 
     def _tell(self, event: EngineEvent) -> None:
         with contextlib.suppress(Exception):  # a broken front end must not break the run

@@ -26,6 +26,9 @@ A checklist file::
 
 Every parameter must be declared by the `Params` of a step that uses it; anything else
 is an error naming the parameter, so a typo never silently does nothing.
+
+Step names resolve against the catalog the caller passes (`console.steps.catalog()` for
+the shipped steps): this package knows what a step is, never which steps exist.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from console.checklist.step import Step, StepParams, step_class
+from console.checklist.step import Step, StepCatalog, StepParams, step_class
 from console.errors import ChecklistError
 
 SHIPPED_PACKAGE = "console.checklist"
@@ -55,10 +58,12 @@ class StepSpec:
     retries: int
     backoff_s: float
     timeout_s: float
+    step_cls: type[Step]
 
     @property
-    def step_cls(self) -> type[Step]:
-        return step_class(self.step)
+    def policy(self) -> dict[str, float]:
+        """Retries, backoff and timeout, as the run records them when it is created."""
+        return {"retries": self.retries, "backoff_s": self.backoff_s, "timeout_s": self.timeout_s}
 
 
 @dataclass(frozen=True)
@@ -102,14 +107,16 @@ def _read(name_or_path: str) -> tuple[str, str]:
     return resource.read_text(), name_or_path
 
 
-def load_checklist(name_or_path: str, *, profile: str = "sandbox", overrides: dict[str, Any] | None = None) -> ChecklistSpec:
-    """Load and validate a checklist; every problem is a one-line `ChecklistError`."""
+def load_checklist(name_or_path: str, *, steps: StepCatalog, profile: str = "sandbox",
+                   overrides: dict[str, Any] | None = None) -> ChecklistSpec:
+    """Load and validate a checklist against the step catalog ``steps``; every problem is a
+    one-line `ChecklistError`."""
     text, source = _read(name_or_path)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ChecklistError(f"{source}: TOML syntax error {exc}") from None
-    return parse_checklist(data, source=source, profile=profile, overrides=overrides or {})
+    return parse_checklist(data, source=source, profile=profile, overrides=overrides or {}, steps=steps)
 
 
 _TOP_KEYS = {"checklist", "params", "profiles", "defaults", "steps"}
@@ -117,7 +124,8 @@ _STEP_KEYS = {"name", "step", "params", "retries", "backoff_s", "timeout_s"}
 _POLICY_DEFAULTS = {"retries": 1, "backoff_s": 2.0, "timeout_s": 1800.0}
 
 
-def parse_checklist(data: dict[str, Any], *, source: str, profile: str, overrides: dict[str, Any]) -> ChecklistSpec:
+def parse_checklist(data: dict[str, Any], *, source: str, profile: str, overrides: dict[str, Any],
+                    steps: StepCatalog) -> ChecklistSpec:
     unknown = set(data) - _TOP_KEYS
     if unknown:
         raise ChecklistError(f"{source}: unknown section {sorted(unknown)[0]!r}", hint=f"sections: {', '.join(sorted(_TOP_KEYS))}")
@@ -137,7 +145,7 @@ def parse_checklist(data: dict[str, Any], *, source: str, profile: str, override
         raise ChecklistError(f"{source}: no [[steps]] listed")
 
     used: set[str] = set()
-    steps: list[StepSpec] = []
+    specs: list[StepSpec] = []
     seen: set[str] = set()
     for number, raw in enumerate(raw_steps, start=1):
         if not isinstance(raw, dict) or "name" not in raw:
@@ -150,7 +158,7 @@ def parse_checklist(data: dict[str, Any], *, source: str, profile: str, override
         if extra:
             raise ChecklistError(f"{source}: step {step_name!r} has unknown key {sorted(extra)[0]!r}")
         registered = str(raw.get("step", step_name))
-        cls = step_class(registered)
+        cls = step_class(registered, steps)
         fields = set(cls.Params.model_fields)
         own = dict(raw.get("params", {}))
         values = {k: v for k, v in shared.items() if k in fields}
@@ -167,7 +175,7 @@ def parse_checklist(data: dict[str, Any], *, source: str, profile: str, override
             raise ChecklistError(f"{source}: step {step_name!r}: retries, backoff_s and timeout_s must be numbers") from None
         if retries < 0 or backoff < 0 or timeout <= 0:
             raise ChecklistError(f"{source}: step {step_name!r}: retries and backoff_s must be >= 0, timeout_s > 0")
-        steps.append(StepSpec(step_name, registered, params, retries, backoff, timeout))
+        specs.append(StepSpec(step_name, registered, params, retries, backoff, timeout, cls))
 
     unused = set(shared) - used
     if unused:
@@ -175,7 +183,7 @@ def parse_checklist(data: dict[str, Any], *, source: str, profile: str, override
             f"{source}: unknown parameter {sorted(unused)[0]!r}: no step of this checklist takes it",
             hint="check the spelling, or remove it",
         )
-    return ChecklistSpec(name, str(head.get("description", "")), source, tuple(steps), shared)
+    return ChecklistSpec(name, str(head.get("description", "")), source, tuple(specs), shared)
 
 
 def _one_line(exc: ValidationError) -> str:

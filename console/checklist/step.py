@@ -20,10 +20,13 @@ Writing a step::
 
         def run(self, ctx):
             ...
-            return StepResult.ok("fetched 3 symbols", rows=12345)
+            return StepResult.ok("fetched 3 symbols", outputs=FetchOutputs(candles=12345))
 
 Raise `console.errors.GuardRefused` from `preflight` (or `run`) to end BLOCKED, any other
-error to end FAILED (retried if the step is `retryable`).
+error to end FAILED (retried if the step is `retryable`). A step's outputs are the pydantic
+model it names as ``Outputs`` (`console.outputs`); later steps read them typed with
+``ctx.output_of(name, Model)``. A step that learns what an earlier step's outputs must now
+say (a replacement instance) asks the engine to supersede them (`StepContext.supersede`).
 """
 
 from __future__ import annotations
@@ -33,18 +36,23 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, Callable, ClassVar, Mapping, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
 from console.errors import ChecklistError, Interrupted
+from console.outputs import NoOutputs, StepOutputs
 
 if TYPE_CHECKING:  # pragma: no cover
     import logging
     from pathlib import Path
 
+    from console.instances import Instances
+    from console.resources import Resources
     from console.settings import Settings
     from console.state import StateStore
+
+O = TypeVar("O", bound=StepOutputs)
 
 
 class StepState(str, enum.Enum):
@@ -104,12 +112,18 @@ class StepResult:
     """One line for the operator: what was done, with the numbers that matter."""
     details: dict[str, Any] = field(default_factory=dict)
     """Figures and tables shown on demand (JSON-serialisable)."""
-    outputs: dict[str, Any] = field(default_factory=dict)
-    """Values later steps read with `StepContext.output_of` (JSON-serialisable)."""
+    outputs: StepOutputs | None = None
+    """What later steps read with `StepContext.output_of`: the step's ``Outputs`` model."""
 
     @classmethod
-    def ok(cls, summary: str, details: dict[str, Any] | None = None, **outputs: Any) -> "StepResult":
+    def ok(cls, summary: str, details: dict[str, Any] | None = None, *,
+           outputs: StepOutputs | None = None) -> "StepResult":
         return cls(StepState.SUCCEEDED, summary, details or {}, outputs)
+
+    @classmethod
+    def skipped(cls, summary: str, details: dict[str, Any] | None = None) -> "StepResult":
+        """Nothing to do here, and why (a backend that does not need this step)."""
+        return cls(StepState.SKIPPED, summary, details or {})
 
     @classmethod
     def failed(cls, summary: str, details: dict[str, Any] | None = None) -> "StepResult":
@@ -118,6 +132,14 @@ class StepResult:
     @classmethod
     def blocked(cls, summary: str, details: dict[str, Any] | None = None) -> "StepResult":
         return cls(StepState.BLOCKED, summary, details or {})
+
+
+Superseder = Callable[[str, StepOutputs, str, str], None]
+"""``supersede(step_name, outputs, summary, reason)``: the engine's `Engine.supersede_outputs` for this run."""
+
+
+def _no_superseding(step_name: str, outputs: StepOutputs, summary: str, reason: str) -> None:
+    raise ChecklistError(f"cannot supersede {step_name}'s outputs outside a run driven by the engine")
 
 
 @dataclass
@@ -131,6 +153,8 @@ class StepContext:
     """The step's validated `Params` instance (checklist params it declares, plus its own)."""
     settings: "Settings"
     state: "StateStore"
+    """The state store: for reading other steps' outputs and recording events; the engine alone
+    writes step state."""
     log: "logging.Logger"
     """Writes to this step's log file (redacted); also what `console` shows as the step's log."""
     run_dir: "Path"
@@ -139,6 +163,23 @@ class StepContext:
     """`time.monotonic()` value after which the engine gives up on this attempt."""
     emit: Callable[..., None]
     """`emit(kind, message, **data)` records an event for this step (progress, metrics)."""
+    resources: "Resources" = None  # type: ignore[assignment]  # filled in by __post_init__
+    """What the settings describe, built once (`console.resources`); the engine passes its own."""
+    supersede: Superseder = _no_superseding
+    """Replace an earlier step's outputs (the relaunch case); the engine records why."""
+
+    def __post_init__(self) -> None:
+        if self.resources is None:
+            from console.resources import Resources
+
+            self.resources = Resources(self.settings)
+
+    @property
+    def instances(self) -> "Instances":
+        """The instances service over this run's state store, logging to this step's log."""
+        from console.instances import Instances
+
+        return Instances(self.resources, self.state, log=self.log)
 
     def check_cancelled(self) -> None:
         """Raise `Interrupted` if the operator cancelled or the step's timeout passed."""
@@ -149,9 +190,15 @@ class StepContext:
     def seconds_left(self) -> float:
         return max(0.0, self.deadline - time.monotonic())
 
-    def output_of(self, step_name: str) -> dict[str, Any]:
-        """Outputs recorded by an earlier step of this run ({} if it has none yet)."""
-        return self.state.step_outputs(self.run_id, step_name)
+    def output_of(self, step_name: str, model: type[O]) -> O | None:
+        """An earlier step's outputs as its model, or None when it recorded none (or they do not fit)."""
+        raw = self.state.step_outputs(self.run_id, step_name)
+        if not raw:
+            return None
+        try:
+            return model.model_validate(raw)
+        except ValidationError:
+            return None
 
     def progress(self, done: float, total: float, label: str = "") -> None:
         """Report progress of this step (shown as a bar by the front ends)."""
@@ -159,10 +206,12 @@ class StepContext:
 
 
 class Step:
-    """A checklist step. Subclasses set `name` and `Params` and implement `plan` and `run`."""
+    """A checklist step. Subclasses set `name`, `Params` and `Outputs` and implement `plan` and `run`."""
 
     name: ClassVar[str] = ""
     Params: ClassVar[type[StepParams]] = NoParams
+    Outputs: ClassVar[type[StepOutputs]] = NoOutputs
+    """The model of what `run` hands on (`StepResult.outputs`); the engine checks it."""
     retryable: ClassVar[bool] = True
     """Whether a failed attempt may be retried (steps with side effects must be idempotent)."""
 
@@ -204,18 +253,19 @@ def not_landed(name: str, params: type[StepParams] = NoParams) -> type[Step]:
     return register(cls)
 
 
-def step_class(name: str) -> type[Step]:
-    """The registered step class, or `ChecklistError` naming the known ones."""
-    import console.steps  # noqa: F401  (registers every step)
+StepCatalog = Mapping[str, type[Step]]
+"""Registered step name -> class: what a checklist's step names resolve against."""
 
+
+def step_class(name: str, catalog: StepCatalog) -> type[Step]:
+    """The class ``catalog`` registers as ``name``, or `ChecklistError` naming the known ones."""
     try:
-        return _REGISTRY[name]
+        return catalog[name]
     except KeyError:
-        known = ", ".join(sorted(_REGISTRY))
+        known = ", ".join(sorted(catalog))
         raise ChecklistError(f"unknown step {name!r}", hint=f"known steps: {known}") from None
 
 
 def registered_steps() -> dict[str, type[Step]]:
-    import console.steps  # noqa: F401
-
+    """Every step registered so far (`console.steps` registers the shipped ones when imported)."""
     return dict(_REGISTRY)

@@ -77,7 +77,7 @@ def check_group(ctx: click.Context, app: App, json_out: bool) -> None:
     """Show the latest stored check results in full; `check alignment` runs the alignment check."""
     if ctx.invoked_subcommand is not None:
         return
-    from console.steps import checks as glue
+    from console import checking as glue
 
     results = glue.latest_results(app.store)
     if json_out:
@@ -99,9 +99,9 @@ def alignment_cmd(app: App, symbols: str | None, models: str | None, json_out: b
     """Compare feature names, order, count and hash: training file, runtime builder, checkpoint."""
     wanted = parse_symbols(symbols)  # before the heavier imports: a typo is refused at once
     check_models_option(models, wanted)
-    from console.steps import checks as glue
+    from console import checking as glue
 
-    results = glue.alignment(app.settings, wanted, glue.models_dir(app.settings, models))
+    results = glue.alignment(app.resources, wanted, glue.models_dir(app.resources, models))
     glue.store_results(app.store, results)
     if json_out:
         click.echo(json.dumps([r.to_dict() for r in results], default=str))

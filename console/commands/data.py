@@ -11,7 +11,7 @@ from rich.table import Table
 
 from console.app import App, common_options, pass_app
 from console.errors import ConsoleError, UsageError
-from console.steps.data import data_dir as data_root_for, feature_config, fetch_all, fetch_range
+from console.market_data import fetch_all, fetch_range
 from console.render import output_console
 from training.data.csv_import import import_candle_csv
 from training.data.market import TIMEFRAMES, check_symbol, check_timeframe
@@ -20,8 +20,12 @@ from training.data.store import CandleStore
 
 def _symbols(value: str | None, app: App) -> list[str]:
     if not value:
-        return list(feature_config(app.settings).symbols)
+        return list(app.resources.feature_config().symbols)
     return [check_symbol(s.strip()) for s in value.split(",") if s.strip()]
+
+
+def data_root_for(app: App, override: str | None) -> Path:
+    return Path(override).expanduser() if override else app.resources.paths.data
 
 
 def _timeframes(value: str) -> list[str]:
@@ -60,7 +64,7 @@ def fetch_cmd(app: App, symbols: str | None, timeframes: str, days: int | None, 
     if days and (start or end):
         raise UsageError("give --days or --start/--end, not both")
     lo, hi = fetch_range(days, start, end)
-    root = data_root_for(app.settings, data_dir)
+    root = data_root_for(app, data_dir)
     err = Console(stderr=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=False) as bar:
@@ -71,7 +75,7 @@ def fetch_cmd(app: App, symbols: str | None, timeframes: str, days: int | None, 
                 tasks[label] = bar.add_task(label, total=total)
             bar.update(tasks[label], completed=done, total=total)
 
-        outcome = fetch_all(app.settings, syms, tfs, lo, hi, fundamentals=not no_fundamentals,
+        outcome = fetch_all(app.resources, syms, tfs, lo, hi, fundamentals=not no_fundamentals,
                             data_root=root, progress=progress)
     for report in outcome.reports:
         click.echo(report.summary())
@@ -96,7 +100,7 @@ def import_cmd(app: App, symbol: str, timeframe: str, file: str, data_dir: str |
     """Import a CSV of candles (open_time/timestamp/time; unix s, ms or ISO times)."""
     check_symbol(symbol)
     check_timeframe(timeframe)
-    store = CandleStore(data_root_for(app.settings, data_dir))
+    store = CandleStore(data_root_for(app, data_dir))
     rows = import_candle_csv(store, symbol, timeframe, Path(file))
     click.echo(f"imported {rows} {timeframe} candles for {symbol} from {file}")
     click.echo(store.gap_report(symbol, timeframe).summary())
@@ -110,7 +114,7 @@ def import_cmd(app: App, symbol: str, timeframe: str, file: str, data_dir: str |
 @pass_app
 def gaps_cmd(app: App, symbols: str | None, limit: int, data_dir: str | None) -> None:
     """Missing candles inside the fetched ranges, per symbol and timeframe."""
-    store = CandleStore(data_root_for(app.settings, data_dir))
+    store = CandleStore(data_root_for(app, data_dir))
     syms = [check_symbol(s.strip()) for s in symbols.split(",")] if symbols else store.symbols()
     if not syms:
         click.echo(f"no candles in {store.data_dir} (run `console data fetch`)")

@@ -24,9 +24,9 @@ def dryrun_cmd(app: App, symbols: str | None, iterations: int, models: str | Non
     """Fetch, build features, load models, predict (no orders); record the gate for these exact files."""
     wanted = parse_symbols(symbols)  # before the heavier imports: a typo is refused at once
     check_models_option(models, wanted)
-    from console.steps import checks as glue
+    from console import checking as glue
 
-    outcome = glue.dryrun(app.settings, app.store, wanted, glue.models_dir(app.settings, models),
+    outcome = glue.dryrun(app.resources, app.store, wanted, glue.models_dir(app.resources, models),
                           iterations, on_line=click.echo)  # fmt: skip
     for r in outcome.results:
         if r.check == "dryrun":

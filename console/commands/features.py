@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import click
 from rich.console import Console
@@ -10,8 +11,8 @@ from rich.table import Table
 
 from console.app import App, common_options, pass_app
 from console.errors import UsageError
-from console.steps.data import CountMismatch, feature_config, features_dir, verify_counts
-from console.steps.data import data_dir as data_root_for
+from console.commands.data import data_root_for
+from console.market_data import CountMismatch, verify_counts
 from console.render import output_console
 from training.data.market import check_symbol
 from training.data.store import CandleStore
@@ -22,7 +23,7 @@ from training.features.spec import spec_for
 
 def _symbols(value: str | None, app: App) -> list[str]:
     if not value:
-        return list(feature_config(app.settings).symbols)
+        return list(app.resources.feature_config().symbols)
     return [check_symbol(s.strip()) for s in value.split(",") if s.strip()]
 
 
@@ -51,11 +52,11 @@ def build_cmd(app: App, symbols: str | None, data_dir: str | None, out: str | No
     """
     tune_for_large_builds()
     syms = _symbols(symbols, app)
-    root = data_root_for(app.settings, data_dir)
+    root = data_root_for(app, data_dir)
     # Without --out the files go beside the data: <data>/features.
-    target = features_dir(app.settings, out) if out else root / "features"
+    target = Path(out).expanduser() if out else root / "features"
     store = CandleStore(root)
-    config = feature_config(app.settings)
+    config = app.resources.feature_config()
     for symbol in syms:
         t = time.perf_counter()
         spec = spec_for(symbol, config)
@@ -71,7 +72,7 @@ def build_cmd(app: App, symbols: str | None, data_dir: str | None, out: str | No
 @pass_app
 def list_cmd(app: App, symbol: str) -> None:
     """Every feature of a symbol, in order: name, family, description."""
-    spec = spec_for(check_symbol(symbol), feature_config(app.settings))
+    spec = spec_for(check_symbol(symbol), app.resources.feature_config())
     table = Table(title=f"{symbol}: {spec.count} features (spec {spec.version}, {spec.hash[:19]})", title_justify="left")
     for col in ("#", "name", "family", "description"):
         table.add_column(col, justify="right" if col == "#" else "left")
@@ -88,7 +89,7 @@ def list_cmd(app: App, symbol: str) -> None:
 def verify_cmd(app: App, symbols: str | None, out: str | None) -> None:
     """Check each feature file against the configured counts (BTC-USD 73, ETH-USD 54, SOL-USD 73)."""
     syms = _symbols(symbols, app)
-    rows = verify_counts(app.settings, syms, out=features_dir(app.settings, out) if out else None)
+    rows = verify_counts(app.resources, syms, out=Path(out).expanduser() if out else None)
     table = Table(title="feature counts", title_justify="left")
     for col in ("symbol", "expected", "found", "status"):
         table.add_column(col, justify="right" if col in ("expected", "found") else "left")

@@ -32,16 +32,16 @@ def gate_group() -> None:
 @pass_app
 def status_cmd(app: App, models: str | None) -> None:
     """Show the current gate record and why it passes or not."""
-    from console.steps import checks as glue
+    from console import checking as glue
 
-    folder = glue.models_dir(app.settings, models)
+    folder = glue.models_dir(app.resources, models)
     try:
         record = gate_mod.read_record(folder)
     except GateNotPassed as exc:
         record = None
         click.echo(f"gate record: {exc}")
     if record is None:
-        remote = glue.remote_gate_record(app.settings, folder.expanduser().resolve())
+        remote = glue.remote_gate_record(app.resources, folder.expanduser().resolve())
         if remote is not None:
             record = remote[1]
             click.echo(f"(no record next to {folder}; the copy in {remote[0]} is shown)")
@@ -52,7 +52,7 @@ def status_cmd(app: App, models: str | None) -> None:
     for line in gate_mod.describe(record):
         click.echo(line)
     try:
-        glue.verify(app.settings, app.store, folder)
+        glue.verify(app.resources, app.store, folder)
     except Exception as exc:  # the verdict is shown, not raised: status always exits 0
         click.echo(f"verdict: NOT valid: {exc}")
     else:
@@ -67,9 +67,9 @@ def status_cmd(app: App, models: str | None) -> None:
 def verify_cmd(app: App, models: str | None, symbols: str | None) -> None:
     """Exit 0 only with a valid, unexpired pass for exactly these files; else 4 with the reason."""
     wanted = parse_symbols(symbols)
-    from console.steps import checks as glue
+    from console import checking as glue
 
-    record = glue.verify(app.settings, app.store, glue.models_dir(app.settings, models), wanted)
+    record = glue.verify(app.resources, app.store, glue.models_dir(app.resources, models), wanted)
     click.echo(f"gate: valid pass for {', '.join(record['symbols'])} until {gate_mod.utc_text(record['expires_at'])}")
 
 
@@ -80,13 +80,13 @@ def verify_cmd(app: App, models: str | None, symbols: str | None) -> None:
 @pass_app
 def live_cmd(app: App, models: str | None, command: tuple[str, ...]) -> None:
     """Verify the gate, then run COMMAND (after --) with the models dir in its environment."""
-    from console.steps import checks as glue
+    from console import checking as glue
 
-    folder = glue.models_dir(app.settings, models)
+    folder = glue.models_dir(app.resources, models)
     program = shutil.which(command[0])
     if program is None:
         raise UsageError(f"cannot run {command[0]!r}: not found or not executable", hint="give the live runtime's path")
-    record = glue.verify(app.settings, app.store, folder)  # GateFailed (exit 4) before anything runs
+    record = glue.verify(app.resources, app.store, folder)  # GateFailed (exit 4) before anything runs
     env = {**os.environ, "RC_MODELS_DIR": str(folder.resolve()), "MODELS_DIR": str(folder.resolve()),
            "RC_GATE_ID": str(record["id"])}
     os.execvpe(program, list(command), env)

@@ -28,11 +28,9 @@ def instance_group() -> None:
 @pass_app
 def prices_cmd(app: App, types: tuple[str, ...], json_out: bool) -> None:
     """Spot price per zone with on-demand for comparison, cheapest first."""
-    from console.steps.cloud import cloud_provider
-
     wanted = list(types) or [app.settings.cloud.instance_type, app.settings.cloud.alt_instance_type]
     _check_types(wanted)
-    prices = cloud_provider(app.settings).prices(wanted)
+    prices = app.resources.provider().prices(wanted)
     if json_out:
         click.echo(json.dumps([{"instance_type": p.instance_type, "zone": p.zone, "spot_usd_per_hour": p.spot_usd_per_hour,
                                 "on_demand_usd_per_hour": p.on_demand_usd_per_hour, "source": p.source}
@@ -59,28 +57,21 @@ def prices_cmd(app: App, types: tuple[str, ...], json_out: bool) -> None:
 def launch_cmd(app: App, run_id: str | None, instance_type: str | None, alt_type: str | None,
                budget_usd: float | None, max_hours: float | None, json_out: bool) -> None:
     """Launch a spot instance by hand (with the dead-man switch, tags and the operator-only SSH rule)."""
-    from console.steps.cloud import cloud_provider, launch_spec, record_instance, ssh_outputs
-
     s = app.settings
     run_id = run_id or time.strftime("manual-%Y%m%d-%H%M%S", time.gmtime())
-    spec = launch_spec(s, run_id, instance_type=instance_type or s.cloud.instance_type,
-                       alt_type=alt_type or s.cloud.alt_instance_type, budget_usd=budget_usd or s.budget.run_usd,
-                       max_runtime_hours=max_hours or s.max_runtime_hours)
-    provider = cloud_provider(s)
-    outcome = provider.launch(spec)
-    inst = outcome.instance
-    known_run = run_id if app.store.get_run(run_id) is not None else None
-    record_instance(app.store, inst, known_run, provider.name,
-                    {"launch_reason": outcome.reason, "manual": True, "run_tag": run_id})
-    outputs = ssh_outputs(s, inst)
+    launched = app.instances.launch_for_run(
+        run_id, instance_type=instance_type or s.cloud.instance_type, alt_type=alt_type or s.cloud.alt_instance_type,
+        budget_usd=budget_usd or s.budget.run_usd, max_runtime_hours=max_hours or s.max_runtime_hours,
+        record_run=app.store.get_run(run_id) is not None, extra={"manual": True})
+    o = launched.outputs
     if json_out:
-        click.echo(json.dumps({"reused": outcome.reused, "reason": outcome.reason,
-                               "tried": [str(a) for a in outcome.attempts], **outputs}, default=str))
+        click.echo(json.dumps({"reused": launched.reused, "reason": launched.reason,
+                               "tried": [str(a) for a in launched.attempts], **o.model_dump()}, default=str))
         return
-    click.echo(f"{'reused' if outcome.reused else 'launched'} {inst.id} for run {run_id}: {outcome.reason}")
-    click.echo(f"  ssh {outputs['user']}@{outputs['host']} -p {outputs['port']} -i {outputs['key_path']}")
+    click.echo(f"{'reused' if launched.reused else 'launched'} {o.instance_id} for run {run_id}: {launched.reason}")
+    click.echo(f"  ssh {o.user}@{o.host} -p {o.port} -i {o.key_path}")
     click.echo("  the dead-man switch terminates it without heartbeats; "
-               f"end it with `console instance terminate {inst.id}`")
+               f"end it with `console instance terminate {o.instance_id}`")
 
 
 @instance_group.command("list")
@@ -89,9 +80,7 @@ def launch_cmd(app: App, run_id: str | None, instance_type: str | None, alt_type
 @pass_app
 def list_cmd(app: App, json_out: bool) -> None:
     """Every instance tagged as the console's that is not terminated."""
-    from console.steps.cloud import cloud_provider
-
-    instances = cloud_provider(app.settings).list_managed()
+    instances = app.resources.provider().list_managed()
     if json_out:
         click.echo(json.dumps([{"id": i.id, "state": i.state, "instance_type": i.instance_type, "zone": i.zone,
                                 "run_id": i.run_id, "public_address": i.public_address,
@@ -119,22 +108,26 @@ def list_cmd(app: App, json_out: bool) -> None:
 @pass_app
 def terminate_cmd(app: App, instance_ids: tuple[str, ...], all_: bool) -> None:
     """Terminate instances and wait until the provider confirms each one."""
-    from console.steps.cloud import cloud_provider
+    from console.errors import StepFailed
 
     if not instance_ids and not all_:
         raise UsageError("name an instance id, or pass --all", hint="see `console instance list`")
     for iid in instance_ids:
         if not _INSTANCE_ID.match(iid):
             raise UsageError(f"{iid!r} is not an instance id like i-0123456789abcdef0")
-    provider = cloud_provider(app.settings)
-    ids = list(instance_ids) or [i.id for i in provider.list_managed()]
+    instances = app.instances
+    ids = list(instance_ids) or [i.id for i in instances.provider.list_managed()]
     if not ids:
         click.echo("no instances to terminate")
         return
+    known = {r.id for r in app.store.instances()}
     for iid in ids:
-        inst = provider.terminate(iid)
-        app.store.mark_instance_terminated(iid, "console instance terminate")
-        click.echo(f"{iid}: {inst.state} (confirmed)")
+        ended = instances.terminate(iid, reason="console instance terminate")
+        if ended.already_gone and iid not in known:
+            raise UsageError(f"no instance {iid!r}: the provider does not know it", hint="see `console instance list`")
+        if not ended.confirmed:
+            raise StepFailed(f"{iid} is still {ended.state} after terminate", hint="run the command again")
+        click.echo(ended.line())
 
 
 def _check_types(types: list[str]) -> None:
@@ -165,11 +158,9 @@ def ssh_cmd(app: App, instance_id: str, command: tuple[str, ...]) -> None:
     import os
     import shlex
 
-    from console.steps.cloud_sync import instance_coordinates, ssh_runner
-
     if not _INSTANCE_ID.match(instance_id):
         raise UsageError(f"{instance_id!r} is not an instance id", hint="see `console instance list`")
-    runner = ssh_runner(app.settings, instance_coordinates(app.settings, app.store, instance_id))
+    runner = app.instances.runner(instance_id)
     with runner:
         argv = runner.openssh_argv()
     if command:

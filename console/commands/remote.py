@@ -12,6 +12,7 @@ import re
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.table import Table
@@ -19,6 +20,9 @@ from rich.table import Table
 from console.app import App, common_options, pass_app
 from console.errors import UsageError
 from console.render import output_console
+
+if TYPE_CHECKING:  # pragma: no cover
+    from remote.ssh import SSHRunner
 
 _INSTANCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -29,10 +33,8 @@ def _instance_id(value: str) -> str:
     return value
 
 
-def _runner(app: App, instance_id: str):
-    from console.steps.cloud_sync import instance_coordinates, ssh_runner
-
-    return ssh_runner(app.settings, instance_coordinates(app.settings, app.store, _instance_id(instance_id)))
+def _runner(app: App, instance_id: str) -> "SSHRunner":
+    return app.instances.runner(_instance_id(instance_id))
 
 
 @click.command("sync")
@@ -51,7 +53,7 @@ def sync_cmd(app: App, local: str, destination: str, delete: bool, exclude: tupl
         raise UsageError(f"{destination!r} is not INSTANCE:REMOTE", hint="e.g. i-0abc:rc/data")
     with _runner(app, instance_id) as runner:
         report = sync_dir(runner, Path(local), remote_dir, excludes=exclude, delete=delete,
-                          cache_dir=Path(app.settings.state_dir).expanduser() / "sync-cache")
+                          cache_dir=app.resources.paths.sync_cache)
     click.echo(f"{instance_id}:{remote_dir}: {report.summary()}")
 
 
@@ -86,7 +88,6 @@ def models_group() -> None:
 @pass_app
 def models_upload(app: App, local: str, run_id: str, gpu: str, trained_date: str | None) -> None:
     """Upload LOCAL (an artifact root) as a new version and point models/latest.json at it."""
-    from console.steps.cloud_sync import artifact_store
     from remote.storage import ArtifactTags
 
     date = trained_date or datetime.now(timezone.utc).strftime("%Y-%m-%d")
@@ -97,7 +98,7 @@ def models_upload(app: App, local: str, run_id: str, gpu: str, trained_date: str
         datetime.strptime(date, "%Y-%m-%d")
     except ValueError:
         raise UsageError(f"trained date {date!r} is not a YYYY-MM-DD date") from None
-    store = artifact_store(app.settings)
+    store = app.resources.artifact_store()
     store.ensure_bucket()
     record = store.upload_version(Path(local), ArtifactTags(run_id=run_id, trained_date=date, gpu=gpu))
     click.echo(f"uploaded {len(record.files)} files as {record.version} to {store.describe()}")
@@ -116,13 +117,11 @@ def models_download(app: App, version: str, dest: str | None) -> None:
     # Checked before the store is touched (which may start the sandbox).
     if version != "latest":
         check_version(version)
-    from console.steps.checks import models_dir
-    from console.steps.cloud_sync import artifact_store, place_version
+    from console.transfer import place_version
 
-    target = models_dir(app.settings, dest)
-    placed = place_version(artifact_store(app.settings), version, target,
-                           Path(app.settings.state_dir).expanduser() / "downloads")
-    click.echo(f"downloaded {placed['version']} ({placed['files']} files) into {target}")
+    target = Path(dest).expanduser() if dest else app.resources.paths.models
+    placed = place_version(app.resources.artifact_store(), version, target, app.resources.paths.downloads)
+    click.echo(f"downloaded {placed.version} ({placed.files} files) into {target}")
 
 
 @models_group.command("list")
@@ -131,9 +130,7 @@ def models_download(app: App, version: str, dest: str | None) -> None:
 @pass_app
 def models_list(app: App, json_out: bool) -> None:
     """Every stored version, oldest first; the one latest.json points at is marked."""
-    from console.steps.cloud_sync import artifact_store
-
-    store = artifact_store(app.settings)
+    store = app.resources.artifact_store()
     versions = store.list_versions()
     latest = store.latest()
     if json_out:

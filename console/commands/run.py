@@ -12,11 +12,12 @@ from rich.table import Table
 
 from console.app import App, common_options, pass_app
 from console.checklist.engine import Engine, RunLock, run_dir
-from console.checklist.spec import ChecklistSpec, load_checklist
+from console.checklist.spec import ChecklistSpec
 from console.checklist.step import check_symbol
 from console.errors import ConsoleError, Interrupted, StateError, UsageError
 from console.render import pick_renderer, output_console
-from console.state import RunRecord
+from console.state import RunRecord, RunStatus
+from console.steps import load_checklist
 from console.summary import print_summary
 
 
@@ -40,8 +41,8 @@ def _skips(values: tuple[str, ...], reason: str | None) -> dict[str, str]:
     return out
 
 
-def _spec(app: App, checklist: str, symbols: list[str] | None) -> ChecklistSpec:
-    return load_checklist(checklist, profile=app.settings.profile, overrides={"symbols": symbols})
+def _spec(app: App, checklist: str, symbols: list[str] | None, backend: str | None = None) -> ChecklistSpec:
+    return load_checklist(checklist, profile=app.settings.profile, overrides={"symbols": symbols, "backend": backend})
 
 
 def _still_costing(app: App, run_id: str) -> str:
@@ -57,7 +58,7 @@ def _still_costing(app: App, run_id: str) -> str:
 
 def _drive(app: App, spec: ChecklistSpec, run_id: str, *, json_lines: bool, **selection: Any) -> None:
     renderer = pick_renderer(json_lines=json_lines)
-    engine = Engine(app.settings, app.store, listener=renderer)
+    engine = Engine(app.settings, app.store, listener=renderer, resources=app.resources)
     try:
         outcome = engine.drive(run_id, spec, **selection)
     except KeyboardInterrupt:
@@ -68,7 +69,7 @@ def _drive(app: App, spec: ChecklistSpec, run_id: str, *, json_lines: bool, **se
     if not json_lines:
         print_summary(app.store, run_id)
         click.echo(f"run {run_id}: {outcome.status}" + (f" at {outcome.failed_step}: {outcome.message}" if outcome.failed_step else ""))
-    if outcome.status == "cancelled":
+    if outcome.status is RunStatus.CANCELLED:
         raise Interrupted(f"run {run_id} cancelled at {outcome.failed_step}; {_still_costing(app, run_id)}")
     if outcome.exit_code:
         raise click.exceptions.Exit(outcome.exit_code)
@@ -77,6 +78,7 @@ def _drive(app: App, spec: ChecklistSpec, run_id: str, *, json_lines: bool, **se
 @click.command("run")
 @click.option("--checklist", "checklist", required=True, help="A shipped checklist name (retrain) or a path to a .toml file.")
 @click.option("--symbols", help="Comma-separated symbols, e.g. BTC-USD,ETH-USD (overrides the checklist).")
+@click.option("--backend", help="Where training runs: a registered training backend, e.g. ssh (overrides the checklist).")
 @click.option("--from", "from_step", help="Start at this step; earlier unfinished steps are recorded as skipped.")
 @click.option("--only", help="Run only this step.")
 @click.option("--skip", multiple=True, help="Skip a step: NAME or NAME:REASON (repeatable).")
@@ -86,14 +88,15 @@ def _drive(app: App, spec: ChecklistSpec, run_id: str, *, json_lines: bool, **se
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation of costly steps.")
 @common_options
 @pass_app
-def run_cmd(app: App, checklist: str, symbols: str | None, from_step: str | None, only: str | None,
-            skip: tuple[str, ...], reason: str | None, new_run: bool, json_lines: bool, yes: bool) -> None:
+def run_cmd(app: App, checklist: str, symbols: str | None, backend: str | None, from_step: str | None,
+            only: str | None, skip: tuple[str, ...], reason: str | None, new_run: bool, json_lines: bool,
+            yes: bool) -> None:
     """Run a checklist (resuming the unfinished run of the same checklist and parameters)."""
-    spec = _spec(app, checklist, _symbols(symbols))
+    spec = _spec(app, checklist, _symbols(symbols), backend)
     for name in [*(s.partition(":")[0] for s in skip), *(n for n in (from_step, only) if n)]:
         spec.index_of(name)
     _confirm_costs(app, spec, yes=yes)
-    engine = Engine(app.settings, app.store)
+    engine = Engine(app.settings, app.store, resources=app.resources)
     existing = None if new_run else engine.find_resumable(spec)
     if existing is not None:
         run_id = existing.id
@@ -128,7 +131,7 @@ def _confirm_costs(app: App, spec: ChecklistSpec, *, yes: bool) -> None:
 def resume_cmd(app: App, run_id: str | None, json_lines: bool) -> None:
     """Continue a run from its first unfinished step (the newest unfinished run by default)."""
     run = _find_run(app, run_id, unfinished=True)
-    if run.status == "succeeded":
+    if run.status is RunStatus.SUCCEEDED:
         click.echo(f"run {run.id} already succeeded; nothing to do")
         return
     spec = load_checklist(run.checklist_path, profile=run.profile, overrides=run.params)

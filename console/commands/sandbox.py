@@ -25,9 +25,7 @@ def _state_dir(app: App) -> Path:
 @pass_app
 def up_cmd(app: App, json_out: bool) -> None:
     """Start the sandbox if it is not running; print its endpoints."""
-    from console.steps.cloud import sandbox_endpoints
-
-    endpoints = sandbox_endpoints(app.settings)
+    endpoints = app.resources.sandbox()
     if json_out:
         click.echo(json.dumps({"pid": endpoints.pid, "moto_url": endpoints.moto_url,
                                "market_url": endpoints.market_url, "region": endpoints.region,

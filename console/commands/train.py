@@ -15,10 +15,12 @@ import dataclasses
 import click
 
 from console.app import App, common_options, pass_app
-from console.checklist.spec import ChecklistSpec, load_checklist
+from console.checklist.spec import ChecklistSpec
 from console.checklist.step import StepState
 from console.errors import UsageError
-from console.state import RunRecord
+from console.outputs import LaunchOutputs, SyncOutputs
+from console.state import RunRecord, StateStore
+from console.steps import load_checklist
 
 TRAIN_STEP = "train"
 NO_LEASE_HINT = ("launch and sync one first: `console run --checklist retrain --only launch`, "
@@ -43,7 +45,7 @@ def leased_run(app: App, run_id: str | None) -> tuple[RunRecord, str]:
     raise UsageError("no run has a leased instance to train on", hint=NO_LEASE_HINT)
 
 
-def _train_step_name(store, run: RunRecord) -> str:
+def _train_step_name(store: StateStore, run: RunRecord) -> str:
     names = [s.name for s in store.steps(run.id)]
     if TRAIN_STEP not in names:
         raise UsageError(f"run {run.id} ({run.checklist}) has no train step",
@@ -54,15 +56,15 @@ def _train_step_name(store, run: RunRecord) -> str:
 def _lease_problem(app: App, run: RunRecord) -> str | None:
     """Why the run cannot train now, or None: its launched instance must be live in the
     state store and the sync step must have leased it."""
-    launched = app.store.step_outputs(run.id, "launch")
-    instance_id = launched.get("instance_id")
-    if not instance_id:
+    raw = app.store.step_outputs(run.id, "launch")
+    launched = LaunchOutputs.model_validate(raw) if raw.get("instance_id") else None
+    if launched is None:
         return "nothing launched"
     live = {r.id for r in app.store.instances(run_id=run.id, active_only=True)}
-    if instance_id not in live:
-        return f"its instance {instance_id} is not running"
-    if not app.store.step_outputs(run.id, "sync").get("lease_path"):
-        return f"its instance {instance_id} was never synced"
+    if launched.instance_id not in live:
+        return f"its instance {launched.instance_id} is not running"
+    if not SyncOutputs.model_validate(app.store.step_outputs(run.id, "sync")).lease_path:
+        return f"its instance {launched.instance_id} was never synced"
     return None
 
 
@@ -107,8 +109,10 @@ def train_remote(app: App, symbols: str | None, epochs: int | None, mode: str | 
     spec = _spec_for(run, {k: v for k, v in overrides.items() if v is not None}, force=force)
     record = app.store.get_step(run.id, step_name)
     if record is not None and StepState(record.state).finished:
-        app.store.update_step(run.id, step_name, StepState.PENDING.value,
-                              message=f"{step_name}: run again by `console train remote`")
+        from console.checklist.engine import Engine
+
+        Engine(app.settings, app.store, resources=app.resources).reset_step(
+            run.id, step_name, "run again by `console train remote`")
     if not json_lines:
         instance_id = app.store.step_outputs(run.id, "launch").get("instance_id")
         click.echo(f"training for run {run.id} on {instance_id}")

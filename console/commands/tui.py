@@ -35,10 +35,10 @@ def resolve_run(app: App, attach: str | None, checklist: str | None) -> str | No
         return attach
     if checklist:
         from console.checklist.engine import Engine
-        from console.checklist.spec import load_checklist
+        from console.steps import load_checklist
 
         spec = load_checklist(checklist, profile=app.settings.profile)
-        engine = Engine(app.settings, app.store)
+        engine = Engine(app.settings, app.store, resources=app.resources)
         existing = engine.find_resumable(spec)
         return existing.id if existing is not None else engine.create_run(spec)
     newest = app.store.list_runs(1)
@@ -76,11 +76,13 @@ def tui_cmd(app: App, attach: str | None = None, checklist: str | None = None,
         options["reading_every_s"] = READING_EVERY_S
     if attach or checklist:
         run_id = resolve_run(app, attach, checklist)  # refuse bad input before any screen
-        tui = OperatorApp(app.settings, app.store, run_id=run_id, **options)
+        tui = OperatorApp(app.settings, app.store, run_id=run_id, resources=app.resources, **options)
     else:
 
         def open_newest() -> tuple[Settings, StateStore, str | None]:
-            return app.settings, app.store, resolve_run(app, None, None)
+            run_id = resolve_run(app, None, None)
+            tui.resources = app.resources
+            return app.settings, app.store, run_id
 
         tui = OperatorApp.opening(open_newest, **options)
     if screenshot is not None:

@@ -23,7 +23,7 @@ def watchdog_group() -> None:
 @pass_app
 def run_cmd(app: App) -> None:
     """Watch in the foreground until Ctrl-C or SIGTERM."""
-    run_foreground(app.settings, app.store)
+    run_foreground(app.resources, app.store)
 
 
 @watchdog_group.command("start")
@@ -72,7 +72,7 @@ def status_cmd(app: App, json_out: bool) -> None:
 @pass_app
 def once_cmd(app: App) -> None:
     """One pass now (for cron or a systemd timer); does nothing when the watchdog runs."""
-    report = run_once(app.settings, app.store)
+    report = run_once(app.resources, app.store)
     if report is None:
         click.echo("a watchdog is running for this state dir; its passes cover it")
         return

@@ -2,9 +2,9 @@
 
 Each process opens its own `StateStore`; each thread gets its own connection. Writes are
 short transactions with a busy timeout, so separate processes interleave safely. The
-schema is versioned: `MIGRATIONS` is applied in order and a database written by a newer
-console is refused rather than touched. Nothing secret is ever stored: every text that
-enters goes through the redactor.
+schema is versioned (`console.state.schema`). Nothing secret is ever stored: every text
+that enters goes through the redactor. Step state is written by the checklist engine
+alone (`console.checklist.engine`); the rest of the console reads it.
 """
 
 from __future__ import annotations
@@ -14,156 +14,28 @@ import os
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from console.errors import StateError
-from console.redact import redact, redact_data
-
-DB_NAME = "state.db"
-OUTPUTS_REWRITTEN = "outputs.rewritten"
-"""The event kind of `StateStore.rewrite_step_outputs` (not a ``step.*`` transition)."""
-
-MIGRATIONS: tuple[str, ...] = (
-    # 1: the first schema.
-    """
-    CREATE TABLE runs (
-        id TEXT PRIMARY KEY,
-        checklist TEXT NOT NULL,
-        checklist_path TEXT NOT NULL,
-        profile TEXT NOT NULL,
-        params TEXT NOT NULL DEFAULT '{}',
-        status TEXT NOT NULL,
-        created_at REAL NOT NULL,
-        updated_at REAL NOT NULL,
-        finished_at REAL,
-        heartbeat_at REAL,
-        driver_pid INTEGER,
-        summary TEXT NOT NULL DEFAULT ''
-    );
-    CREATE TABLE steps (
-        run_id TEXT NOT NULL REFERENCES runs(id),
-        idx INTEGER NOT NULL,
-        name TEXT NOT NULL,
-        step TEXT NOT NULL,
-        state TEXT NOT NULL,
-        attempt INTEGER NOT NULL DEFAULT 0,
-        plan TEXT NOT NULL DEFAULT '',
-        started_at REAL,
-        finished_at REAL,
-        summary TEXT NOT NULL DEFAULT '',
-        details TEXT NOT NULL DEFAULT '{}',
-        outputs TEXT NOT NULL DEFAULT '{}',
-        PRIMARY KEY (run_id, name)
-    );
-    CREATE TABLE events (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        run_id TEXT,
-        step TEXT,
-        ts REAL NOT NULL,
-        kind TEXT NOT NULL,
-        message TEXT NOT NULL,
-        data TEXT NOT NULL DEFAULT '{}'
-    );
-    CREATE INDEX events_run ON events(run_id, id);
-    CREATE TABLE instances (
-        id TEXT PRIMARY KEY,
-        run_id TEXT,
-        provider TEXT NOT NULL,
-        instance_type TEXT NOT NULL DEFAULT '',
-        zone TEXT NOT NULL DEFAULT '',
-        state TEXT NOT NULL,
-        launched_at REAL,
-        terminated_at REAL,
-        terminate_reason TEXT NOT NULL DEFAULT '',
-        data TEXT NOT NULL DEFAULT '{}'
-    );
-    CREATE TABLE costs (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        instance_id TEXT NOT NULL,
-        run_id TEXT,
-        ts REAL NOT NULL,
-        spot_usd_per_h REAL NOT NULL,
-        on_demand_usd_per_h REAL,
-        source TEXT NOT NULL DEFAULT ''
-    );
-    CREATE INDEX costs_instance ON costs(instance_id, ts);
-    CREATE TABLE gates (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        created_at REAL NOT NULL,
-        expires_at REAL NOT NULL,
-        passed INTEGER NOT NULL,
-        feature_hash TEXT NOT NULL,
-        model_hashes TEXT NOT NULL,
-        record TEXT NOT NULL DEFAULT '{}'
-    );
-    """,
+from console.redact import redact
+from console.state.records import (
+    FINISHED,
+    EventRecord,
+    InstanceRecord,
+    RunRecord,
+    RunStatus,
+    StepRecord,
+    event_from_row,
+    instance_from_row,
+    run_from_row,
+    step_from_row,
+    to_json,
 )
-SCHEMA_VERSION = len(MIGRATIONS)
+from console.state.schema import DB_NAME, MIGRATIONS, SCHEMA_VERSION
 
-
-@dataclass(frozen=True)
-class RunRecord:
-    id: str
-    checklist: str
-    checklist_path: str
-    profile: str
-    params: dict[str, Any]
-    status: str
-    created_at: float
-    updated_at: float
-    finished_at: float | None
-    heartbeat_at: float | None
-    driver_pid: int | None
-    summary: str
-
-
-@dataclass(frozen=True)
-class StepRecord:
-    run_id: str
-    idx: int
-    name: str
-    step: str
-    state: str
-    attempt: int
-    plan: str
-    started_at: float | None
-    finished_at: float | None
-    summary: str
-    details: dict[str, Any]
-    outputs: dict[str, Any]
-
-    @property
-    def elapsed(self) -> float | None:
-        if self.started_at is None:
-            return None
-        return (self.finished_at or time.time()) - self.started_at
-
-
-@dataclass(frozen=True)
-class EventRecord:
-    id: int
-    run_id: str | None
-    step: str | None
-    ts: float
-    kind: str
-    message: str
-    data: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class InstanceRecord:
-    id: str
-    run_id: str | None
-    provider: str
-    instance_type: str
-    zone: str
-    state: str
-    launched_at: float | None
-    terminated_at: float | None
-    terminate_reason: str
-    data: dict[str, Any]
+OUTPUTS_SUPERSEDED = "outputs.superseded"
+"""The event kind of `StateStore.supersede_step_outputs` (not a ``step.*`` transition)."""
 
 
 class StateStore:
@@ -269,47 +141,52 @@ class StateStore:
         profile: str,
         params: dict[str, Any],
         steps: list[tuple[str, str, str]],
+        policies: dict[str, dict[str, float]] | None = None,
     ) -> None:
-        """Record a new run and its steps (name, registered step, plan), all PENDING, in one transaction."""
+        """Record a new run and its steps (name, registered step, plan), all PENDING, with each
+        step's retry and timeout policy (``policies`` by step name), in one transaction."""
         now = time.time()
         with self._tx() as conn:
             conn.execute(
                 "INSERT INTO runs (id, checklist, checklist_path, profile, params, status, created_at, updated_at)"
                 " VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
-                (run_id, checklist, checklist_path, profile, _json(params), now, now),
+                (run_id, checklist, checklist_path, profile, to_json(params), now, now),
             )
             for idx, (name, step, plan) in enumerate(steps):
                 conn.execute(
-                    "INSERT INTO steps (run_id, idx, name, step, state, plan) VALUES (?, ?, ?, ?, 'pending', ?)",
-                    (run_id, idx, name, step, redact(plan)),
+                    "INSERT INTO steps (run_id, idx, name, step, state, plan, policy)"
+                    " VALUES (?, ?, ?, ?, 'pending', ?, ?)",
+                    (run_id, idx, name, step, redact(plan), to_json((policies or {}).get(name, {}))),
                 )
             _insert_event(conn, run_id, None, "run.created", f"run {run_id} created ({checklist})", {"profile": profile})
 
     def get_run(self, run_id: str) -> RunRecord | None:
         rows = self._query("SELECT * FROM runs WHERE id = ?", (run_id,))
-        return _run(rows[0]) if rows else None
+        return run_from_row(rows[0]) if rows else None
 
     def list_runs(self, limit: int = 20) -> list[RunRecord]:
-        return [_run(r) for r in self._query("SELECT * FROM runs ORDER BY created_at DESC LIMIT ?", (limit,))]
+        return [run_from_row(r) for r in self._query("SELECT * FROM runs ORDER BY created_at DESC LIMIT ?", (limit,))]
 
     def latest_unfinished_run(self, checklist: str | None = None) -> RunRecord | None:
         """The newest run that did not succeed (what `console resume` picks)."""
-        sql = "SELECT * FROM runs WHERE status NOT IN ('succeeded')"
-        args: tuple[Any, ...] = ()
+        sql = "SELECT * FROM runs WHERE status != ?"
+        args: tuple[Any, ...] = (RunStatus.SUCCEEDED.value,)
         if checklist:
             sql += " AND checklist = ?"
-            args = (checklist,)
+            args = (*args, checklist)
         rows = self._query(sql + " ORDER BY created_at DESC LIMIT 1", args)
-        return _run(rows[0]) if rows else None
+        return run_from_row(rows[0]) if rows else None
 
-    def set_run_status(self, run_id: str, status: str, *, summary: str | None = None, pid: int | None = None) -> None:
+    def set_run_status(self, run_id: str, status: RunStatus, *, summary: str | None = None,
+                       pid: int | None = None) -> None:
         now = time.time()
-        finished = now if status in ("succeeded", "failed", "blocked", "cancelled") else None
+        status = RunStatus(status)
+        finished = now if status in FINISHED else None
         with self._tx() as conn:
             conn.execute(
                 "UPDATE runs SET status = ?, updated_at = ?, finished_at = ?,"
                 " summary = COALESCE(?, summary), driver_pid = COALESCE(?, driver_pid) WHERE id = ?",
-                (status, now, finished, redact(summary) if summary is not None else None, pid, run_id),
+                (status.value, now, finished, redact(summary) if summary is not None else None, pid, run_id),
             )
             _insert_event(conn, run_id, None, f"run.{status}", redact(summary or f"run {status}"), {})
 
@@ -319,11 +196,11 @@ class StateStore:
             conn.execute("UPDATE runs SET heartbeat_at = ? WHERE id = ?", (time.time(), run_id))
 
     def steps(self, run_id: str) -> list[StepRecord]:
-        return [_step(r) for r in self._query("SELECT * FROM steps WHERE run_id = ? ORDER BY idx", (run_id,))]
+        return [step_from_row(r) for r in self._query("SELECT * FROM steps WHERE run_id = ? ORDER BY idx", (run_id,))]
 
     def get_step(self, run_id: str, name: str) -> StepRecord | None:
         rows = self._query("SELECT * FROM steps WHERE run_id = ? AND name = ?", (run_id, name))
-        return _step(rows[0]) if rows else None
+        return step_from_row(rows[0]) if rows else None
 
     def update_step(
         self,
@@ -339,27 +216,29 @@ class StateStore:
         summary: str | None = None,
         details: dict[str, Any] | None = None,
         outputs: dict[str, Any] | None = None,
+        policy: dict[str, float] | None = None,
     ) -> None:
         """Record a step transition and its event in one transaction (nothing happens before it is stored)."""
         sets = {"state": state, "attempt": attempt, "started_at": started_at, "finished_at": finished_at,
-                "summary": summary, "details": details, "outputs": outputs}
+                "summary": summary, "details": details, "outputs": outputs, "policy": policy}
         self._write_step(run_id, name, sets, clear_finished=clear_finished, event=f"step.{state}", message=message,
                          data={"attempt": attempt} if attempt else {})
 
-    def rewrite_step_outputs(self, run_id: str, name: str, *, outputs: dict[str, Any], message: str,
-                             summary: str | None = None, details: dict[str, Any] | None = None) -> None:
+    def supersede_step_outputs(self, run_id: str, name: str, *, outputs: dict[str, Any], message: str,
+                               summary: str | None = None, details: dict[str, Any] | None = None) -> None:
         """Replace a finished step's outputs (and summary, details) without a new transition.
 
         For a later step that learned what the steps after it must use instead (a replacement
-        instance): the step stays as it was, and one ``outputs.rewritten`` event says why.
+        instance): the step stays as it was, and one ``outputs.superseded`` event says why.
+        The engine calls it (`Engine.supersede_outputs`); nothing else writes step state.
         """
         self._write_step(run_id, name, {"outputs": outputs, "summary": summary, "details": details},
-                         event=OUTPUTS_REWRITTEN, message=message, data={})
+                         event=OUTPUTS_SUPERSEDED, message=message, data={})
 
     def _write_step(self, run_id: str, name: str, values: dict[str, Any], *, event: str, message: str,
                     data: dict[str, Any], clear_finished: bool = False) -> None:
         """Set the given step columns (None leaves one as it is) and log ``event``, in one transaction."""
-        encode = {"summary": redact, "details": _json, "outputs": _json}
+        encode = {"summary": redact, "details": to_json, "outputs": to_json, "policy": to_json}
         given = {column: value for column, value in values.items() if value is not None}
         sets = [f"{column} = ?" for column in given]
         args = [encode.get(column, lambda v: v)(value) for column, value in given.items()]
@@ -388,10 +267,7 @@ class StateStore:
             rows = self._query(
                 "SELECT * FROM events WHERE run_id = ? AND id > ? ORDER BY id LIMIT ?", (run_id, after_id, limit)
             )
-        return [
-            EventRecord(r["id"], r["run_id"], r["step"], r["ts"], r["kind"], r["message"], json.loads(r["data"]))
-            for r in rows
-        ]
+        return [event_from_row(r) for r in rows]
 
     # -- instances and costs -------------------------------------------------------------
 
@@ -414,7 +290,7 @@ class StateStore:
                 " ON CONFLICT(id) DO UPDATE SET state = excluded.state,"
                 " run_id = COALESCE(excluded.run_id, instances.run_id),"
                 " data = CASE WHEN excluded.data = '{}' THEN instances.data ELSE excluded.data END",
-                (instance_id, run_id, provider, instance_type, zone, state, launched_at or time.time(), _json(data or {})),
+                (instance_id, run_id, provider, instance_type, zone, state, launched_at or time.time(), to_json(data or {})),
             )
 
     def mark_instance_terminated(self, instance_id: str, reason: str) -> None:
@@ -436,13 +312,7 @@ class StateStore:
         if active_only:
             sql += " AND state NOT IN ('terminated', 'shutting-down')"
         rows = self._query(sql + " ORDER BY launched_at", tuple(args))
-        return [
-            InstanceRecord(
-                r["id"], r["run_id"], r["provider"], r["instance_type"], r["zone"], r["state"],
-                r["launched_at"], r["terminated_at"], r["terminate_reason"], json.loads(r["data"]),
-            )
-            for r in rows
-        ]
+        return [instance_from_row(r) for r in rows]
 
     def add_cost_sample(
         self, instance_id: str, run_id: str | None, spot_usd_per_h: float, on_demand_usd_per_h: float | None, source: str
@@ -464,7 +334,7 @@ class StateStore:
             cur = conn.execute(
                 "INSERT INTO gates (created_at, expires_at, passed, feature_hash, model_hashes, record)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
-                (time.time(), expires_at, int(passed), feature_hash, _json(model_hashes), _json(record)),
+                (time.time(), expires_at, int(passed), feature_hash, to_json(model_hashes), to_json(record)),
             )
             return int(cur.lastrowid)
 
@@ -507,29 +377,8 @@ class _Transaction:
 def _insert_event(conn: sqlite3.Connection, run_id: str | None, step: str | None, kind: str, message: str, data: dict[str, Any]) -> int:
     cur = conn.execute(
         "INSERT INTO events (run_id, step, ts, kind, message, data) VALUES (?, ?, ?, ?, ?, ?)",
-        (run_id, step, time.time(), kind, redact(message), _json(data)),
+        (run_id, step, time.time(), kind, redact(message), to_json(data)),
     )
     return int(cur.lastrowid)
 
 
-def _json(data: Any) -> str:
-    return json.dumps(redact_data(data), default=str, sort_keys=True)
-
-
-def _run(r: sqlite3.Row) -> RunRecord:
-    return RunRecord(
-        r["id"], r["checklist"], r["checklist_path"], r["profile"], json.loads(r["params"]), r["status"],
-        r["created_at"], r["updated_at"], r["finished_at"], r["heartbeat_at"], r["driver_pid"], r["summary"],
-    )
-
-
-def _step(r: sqlite3.Row) -> StepRecord:
-    return StepRecord(
-        r["run_id"], r["idx"], r["name"], r["step"], r["state"], r["attempt"], r["plan"], r["started_at"],
-        r["finished_at"], r["summary"], json.loads(r["details"]), json.loads(r["outputs"]),
-    )
-
-
-def iter_step_logs(run_dir: Path) -> Iterator[Path]:
-    """The step log files of a run directory, in step order."""
-    yield from sorted(Path(run_dir).glob("*.log"))

@@ -1,18 +1,24 @@
-"""The registered checklist steps; importing this package registers every one.
+"""The shipped checklist steps, and the catalog checklists are loaded against.
 
 Each area's steps live in their own module (`data`, `cloud`, `cloud_sync`, `train`,
-`checks`). A module that has not landed yet is simply absent: its steps are registered
-as placeholders that end BLOCKED with "not implemented yet", never SUCCEEDED.
+`checks`). Steps are thin: each asks the resources (`console.resources`), the instances
+service (`console.instances`), a training backend or the shared work modules
+(`console.market_data`, `console.transfer`, `console.checking`) to act. Nothing outside
+this package imports a step module: front ends load checklists through `load_checklist`
+here. A step that has not landed yet is registered as a placeholder that ends BLOCKED
+with "not implemented yet", never SUCCEEDED.
 """
 
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
-from console.checklist.step import _REGISTRY, not_landed
+from console.checklist import spec as _spec
+from console.checklist.step import _REGISTRY, StepCatalog, not_landed
 from console.steps import params as p
 
-STEP_MODULES = ("builtin", "data", "cloud", "cloud_sync", "train", "checks", "heartbeat")
+STEP_MODULES = ("builtin", "data", "cloud", "cloud_sync", "train", "checks")
 
 # The retrain checklist's steps, in order, with the parameters each takes.
 RETRAIN_STEPS: tuple[tuple[str, type[p.StepParams]], ...] = (
@@ -39,3 +45,14 @@ for _module in STEP_MODULES:
 for _name, _params in RETRAIN_STEPS:
     if _name not in _REGISTRY:
         not_landed(_name, _params)
+
+
+def catalog() -> StepCatalog:
+    """Every registered step by name: the shipped ones, and any registered since."""
+    return dict(_REGISTRY)
+
+
+def load_checklist(name_or_path: str, *, profile: str = "sandbox",
+                   overrides: dict[str, Any] | None = None) -> _spec.ChecklistSpec:
+    """`console.checklist.spec.load_checklist` against the shipped steps."""
+    return _spec.load_checklist(name_or_path, steps=catalog(), profile=profile, overrides=overrides)

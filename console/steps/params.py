@@ -6,13 +6,32 @@ valid whichever steps have landed.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from console.checklist.step import StepParams, Symbol
 
 Timeframe = Literal["1m", "5m", "15m", "1h"]
+
+
+def check_backend(name: str) -> str:
+    """A registered training backend's name (`remote.backends.BACKENDS`)."""
+    from remote.backends import backend_names
+
+    if name not in backend_names():
+        raise ValueError(f"unknown training backend {name!r} (known: {', '.join(backend_names()) or 'none'})")
+    return name
+
+
+Backend = Annotated[str, AfterValidator(check_backend)]
+
+
+class BackendParams(StepParams):
+    """For the steps whose work depends on where training runs."""
+
+    backend: Backend = "ssh"
+    """The training backend (`remote.backends`); ``console run --backend NAME`` overrides it."""
 
 
 class SymbolsParams(StepParams):
@@ -33,18 +52,18 @@ class VerifyCountsParams(SymbolsParams):
     pass
 
 
-class LaunchParams(StepParams):
+class LaunchParams(BackendParams):
     instance_type: str = "g5.xlarge"
     alt_instance_type: str = "g4dn.xlarge"
     budget_usd: float = Field(10.0, gt=0)
     max_runtime_hours: float = Field(4.0, gt=0)
 
 
-class SyncParams(SymbolsParams):
+class SyncParams(SymbolsParams, BackendParams):
     pass
 
 
-class TrainParams(SymbolsParams):
+class TrainParams(SymbolsParams, BackendParams):
     epochs: int = Field(15, ge=1, le=1000)
     mode: Literal["sequential", "parallel", "hybrid"] = "hybrid"
     max_concurrent: int = Field(2, ge=1, le=64)
@@ -64,11 +83,11 @@ class TrainParams(SymbolsParams):
     """Adam's L2 penalty; None keeps the trainer's default (0)."""
 
 
-class UploadParams(SymbolsParams):
+class UploadParams(SymbolsParams, BackendParams):
     pass
 
 
-class TerminateParams(StepParams):
+class TerminateParams(BackendParams):
     pass
 
 

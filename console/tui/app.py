@@ -56,7 +56,7 @@ from console.tui.figures import (
 from console.tui.guarded import (
     LiveApprover,
     Terminator,
-    cli_terminator,
+    instances_terminator,
     run_cost,
     store_live_approver,
     terminate_cost,
@@ -69,6 +69,7 @@ from console.tui.readings import Reading, ReadingSource, gpu_reading_from_event,
 if TYPE_CHECKING:  # the engine, the checklist and settings load after the first frame, in workers
     from console.checklist.engine import Engine, EngineEvent, RunOutcome
     from console.checklist.spec import ChecklistSpec
+    from console.resources import Resources
     from console.settings import Settings
 
 RETRYABLE_STATES = ("failed", "blocked", "cancelled")
@@ -234,8 +235,11 @@ class OperatorApp(App[None]):
         live_approver: LiveApprover | None = None,
         gate_verifier: GateVerifier | None = None,
         watchdog_status: Callable[[], WatchdogView | None] | None = None,
+        resources: Resources | None = None,
     ) -> None:
         super().__init__()
+        self.resources: Resources | None = resources
+        """What the settings describe (`console.resources`): the App's, or built when the settings load."""
         # Settings and the store are None only until the opener has run (`opening`; `self.opened`).
         self.settings: Settings = settings  # type: ignore[assignment]
         self.store: StateStore = store  # type: ignore[assignment]
@@ -296,9 +300,12 @@ class OperatorApp(App[None]):
 
     def _use(self, settings: Settings, store: StateStore) -> None:
         """Take the loaded settings and store; wire the guarded actions and the feed's checks to them."""
+        from console.resources import Resources
+
         self.settings, self.store = settings, store
-        self.terminator = self.terminator or cli_terminator(settings, self.config)
-        self.gate_verifier = self.gate_verifier or landed_gate_verifier(settings, store)
+        self.resources = self.resources or Resources(settings)
+        self.terminator = self.terminator or instances_terminator(self.resources, store)
+        self.gate_verifier = self.gate_verifier or landed_gate_verifier(self.resources, store)
         self.watchdog_status = self.watchdog_status or landed_watchdog_status(settings)
 
     # -- layout ------------------------------------------------------------------------
@@ -399,7 +406,7 @@ class OperatorApp(App[None]):
     @work(thread=True, group="spec", exclusive=True, exit_on_error=False)
     def load_spec(self, run_id: str, feed_id: int) -> None:
         """Load the run's checklist off the UI thread (it imports every step: slow the first time)."""
-        from console.checklist.spec import load_checklist
+        from console.steps import load_checklist
 
         run = self.store.get_run(run_id)
         try:
@@ -737,6 +744,7 @@ class OperatorApp(App[None]):
         self._wake.set()
         self.exit()
 
+    @_while_on_screen
     def on_data_table_row_highlighted(self, _event: DataTable.RowHighlighted) -> None:
         self._main.query_one(ChecklistPane).show_selected()
         self.refresh_bindings()
@@ -756,7 +764,7 @@ class OperatorApp(App[None]):
         """Drive the run with the same engine as `console run`; report through messages."""
         from console.checklist.engine import Engine
 
-        engine = Engine(self.settings, self.store, listener=self._listen)
+        engine = Engine(self.settings, self.store, listener=self._listen, resources=self.resources)
         self._engine = engine
         outcome = engine.drive(run_id, spec, **selection)
         self.post_message(DriveFinished(outcome))
@@ -799,7 +807,7 @@ class OperatorApp(App[None]):
 
     @work(thread=True, group="terminate", exit_on_error=False)
     def terminate_instance(self, instance_id: str, then_exit: bool = False) -> None:
-        """Terminate through the CLI's command in a thread; errors arrive as notifications."""
+        """Terminate through the instances service in a thread; errors arrive as notifications."""
         try:
             result = self.terminator(instance_id)
         except Exception as exc:  # noqa: BLE001 - shown as the CLI would show it

@@ -18,6 +18,7 @@ from console.state import EventRecord, InstanceRecord, RunRecord, StateStore, St
 from console.tui.figures import GPU_EVENT_KINDS, WATCHDOG_EVENT_PREFIX, CostFigures, run_cost_figures
 
 if TYPE_CHECKING:
+    from console.resources import Resources
     from console.settings import Settings
 
 SNAPSHOT_EVERY_S = 5.0
@@ -228,13 +229,13 @@ class RunFeed:
         return lines
 
 
-def landed_gate_verifier(settings: Settings, store: StateStore) -> GateVerifier:
-    """`console gate verify`'s check (`console.steps.checks.verify`) for the default models dir."""
+def landed_gate_verifier(resources: "Resources", store: StateStore) -> GateVerifier:
+    """`console gate verify`'s check (`console.checking.verify`) for the default models dir."""
 
     def verify() -> None:
-        from console.steps import checks  # heavy (runtime checks, training): loaded in the feed thread
+        from console import checking  # heavy (runtime checks, training): loaded in the feed thread
 
-        checks.verify(settings, store, checks.models_dir(settings))
+        checking.verify(resources, store, resources.paths.models)
 
     return verify
 

@@ -1,15 +1,13 @@
 """What the guarded actions cost, in words for the confirmation modals, and how they are carried out.
 
-Terminating an instance goes through the same command the CLI has
-(``console instance terminate ID``) in a subprocess, so there is one implementation and
-its error is the same one line the CLI prints. Going live records the operator's
-approval against the gate pass it relies on; a live runtime checks the gate itself.
+Terminating an instance goes through the instances service (`console.instances`), the
+same one ``console instance terminate``, the steps and the watchdog use, so there is one
+implementation and one way of recording it. Going live records the operator's approval
+against the gate pass it relies on; a live runtime checks the gate itself.
 """
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from console.cost import InstanceCost
@@ -18,13 +16,11 @@ from console.state import InstanceRecord, StateStore
 from console.tui.figures import format_duration
 
 if TYPE_CHECKING:
+    from console.resources import Resources
     from console.settings import Settings
 
 CLOUD_STEPS = frozenset({"launch", "sync", "train", "upload"})
 """Steps that start or keep a rented instance running (and so cost money by the hour)."""
-
-TERMINATE_ARGV = ("instance", "terminate")
-"""The CLI subcommand that terminates one instance (owned by the cloud commands)."""
 
 Terminator = Callable[[str], str]
 """Terminates the instance with this id; returns a one-line result or raises with one line."""
@@ -79,20 +75,16 @@ def terminate_cost(instance: InstanceRecord, line: InstanceCost | None) -> str:
     )
 
 
-def cli_terminator(settings: Settings, config: str | None = None) -> Terminator:
-    """A `Terminator` that runs ``console instance terminate ID`` with this console's settings."""
+def instances_terminator(resources: "Resources", store: StateStore) -> Terminator:
+    """A `Terminator` through the instances service: confirmed, recorded, one line back."""
 
     def terminate(instance_id: str) -> str:
-        argv = [sys.executable, "-c", "from console.cli import main; main()", *TERMINATE_ARGV, instance_id,
-                "--profile", settings.profile, "--state-dir", str(settings.state_dir)]
-        if config:
-            argv += ["--config", config]
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=600)
-        if proc.returncode != 0:
-            lines = [line for line in proc.stderr.splitlines() if line.strip()] or [f"exited {proc.returncode}"]
-            raise ConsoleError(lines[-1].removeprefix("console: error: "))
-        out = [line for line in proc.stdout.splitlines() if line.strip()]
-        return out[-1] if out else f"{instance_id} terminated"
+        from console.instances import Instances
+
+        ended = Instances(resources, store).terminate(instance_id, reason="operator (console tui)")
+        if not ended.confirmed:
+            raise ConsoleError(f"{instance_id} is still {ended.state} after terminate; try again")
+        return ended.line()
 
     return terminate
 

@@ -8,6 +8,7 @@ place (``console/resources``); nothing else names a backend.
 from __future__ import annotations
 
 BACKENDS: dict[str, str] = {
+    "ssh": "remote.backends.ssh:SshBackend",
 }
 """Backend name -> ``module:Class``."""
 

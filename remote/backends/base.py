@@ -23,8 +23,19 @@ steps end SKIPPED with the reason; one that `RECOVERS_SPOT` needs no relaunch lo
 the step; one that `RUNS_ARRAYS` accepts ``JobSpec.array_size > 1``.
 
 Adding a backend: write ``remote/backends/<name>.py`` with a class that satisfies
-`TrainingBackend`, and add one line to `remote.backends.BACKENDS`; the console builds it
-from settings in one place (``console/resources``). The conformance test
+`TrainingBackend` and is built from a `BackendContext` (``Backend(context)``: the artifact
+store, where AWS is, the run, a log, the ``[backends.<name>]`` settings section as
+``options``), and add one line to `remote.backends.BACKENDS`; the console builds it in one
+place (``console/resources.py``, `Resources.backend`). For a made-up ``slurm`` backend::
+
+    remote/backends/slurm.py        class SlurmBackend: name = "slurm"; capabilities = frozenset(...)
+                                                        def __init__(self, context: BackendContext) ...
+                                                        prepare, submit, follow, status, cancel, collect, release
+    remote/backends/__init__.py     "slurm": "remote.backends.slurm:SlurmBackend",
+    console.toml (optional)         [backends.slurm] partition = "gpu"   -> context.options
+
+and ``console run --checklist retrain --backend slurm`` trains there; the launch, sync and
+terminate steps end SKIPPED when it `MANAGES_INSTANCES`. The conformance test
 (``tests/remote/test_backend_conformance.py``) runs over every registered backend.
 
 Errors are `remote.errors` types with one-line messages: a job that fails inside is not
@@ -35,10 +46,15 @@ cannot be reached or refuses a request raises.
 from __future__ import annotations
 
 import enum
+import logging
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Mapping, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Protocol, runtime_checkable
+
+if TYPE_CHECKING:  # pragma: no cover
+    from remote.providers.aws_client import AwsTarget
+    from remote.storage import ArtifactStore
 
 _JOB_NAME = re.compile(r"^[A-Za-z0-9](-*[A-Za-z0-9]){0,62}$")
 """SageMaker's training-job name rule (also valid for Batch and as a file name)."""
@@ -155,6 +171,11 @@ class JobRef:
                    dict(raw.get("data") or {}))
 
 
+GUARD_REFUSED = "guard-refused"
+"""`JobStatus.secondary` of a job whose host or container refused to train (the training guard:
+no lease, or not where the console put it); the console reports it as a guard refusal (exit 3)."""
+
+
 @dataclass(frozen=True)
 class JobStatus:
     ref: JobRef
@@ -194,6 +215,27 @@ class Collected:
 
 
 EventSink = Callable[[JobEvent], None]
+
+
+@dataclass(frozen=True)
+class BackendContext:
+    """What the console hands a backend it builds (``Backend(context)``); each takes what it needs."""
+
+    run_id: str = ""
+    """The run the backend works for (empty for a backend built outside a run: ``console`` commands)."""
+    store: "ArtifactStore | None" = None
+    """The artifact store `collect` verifies artifacts into (None when the profile has none)."""
+    aws: "Callable[[], AwsTarget] | None" = None
+    """Where boto3 goes (the sandbox's moto, or AWS), built on first call."""
+    hosts: Any = None
+    """For backends that run on hosts the console leases (``ssh``): a `remote.backends.ssh.HostPool`."""
+    work_dir: Path | None = None
+    """Local scratch space (staging of artifacts on their way to the store)."""
+    options: Mapping[str, Any] = field(default_factory=dict)
+    """The ``[backends.<name>]`` settings section."""
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("remote.backends"))
+    should_stop: Callable[[], bool] = lambda: False
+    """True once the operator cancelled: long waits end early."""
 
 
 @runtime_checkable

@@ -11,15 +11,20 @@ exactly five verbs, the same for EC2 spot, a static GPU box, and whatever comes 
 
 Records are frozen dataclasses so they can be logged, compared and stored as they are.
 Errors are `remote.errors.ProviderError` subclasses with a one-line message.
+
+What a provider can do beyond the verbs is declared as `ProviderCapability` values in its
+``capabilities`` and checked before anything relies on it (SkyPilot's
+``CloudImplementationFeatures``); the console never branches on a provider's name.
 """
 
 from __future__ import annotations
 
+import enum
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Mapping, Protocol, Sequence, runtime_checkable
+from typing import ClassVar, Mapping, Protocol, Sequence, runtime_checkable
 
 MANAGED_BY_TAG = "managed-by"
 """Tag key on every resource the console creates; its value is `MANAGED_BY_VALUE`."""
@@ -56,6 +61,27 @@ def check_instance_type(value: str) -> str:
     if not isinstance(value, str) or not _INSTANCE_TYPE.match(value):
         raise ValueError(f"{value!r} is not an instance type name like g5.xlarge")
     return value
+
+
+class ProviderCapability(str, enum.Enum):
+    """What a provider does beyond the five verbs; asked instead of provider names."""
+
+    RENTS_MACHINES = "rents-machines"
+    """`launch` starts a new machine and `terminate` destroys it, so a lost one is replaced by
+    launching again. Without it the provider lends machines it does not own (static hosts):
+    `launch` leases one to the run and `terminate` gives the lease back, the machine stays on."""
+    DEAD_MAN_SWITCH = "dead-man-switch"
+    """Machines run the launch spec's user-data at boot, so each carries its own dead-man
+    switch (`remote.deadman`) that the console keeps fed while it drives the run."""
+    SPOT_NOTICES = "spot-notices"
+    """A machine can be reclaimed, with a notice on the machine first (EC2 spot's instance
+    metadata; the sandbox's notice file)."""
+    PUBLISHES_HOST_KEYS = "publishes-host-keys"
+    """The provider publishes a machine's SSH host keys out of band (EC2's console output):
+    `HostKeyPublisher.host_key_publication` is the trusted text the first connection pins from."""
+    IDENTIFIES_BY_MACHINE_ID = "identifies-by-machine-id"
+    """A machine proves who it is to the training guard by its ``/etc/machine-id`` (static
+    hosts), not by the provider's instance id."""
 
 
 @dataclass(frozen=True)
@@ -186,6 +212,7 @@ class Provider(Protocol):
     """The five verbs every provider offers. Implementations raise `ProviderError`s only."""
 
     name: str
+    capabilities: ClassVar[frozenset[ProviderCapability]]
 
     def prices(self, instance_types: Sequence[str]) -> list[Price]:
         """Spot and on-demand price per zone for each type, cheapest spot first."""
@@ -205,4 +232,13 @@ class Provider(Protocol):
 
     def terminate(self, instance_id: str, *, timeout_s: float = 300.0) -> Instance:
         """Terminate and wait until the provider confirms it; `TerminateUnconfirmed` if not in time."""
+        ...
+
+
+@runtime_checkable
+class HostKeyPublisher(Protocol):
+    """A provider with `ProviderCapability.PUBLISHES_HOST_KEYS`."""
+
+    def host_key_publication(self, instance_id: str) -> str:
+        """Trusted text listing the machine's SSH host keys ("" until there is some)."""
         ...

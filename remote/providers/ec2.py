@@ -23,7 +23,7 @@ from remote.providers.aws_client import AwsTarget, call, check_region, make_clie
 from remote.providers.base import (
     ATTEMPT_TAG, BUDGET_TAG, CREATED_AT_TAG, LIVE_STATES, MANAGED_BY_TAG, MANAGED_BY_VALUE,
     MAX_RUNTIME_TAG, OWNER_TAG, RUN_ID_TAG, Instance, LaunchAttempt, LaunchOutcome, LaunchSpec, Price,
-    check_instance_type,
+    ProviderCapability, check_instance_type,
 )
 
 AWS_ON_DEMAND_USD_PER_HOUR: Mapping[str, float] = {
@@ -52,6 +52,8 @@ class Ec2SpotProvider:
     """EC2 spot through boto3. Raises only `remote.errors.ProviderError` subclasses."""
 
     name = "ec2"
+    capabilities = frozenset({ProviderCapability.RENTS_MACHINES, ProviderCapability.DEAD_MAN_SWITCH,
+                              ProviderCapability.SPOT_NOTICES, ProviderCapability.PUBLISHES_HOST_KEYS})
 
     def __init__(
         self,
@@ -185,6 +187,10 @@ class Ec2SpotProvider:
         out = call(self.target, "GetConsoleOutput", self._ec2.get_console_output, InstanceId=instance_id,
                    Latest=True)
         return str(out.get("Output") or "")
+
+    def host_key_publication(self, instance_id: str) -> str:
+        """`ProviderCapability.PUBLISHES_HOST_KEYS`: the console output, where cloud-init lists them."""
+        return self.console_output(instance_id)
 
     # --- launch pieces --------------------------------------------------------------
 

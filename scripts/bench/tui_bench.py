@@ -59,7 +59,7 @@ seconds = 1
 
 def _setup(state_dir: Path) -> str:
     from console.checklist.engine import Engine
-    from console.checklist.spec import load_checklist
+    from console.steps import load_checklist
     from console.settings import Settings
     from console.state import StateStore
 

@@ -97,7 +97,7 @@ def test_budget_breaches_name_run_day_and_instance(tmp_path, store):
 def test_projection_extends_the_current_rate_to_the_end_of_the_step(store):
     now = time.time()
     new_run(store, "run-p")
-    store.update_step("run-p", "train", "running", message="x", started_at=now - 600, details={"timeout_s": 3600})
+    store.update_step("run-p", "train", "running", message="x", started_at=now - 600, policy={"timeout_s": 3600})
     _instance(store, "i-6", "run-p", launched=now - 600)
     _rate(store, "i-6", now - 600, 0.36, None)
     line = cost.instance_cost(store, store.instances()[0], now=now)

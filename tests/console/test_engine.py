@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from console.checklist.engine import Engine, EngineEvent, RunLock, run_dir
-from console.checklist.spec import load_checklist
+from console.steps import load_checklist
 from console.errors import RunLocked
 from console.settings import load_settings
 from console.state import StateStore

@@ -53,15 +53,16 @@ def _results(passing: bool):
 
 def _record_like_the_dryrun(models: Path, state: Path, passing: bool) -> tuple[dict, list]:
     """Record a gate exactly as `console dryrun` does: the console's sinks, then the state store."""
+    from console import checking as glue
+    from console.resources import Resources
     from console.settings import load_settings
     from console.state import StateStore
-    from console.steps import checks as glue
     from runtime_checks import gate
     from training.features.spec import spec_for
 
-    settings = load_settings().settings
-    sinks = glue.gate_sinks(settings)
-    record = gate.record_gate(models, _results(passing), symbols=[SYMBOL], key_file=glue.key_file(settings),
+    resources = Resources(load_settings().settings)
+    sinks = glue.gate_sinks(resources)
+    record = gate.record_gate(models, _results(passing), symbols=[SYMBOL], key_file=resources.paths.gate_key,
                               feature_hashes={SYMBOL: spec_for(SYMBOL).hash}, sinks=sinks)  # fmt: skip
     store = StateStore.open(state)
     glue.store_gate(store, record)

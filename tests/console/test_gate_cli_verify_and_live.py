@@ -49,7 +49,7 @@ def models(tmp_path):
 def _record(models: Path, state: Path, results=None, **kwargs):
     """Record a gate the way `console dryrun` does: next to the models and in the state store."""
     from console.state import StateStore
-    from console.steps.checks import store_gate, store_results
+    from console.checking import store_gate, store_results
     from runtime_checks import gate
     from training.features.spec import spec_for
 

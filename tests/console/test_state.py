@@ -79,16 +79,16 @@ def test_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:
     assert len(messages) == 600
 
 
-def test_rewriting_a_finished_steps_outputs_keeps_its_state_and_logs_no_transition(tmp_path: Path) -> None:
+def test_superseding_a_finished_steps_outputs_keeps_its_state_and_logs_no_transition(tmp_path: Path) -> None:
     store = StateStore.open(tmp_path)
     store.create_run("r1", checklist="retrain", checklist_path="retrain.toml", profile="sandbox", params={},
                      steps=[("launch", "launch", "launch one instance")])
     store.update_step("r1", "launch", "succeeded", message="launched i-1", finished_at=100.0,
                       summary="launched i-1", outputs={"instance_id": "i-1"})
-    store.rewrite_step_outputs("r1", "launch", outputs={"instance_id": "i-2"}, message="i-2 replaces i-1",
-                               summary="launched i-2; replaces i-1")
+    store.supersede_step_outputs("r1", "launch", outputs={"instance_id": "i-2"}, message="i-2 replaces i-1",
+                                 summary="launched i-2; replaces i-1")
     step = store.get_step("r1", "launch")
     assert (step.state, step.finished_at, step.outputs, step.summary) == (
         "succeeded", 100.0, {"instance_id": "i-2"}, "launched i-2; replaces i-1")
     kinds = [e.kind for e in store.events("r1") if e.step == "launch"]
-    assert kinds == ["step.succeeded", "outputs.rewritten"]
+    assert kinds == ["step.succeeded", "outputs.superseded"]

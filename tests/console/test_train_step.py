@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from console.checklist.engine import Engine
-from console.checklist.spec import load_checklist
+from console.steps import load_checklist
 from console.settings import load_settings
 from console.state import StateStore
 from console.steps.train import is_this_machine
@@ -121,7 +121,7 @@ def test_checkpoints_leave_the_host_verified_and_come_back_onto_a_replacement(ho
     import logging
     import os
 
-    from console.steps.checkpoint_shelf import CheckpointShelf
+    from remote.backends.ssh.shelf import CheckpointShelf
     from remote.errors import ChecksumMismatch
     from remote.storage import LocalArtifactStore
 
@@ -163,12 +163,15 @@ def test_checkpoints_leave_the_host_verified_and_come_back_onto_a_replacement(ho
 
 
 @pytest.mark.slow
-def test_the_provider_says_when_an_instance_is_lost(provider) -> None:
-    from console.steps.replacement import lost_reason
+def test_the_provider_says_when_an_instance_is_lost(provider, tmp_path: Path) -> None:
+    from console.instances import Instances
+    from console.resources import Resources
+    from console.settings import Settings
 
+    instances = Instances(Resources(Settings(state_dir=tmp_path)), StateStore.open(tmp_path), provider=provider)
     inst = provider.launch(spec_for(new_run_id("lost"))).instance
     try:
-        assert lost_reason(provider, inst.id) is None
+        assert instances.lost_reason(inst.id) is None
     finally:
         provider.terminate(inst.id)
-    assert lost_reason(provider, inst.id).startswith("it is terminated")
+    assert instances.lost_reason(inst.id).startswith("it is terminated")

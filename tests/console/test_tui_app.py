@@ -19,7 +19,7 @@ from typing import Any, Awaitable, Callable
 import pytest
 
 from console.checklist.engine import Engine
-from console.checklist.spec import load_checklist
+from console.steps import load_checklist
 from console.errors import GuardRefused
 from console.settings import Settings
 from console.state import StateStore

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from console.checklist.engine import run_dir
 from console.errors import GateFailed
+from console.resources import Resources
 from console.settings import Settings
 from console.state import InstanceRecord, StateStore
 from console.tui.feed import RunFeed, landed_gate_verifier, landed_watchdog_status
@@ -71,7 +72,7 @@ def test_the_gate_modules_refusal_has_the_last_word(tmp_path: Path) -> None:
     store.add_gate(passed=True, expires_at=NOW * 2, feature_hash="f", model_hashes={}, record={})
     (settings.data_root / "models").mkdir(parents=True)
     # A pass typed into the table with no signed record next to the models never verifies.
-    snapshot = RunFeed(store, settings, None, gate_verifier=landed_gate_verifier(settings, store)).snapshot()
+    snapshot = RunFeed(store, settings, None, gate_verifier=landed_gate_verifier(Resources(settings), store)).snapshot()
     assert snapshot.gate_refusal and "no gate record in" in snapshot.gate_refusal
     status = gate_status(snapshot.gate, now=NOW, refusal=snapshot.gate_refusal)
     assert not status.passed and status.reason == snapshot.gate_refusal

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from console.checklist.engine import Engine, run_dir
-from console.checklist.spec import load_checklist
+from console.steps import load_checklist
 from console.errors import ConfigError
 from console.redact import register_secret
 from console.settings import Settings

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from console.resources import Resources
 from console.watchdog import Watchdog
 from tests.console.test_watchdog_support import (  # noqa: F401  (fixtures)
     FlakyTerminate, _isolated_environment, creds, ec2, launch, make_settings, moto_url, new_run, provider,
@@ -13,7 +14,7 @@ from tests.console.test_watchdog_support import (  # noqa: F401  (fixtures)
 
 
 def _dog(tmp_path: Path, store, provider, *, offset_s: float = 0.0, **settings) -> Watchdog:
-    return Watchdog(make_settings(tmp_path / "state", **settings), store, provider,
+    return Watchdog(Resources(make_settings(tmp_path / "state", **settings)), store, provider,
                     clock=lambda: time.time() + offset_s, retry_pause_s=0.01)
 
 

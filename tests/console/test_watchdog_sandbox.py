@@ -95,9 +95,9 @@ def test_watchdog_terminates_the_instance_of_a_killed_console(tmp_path, monkeypa
             store = _wait_for_store(state_dir)
             instance_id, run_id = _wait_for_launch(store, console)
             assert ensure_watchdog_running(settings) > 0  # as `console run` does after a launch
-            from console.steps.cloud import cloud_provider
+            from console.resources import Resources
 
-            provider = cloud_provider(settings, start_sandbox=False)
+            provider = Resources(settings).provider(start_sandbox=False)
             time.sleep(HEARTBEAT_TIMEOUT_S + 2 * INTERVAL_S)
             assert provider.describe(instance_id).state == "running", "a live console's instance must be left alone"
 
@@ -153,8 +153,9 @@ def _wait_for_launch(store: StateStore, console: subprocess.Popen) -> tuple[str,
 
 @pytest.mark.slow
 def test_idle_rule_reads_the_host_over_ssh_and_a_gpu_less_host_is_never_idle(tmp_path, sandbox, monkeypatch):
+    from console.instances import Instances
+    from console.resources import Resources
     from console.settings import Settings
-    from console.steps.cloud import record_instance
     from console.watchdog import Watchdog, ssh_readings
     from remote.providers.base import LaunchSpec
 
@@ -170,12 +171,13 @@ def test_idle_rule_reads_the_host_over_ssh_and_a_gpu_less_host_is_never_idle(tmp
     inst = provider.launch(LaunchSpec(run_id=run_id, owner="t", ssh_cidr="127.0.0.1/32",
                                       instance_type="g4dn.xlarge")).instance
     try:
-        record_instance(store, inst, run_id, provider.name)
-        reading = ssh_readings(settings, store, every_s=60)(inst)
+        resources = Resources(settings)
+        Instances(resources, store, provider=provider).record(inst, run_id)
+        reading = ssh_readings(resources, store, every_s=60)(inst)
         assert reading is not None and time.time() - reading.taken_at < 60  # a real reading came back
         assert reading.gpu_util_pct is None  # the sandbox has no GPU: unknown, never "idle"
         # Only the idle rule could fire here (fresh heartbeat, runtime and budget fine): it must not.
-        dog = Watchdog(settings, store, _OnlyThis(provider, inst.id), readings=ssh_readings(settings, store, every_s=0))
+        dog = Watchdog(resources, store, _OnlyThis(provider, inst.id), readings=ssh_readings(resources, store, every_s=0))
         dog.run_pass()
         dog.clock = lambda: time.time() + 5
         assert dog.run_pass().terminated == []
@@ -199,9 +201,9 @@ class _OnlyThis:
 
 @pytest.mark.slow
 def test_console_touches_keep_the_instance_and_stopping_them_ends_it(tmp_path, sandbox):
+    from console.instances import Instances
+    from console.resources import Resources
     from console.settings import Settings
-    from console.steps.cloud import record_instance
-    from console.watchdog import touch_instance_heartbeats
     from remote.deadman import deadman_user_data
     from remote.providers.base import LaunchSpec
 
@@ -215,10 +217,11 @@ def test_console_touches_keep_the_instance_and_stopping_them_ends_it(tmp_path, s
         run_id=run_id, owner="t", ssh_cidr="127.0.0.1/32", instance_type="g4dn.xlarge",
         user_data=deadman_user_data(max_runtime_s=600, heartbeat_timeout_s=4, check_every_s=0.2))).instance
     try:
-        record_instance(store, inst, run_id, provider.name)
+        instances = Instances(Resources(settings), store, provider=provider)
+        instances.record(inst, run_id)
         until = time.monotonic() + 8  # twice the heartbeat timeout, kept alive by the touches
         while time.monotonic() < until:
-            assert touch_instance_heartbeats(settings, store, run_id) == [inst.id]
+            assert instances.touch_heartbeats(run_id) == [inst.id]
             time.sleep(1.0)
         assert provider.describe(inst.id).state == "running"
         stopped = time.monotonic()

@@ -20,8 +20,14 @@ import pytest
 from console.checklist.step import StepContext, StepState
 from console.errors import StepFailed
 from console.settings import Settings
-from console.steps.cloud_sync import Download, RemoteLayout, Sync, Upload
+from console.steps.cloud_sync import Download, Sync, Upload
 from console.steps.params import DownloadParams, SyncParams, UploadParams
+from remote.backends.ssh.hosts import RemoteLayout
+from remote.errors import StorageError
+
+
+def _layout(launch: dict) -> RemoteLayout:
+    return RemoteLayout.at(launch.get("remote_root"))
 
 
 class _Outputs:
@@ -76,7 +82,7 @@ def test_sync_sends_code_and_asked_features_and_writes_the_lease(world):
     settings, outputs, tmp = world
     result = Sync().run(_ctx(world, "sync", SyncParams(symbols=["BTC-USD"])))
     assert result.state is StepState.SUCCEEDED
-    layout = RemoteLayout.of(outputs.outputs["launch"])
+    layout = _layout(outputs.outputs["launch"])
     host_features = Path(layout.features)
     assert sorted(p.name for p in host_features.iterdir() if not p.name.startswith(".")) == ["BTC-USD.parquet"]
     assert (Path(layout.code) / "training/guard.py").is_file()
@@ -84,7 +90,7 @@ def test_sync_sends_code_and_asked_features_and_writes_the_lease(world):
     assert lease["run_id"] == "run-7" and lease["host_kind"] == "aws"
     assert lease["instance_id"] == "i-0feedface0000001" and lease["host_key_fingerprint"].startswith("SHA256:")
     assert oct(Path(layout.lease).stat().st_mode & 0o777) == "0o600"
-    assert result.outputs["gpu"] == "1x NVIDIA A10G"
+    assert result.outputs.gpu == "1x NVIDIA A10G"
     again = Sync().run(_ctx(world, "sync", SyncParams(symbols=["BTC-USD"])))
     assert again.summary.startswith("code 0 sent")
 
@@ -97,7 +103,7 @@ def test_sync_refuses_when_a_feature_file_is_missing(world):
 def test_upload_then_download_places_verified_models(world):
     settings, outputs, tmp = world
     outputs.outputs["sync"] = {"gpu": "1x NVIDIA A10G"}
-    artifacts = Path(RemoteLayout.of(outputs.outputs["launch"]).artifacts)
+    artifacts = Path(_layout(outputs.outputs["launch"]).artifacts)
     model = artifacts / "models/BTC-USD/20261123T100000Z"
     model.mkdir(parents=True)
     (model / "model.pt").write_bytes(os.urandom(4096))
@@ -105,16 +111,16 @@ def test_upload_then_download_places_verified_models(world):
     (artifacts / "champions/BTC-USD.json").write_text('{"folder": "models/BTC-USD/20261123T100000Z"}')
     (artifacts / "roster.json").write_text("{}")
     up = Upload().run(_ctx(world, "upload", UploadParams(symbols=["BTC-USD"])))
-    assert up.state is StepState.SUCCEEDED and up.outputs["files"] == 3
-    outputs.outputs["upload"] = up.outputs
+    assert up.state is StepState.SUCCEEDED and up.outputs.files == 3
+    outputs.outputs["upload"] = up.outputs.model_dump()
     down = Download().run(_ctx(world, "download", DownloadParams(symbols=["BTC-USD"])))
     models = tmp / "data/models"
     assert (models / "models/BTC-USD/20261123T100000Z/model.pt").read_bytes() == (model / "model.pt").read_bytes()
-    assert (models / "champions/BTC-USD.json").is_file() and down.outputs["version"] == up.outputs["version"]
+    assert (models / "champions/BTC-USD.json").is_file() and down.outputs.version == up.outputs.version
 
 
 def test_upload_with_nothing_trained_fails_clearly(world):
     settings, outputs, tmp = world
-    Path(RemoteLayout.of(outputs.outputs["launch"]).artifacts).mkdir(parents=True)
-    with pytest.raises(StepFailed, match="no artifacts"):
+    Path(_layout(outputs.outputs["launch"]).artifacts).mkdir(parents=True)
+    with pytest.raises(StorageError, match="no artifacts"):
         Upload().run(_ctx(world, "upload", UploadParams(symbols=["BTC-USD"])))

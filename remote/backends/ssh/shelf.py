@@ -2,7 +2,7 @@
 
 The trainer writes ``<artifacts>/checkpoints/<SYMBOL>/last.pt`` after every epoch and
 then ``last.json`` beside it (epoch, size, sha256; `training.train.record_checkpoint`).
-While the train step follows the job it calls `CheckpointShelf.save_from_host` on each
+While the backend follows the job it calls `CheckpointShelf.save_from_host` on each
 epoch line: the checkpoint is copied here, checked against its record (a file replaced
 mid-copy is caught and read again), and put in the artifact store under the run's prefix::
 
@@ -22,13 +22,13 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from remote.atomic import atomic_path
 from remote.errors import ChecksumMismatch
 from remote.storage import sha256_of
-from training.atomic import atomic_path
 
 if TYPE_CHECKING:  # pragma: no cover
     from remote.ssh import SSHRunner
-    from remote.storage import S3ArtifactStore
+    from remote.storage import ArtifactStore
 
 PREFIX = "checkpoints"
 RECORD = "last.json"
@@ -39,7 +39,7 @@ _COPY_TRIES = 3
 class CheckpointShelf:
     """One run's per-symbol checkpoints in the artifact store."""
 
-    def __init__(self, store: "S3ArtifactStore", run_id: str, staging: Path, log: logging.Logger) -> None:
+    def __init__(self, store: "ArtifactStore", run_id: str, staging: Path, log: logging.Logger) -> None:
         self.store = store
         self.run_id = run_id
         self.staging = Path(staging)
@@ -76,9 +76,9 @@ class CheckpointShelf:
                 continue
             self._ensure_bucket()
             key = self.object_key(symbol, epoch)
-            self.store._put_file(key, local, record["sha256"], None)
+            self.store.put_file(key, local, record["sha256"])
             pointer = {"epoch": epoch, "key": key, "sha256": record["sha256"], "size": local.stat().st_size}
-            self.store._put_bytes(self.pointer_key(symbol), json.dumps(pointer).encode(), None)
+            self.store.put_bytes(self.pointer_key(symbol), json.dumps(pointer).encode())
             self.shelved[symbol] = epoch
             local.unlink(missing_ok=True)
             return epoch
@@ -90,7 +90,7 @@ class CheckpointShelf:
         """Point the symbols at no checkpoint (a ``--force`` run starts over, here too)."""
         self._ensure_bucket()
         for symbol in symbols:
-            self.store._put_bytes(self.pointer_key(symbol), json.dumps({"epoch": 0}).encode(), None)
+            self.store.put_bytes(self.pointer_key(symbol), json.dumps({"epoch": 0}).encode())
             self.shelved[symbol] = 0
 
     # --- back onto a host ------------------------------------------------------------
@@ -100,13 +100,13 @@ class CheckpointShelf:
         the epochs restored, by symbol (symbols with none stored are left out)."""
         restored: dict[str, int] = {}
         for symbol in symbols:
-            raw = self.store._get_bytes(self.pointer_key(symbol))  # sha256-checked against its metadata
+            raw = self.store.get_bytes(self.pointer_key(symbol))  # sha256-checked against its metadata
             pointer = _parse(raw)
             if pointer is None or not pointer.get("key"):
                 continue
             local = self._local(symbol)
             with atomic_path(local) as tmp:
-                recorded = self.store._get_file(str(pointer["key"]), tmp)
+                recorded = self.store.get_file(str(pointer["key"]), tmp)
             actual = sha256_of(local)
             if actual != pointer["sha256"] or (recorded is not None and recorded != actual):
                 local.unlink(missing_ok=True)
@@ -145,9 +145,7 @@ class CheckpointShelf:
 
     def _ensure_bucket(self) -> None:
         if not self._bucket_ready:
-            ensure = getattr(self.store, "ensure_bucket", None)  # S3 only; a local store has no bucket
-            if ensure is not None:
-                ensure()
+            self.store.ensure_bucket()
             self._bucket_ready = True
 
 
