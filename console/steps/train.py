@@ -112,9 +112,13 @@ class Train(Step):
 
     def plan(self, ctx: StepContext) -> str:
         p = ctx.params
-        where = ("detached on the leased instance, following its log; checkpoints copied off the host each epoch, "
-                 f"up to {p.max_relaunches} replacement instance(s) if the host is lost"
-                 if p.backend == "ssh" else f"on the {p.backend} backend")
+        capabilities = backend_class(p.backend).capabilities
+        where = f"on the {p.backend} backend"
+        if BackendCapability.MANAGES_INSTANCES not in capabilities:
+            where += ", on the leased instance, following its log"
+        if BackendCapability.RECOVERS_SPOT in capabilities and BackendCapability.MANAGES_INSTANCES not in capabilities:
+            where += (f"; checkpoints copied off the host each epoch, up to {p.max_relaunches} replacement "
+                      "instance(s) if the host is lost")
         return (f"train {len(p.symbols)} per-coin LSTMs ({p.epochs} epochs, window {p.window}, horizon {p.horizon}, "
                 f"{p.mode} up to {p.max_concurrent} at once) {where}")
 
@@ -166,7 +170,8 @@ class Train(Step):
                 table = _table(rows)
                 return StepResult.failed(status.reason or f"training job {ref.name} {status.phase.value}",
                                          details={"table": table, "job": status.secondary})
-        relaunches = ctx.instances.replacements(ctx.run_id) if p.backend == "ssh" else 0
+        leased = BackendCapability.MANAGES_INSTANCES not in backend.capabilities
+        relaunches = ctx.instances.replacements(ctx.run_id) if leased else 0
         launched = ctx.output_of("launch", LaunchOutputs)
         on = f" on replacement instance {launched.instance_id}" if relaunches and launched else ""
         trained = sum(1 for r in rows.values() if r[1] == "succeeded")
