@@ -78,6 +78,12 @@ def _shared_session() -> Any:
     return boto3.session.Session()
 
 
+def _fresh_session() -> Any:
+    import boto3.session
+
+    return boto3.session.Session()
+
+
 def make_client(service: str, target: AwsTarget) -> Any:
     """A boto3 client for `service` at `target`; missing credentials surface on first call."""
     from botocore.config import Config
@@ -92,7 +98,11 @@ def make_client(service: str, target: AwsTarget) -> Any:
 
     try:
         with _session_lock:  # boto3 sessions are not thread-safe while making clients
-            return _shared_session().client(
+            # Explicit credentials: the shared session (its service models cached). boto3's own
+            # chain: a fresh session, so the credentials are looked up now, never an earlier
+            # lookup's that a session would have kept.
+            session = _shared_session() if creds else _fresh_session()
+            return session.client(
                 service, region_name=target.region, endpoint_url=target.endpoint_url, config=config,
                 aws_access_key_id=creds.access_key_id if creds else None,
                 aws_secret_access_key=creds.secret_access_key if creds else None,

@@ -25,7 +25,7 @@ from remote.sandbox.market import simulated_candles  # noqa: E402
 from runtime_checks import gate  # noqa: E402
 from runtime_checks.checks import ALIGNMENT, DRYRUN  # noqa: E402
 from runtime_checks.dryrun import evaluate  # noqa: E402
-from tests.runtime_checks.helpers import CUTOFF, SmallBuilder, write_model  # noqa: E402
+from runtime_checks.small import CUTOFF, SmallBuilder, write_model  # noqa: E402
 from training.metrics import TradingCosts  # noqa: E402
 
 DAY = 86_400

@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from remote.ssh import SSHRunner, SSHTarget  # noqa: E402
-from tests.remote.conftest import _start_sshd, write_ed25519_key  # noqa: E402
+from remote.sandbox.openssh import start_sshd as _start_sshd, write_ed25519_key  # noqa: E402
 
 
 def main() -> None:

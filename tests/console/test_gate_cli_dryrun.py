@@ -22,7 +22,7 @@ def sandbox(tmp_path, monkeypatch):
     """The market simulator (wall clock, API key required), a feature file ending two days
     ago built by the real builder, and an untrained model for today's spec."""
     from runtime_checks.inputs import CoinGeckoFundamentals, SpecFeatureBuilder
-    from tests.runtime_checks.helpers import write_model
+    from runtime_checks.small import write_model
     from training.features.io import FeatureFileMeta, write_feature_file
     from training.features.spec import spec_for
     from remote.sandbox.market import simulated_candles

@@ -33,7 +33,7 @@ def aws(tmp_path, moto_endpoint, monkeypatch):
 
 @pytest.fixture
 def models(tmp_path):
-    from tests.runtime_checks.helpers import write_model
+    from runtime_checks.small import write_model
     from training.features.spec import spec_for
 
     spec = spec_for(SYMBOL)

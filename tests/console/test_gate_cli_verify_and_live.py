@@ -38,7 +38,7 @@ def env(tmp_path, monkeypatch):
 @pytest.fixture
 def models(tmp_path):
     """A models dir whose model was trained on today's real feature spec for BTC-USD."""
-    from tests.runtime_checks.helpers import write_model
+    from runtime_checks.small import write_model
     from training.features.spec import spec_for
 
     spec = spec_for(SYMBOL)

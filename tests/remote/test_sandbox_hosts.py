@@ -11,7 +11,7 @@ import paramiko
 import pytest
 
 from remote.errors import SandboxHostUnknown
-from tests.remote.conftest import write_ed25519_key
+from remote.sandbox.openssh import write_ed25519_key
 from tests.remote.sandbox_fixtures import ec2, new_run_id, pinned_client, provider, run, sandbox, spec_for  # noqa: F401
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from remote.sandbox.market_server import MarketSimulator
 from runtime_checks.inputs import CoinbaseCandles
-from tests.runtime_checks.helpers import CUTOFF, GRANULARITY, SmallBuilder, write_model, write_training_file
+from runtime_checks.small import CUTOFF, GRANULARITY, SmallBuilder, write_model, write_training_file
 
 
 @pytest.fixture(autouse=True)

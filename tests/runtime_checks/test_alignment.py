@@ -7,7 +7,7 @@ import pytest
 from runtime_checks.alignment import check_symbol_alignment, compare, list_difference
 from runtime_checks.errors import CandleGap, CheckInputError, StaleCandles
 from runtime_checks.runner import run_alignment
-from tests.runtime_checks.helpers import SmallBuilder, write_model
+from runtime_checks.small import SmallBuilder, write_model
 
 
 def test_alignment_passes_when_file_runtime_and_checkpoint_agree(dirs, builder, candles):
@@ -94,7 +94,7 @@ def test_gap_longer_than_allowed_is_refused(dirs, builder, frame_candles):
 
 
 def test_training_file_for_another_symbol_is_refused(tmp_path, builder, candles):
-    from tests.runtime_checks.helpers import write_training_file
+    from runtime_checks.small import write_training_file
 
     spec = builder.spec("BTC-USD")
     write_training_file(tmp_path / "f", "BTC-USD", mode="structured", days=3, stored_symbol="ETH-USD")

@@ -97,7 +97,7 @@ def test_too_few_candles_for_the_window_is_refused(dirs, builder, frame_candles)
 
 
 def _eth(features, builder):
-    from tests.runtime_checks.helpers import write_training_file
+    from runtime_checks.small import write_training_file
 
     write_training_file(features, "ETH-USD", mode="structured", days=3, builder=builder)
     return features

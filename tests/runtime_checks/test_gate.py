@@ -11,7 +11,7 @@ import pytest
 from runtime_checks import gate
 from runtime_checks.checks import ALIGNMENT, DRYRUN
 from runtime_checks.errors import GateNotPassed, TamperedGateRecord
-from tests.runtime_checks.helpers import SmallBuilder, write_model
+from runtime_checks.small import SmallBuilder, write_model
 
 GOOD = {
     "trained": True, "samples": 2000, "hit_rate": 0.53, "p_value": 0.004, "baseline_majority_hit_rate": 0.50,

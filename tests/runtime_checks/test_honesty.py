@@ -22,7 +22,7 @@ from remote.sandbox.market_server import MarketSimulator
 from runtime_checks import gate
 from runtime_checks.inputs import CoinbaseCandles
 from runtime_checks.runner import run_dryrun_and_gate
-from tests.runtime_checks.helpers import CUTOFF, SmallBuilder, fit_linear_model, write_training_file
+from runtime_checks.small import CUTOFF, SmallBuilder, fit_linear_model, write_training_file
 
 SEED = 11
 DAYS = 60

@@ -21,37 +21,29 @@ its metadata, so a reader sees the old bytes or the new ones and never a mix. A 
 download (``<dest>/<version>``) is checked file by file against the manifest before it is
 reused, and fetched again when it differs.
 
-`ArtifactStore` is the protocol; `S3ArtifactStore` (boto3, any ``endpoint_url``: AWS or
-the sandbox's moto) and `LocalArtifactStore` implement it over the same version logic.
+`ArtifactStore` is the protocol; `VersionedStore` the version logic, once, over four object
+primitives that each store implements: `remote.storage.s3` (boto3 through the one adaptor,
+AWS or the sandbox's moto) and `remote.storage.local` (a directory).
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
 import re
 import secrets
 import shutil
-import tarfile
 from abc import ABC, abstractmethod
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Iterator, Protocol
+from typing import Protocol
 from urllib.parse import urlencode
 
-from remote.errors import (
-    ArtifactNotFound,
-    ArtifactPathEscape,
-    ChecksumMismatch,
-    RemotePathRefused,
-    StorageAccessDenied,
-    StorageError,
-)
+from remote.errors import ArtifactNotFound, ChecksumMismatch, RemotePathRefused, StorageError
 from remote.processes import pid_alive
+from remote.storage.paths import check_relative_path, safe_join, sha256_of
 
 MODELS_PREFIX = "models/"
 LATEST_KEY = "models/latest.json"
@@ -59,72 +51,6 @@ MANIFEST_FILE = "MANIFEST.json"
 _VERSION = re.compile(r"^\d{8}T\d{6}Z-[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _TAG_VALUE = re.compile(r"^[A-Za-z0-9 +\-=._:/@]{0,256}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")
-MULTIPART_THRESHOLD = 16 << 20
-
-
-# --- paths ------------------------------------------------------------------------
-
-
-def check_relative_path(rel: str) -> str:
-    """Return ``rel`` if it is a plain relative POSIX path, else raise ArtifactPathEscape."""
-    if (not isinstance(rel, str) or not rel or rel.startswith("/") or _CONTROL.search(rel)
-            or any(part in ("", ".", "..") for part in rel.split("/"))):
-        raise ArtifactPathEscape(f"artifact path {rel!r} would escape the target directory; refusing to write it")
-    return rel
-
-
-def safe_join(root: Path, rel: str) -> Path:
-    """``root / rel``, refused when it would land outside ``root`` (``..``, absolute, or a
-    symlink already inside ``root`` pointing elsewhere)."""
-    check_relative_path(rel)
-    root_real = os.path.realpath(root)
-    target = os.path.join(root_real, *rel.split("/"))
-    parent_real = os.path.realpath(os.path.dirname(target))
-    if os.path.commonpath([root_real, parent_real]) != root_real or os.path.islink(target):
-        raise ArtifactPathEscape(f"artifact path {rel!r} goes through a symlink out of {root}; refusing to write it")
-    return Path(target)
-
-
-def extract_tar_safely(stream: IO[bytes], dest: Path) -> list[str]:
-    """Extract a tar stream into ``dest``; refuse the whole archive on any member that is
-    not a plain file or directory or would land outside ``dest`` (tar-slip).
-
-    Returns the relative paths of the files written. Members are checked before each is
-    written; a refusal raises ArtifactPathEscape (files already written stay inside).
-    """
-    dest.mkdir(parents=True, exist_ok=True)
-    written: list[str] = []
-    with tarfile.open(fileobj=stream, mode="r|*") as tar:
-        for member in tar:
-            name = member.name[2:] if member.name.startswith("./") else member.name
-            name = name.rstrip("/")
-            if name in ("", "."):
-                continue
-            if not (member.isfile() or member.isdir()):
-                raise ArtifactPathEscape(f"archive member {member.name!r} is a link or device; refusing the archive")
-            path = safe_join(dest, name)
-            if member.isdir():
-                path.mkdir(parents=True, exist_ok=True)
-                continue
-            path.parent.mkdir(parents=True, exist_ok=True)
-            source = tar.extractfile(member)
-            assert source is not None
-            tmp = path.with_name(f".{path.name}.rc-tmp-{secrets.token_hex(4)}")
-            with open(tmp, "wb") as out:
-                shutil.copyfileobj(source, out, 1 << 20)
-            os.chmod(tmp, 0o755 if member.mode & 0o100 else 0o644)
-            os.replace(tmp, path)
-            written.append(name)
-    return written
-
-
-def sha256_of(path: Path) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
-# --- records ------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -201,7 +127,7 @@ class ArtifactStore(Protocol):
     def describe(self) -> str: ...
 
 
-class _VersionedStore(ABC):
+class VersionedStore(ABC):
     """The version logic, once, over four object primitives."""
 
     # --- primitives -----------------------------------------------------------
@@ -395,200 +321,3 @@ def _parse_manifest(version: str, raw: bytes) -> VersionRecord:
         return VersionRecord(version, tags, files, str(data.get("created_at", "")))
     except (ValueError, KeyError, TypeError) as exc:
         raise StorageError(f"manifest of version {version} is unreadable; re-upload that version") from exc
-
-
-# --- S3 -------------------------------------------------------------------------------
-
-
-class S3ArtifactStore(_VersionedStore):
-    """Versions in an S3 bucket (AWS, or moto through ``endpoint_url``)."""
-
-    def __init__(self, bucket: str, *, prefix: str = "", endpoint_url: str | None = None,
-                 region: str | None = None, client: object | None = None,
-                 multipart_threshold: int = MULTIPART_THRESHOLD) -> None:
-        import boto3
-        from boto3.s3.transfer import TransferConfig
-
-        if not re.match(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", bucket):
-            raise RemotePathRefused(f"bucket name {bucket!r} is not a valid S3 bucket name")
-        if prefix:
-            check_relative_path(prefix.rstrip("/"))
-            prefix = prefix.rstrip("/") + "/"
-        self.bucket, self.prefix, self.region = bucket, prefix, region
-        self.client = client or boto3.session.Session().client("s3", endpoint_url=endpoint_url, region_name=region)
-        self._transfer = TransferConfig(multipart_threshold=multipart_threshold,
-                                        multipart_chunksize=max(multipart_threshold, 5 << 20))
-
-    def describe(self) -> str:
-        return f"s3://{self.bucket}/{self.prefix}"
-
-    def _call(self, what: str, fn, *args, **kwargs):
-        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
-
-        try:
-            return fn(*args, **kwargs)
-        except NoCredentialsError as exc:
-            raise StorageAccessDenied(f"no AWS credentials for {self.describe()}; set a profile or AWS_* variables") from exc
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code in ("NoSuchKey", "404", "NotFound"):
-                raise ArtifactNotFound(f"{what}: not found in {self.describe()}") from exc
-            if code == "NoSuchBucket":
-                raise ArtifactNotFound(f"bucket {self.bucket} does not exist; create it with ensure_bucket") from exc
-            if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"):
-                raise StorageAccessDenied(f"{what}: {self.describe()} refused our credentials ({code})") from exc
-            raise StorageError(f"{what} failed on {self.describe()}: {code or exc}") from exc
-        except BotoCoreError as exc:
-            raise StorageError(f"{what} failed on {self.describe()}: {exc}") from exc
-
-    def ensure_bucket(self) -> None:
-        """Create the bucket if it is missing, blocking all public access and encrypting at rest."""
-        try:
-            self._call("head bucket", self.client.head_bucket, Bucket=self.bucket)
-            return
-        except ArtifactNotFound:
-            pass
-        kwargs: dict = {"Bucket": self.bucket}
-        region = self.region or self.client.meta.region_name
-        if region and region != "us-east-1":
-            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
-        self._call("create bucket", self.client.create_bucket, **kwargs)
-        self._call("block public access", self.client.put_public_access_block, Bucket=self.bucket,
-                   PublicAccessBlockConfiguration={"BlockPublicAcls": True, "IgnorePublicAcls": True,
-                                                   "BlockPublicPolicy": True, "RestrictPublicBuckets": True})
-        self._call("default encryption", self.client.put_bucket_encryption, Bucket=self.bucket,
-                   ServerSideEncryptionConfiguration={"Rules": [
-                       {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})
-
-    def _key(self, key: str) -> str:
-        return self.prefix + key
-
-    def _put_file(self, key: str, path: Path, sha256: str, tags: ArtifactTags | None) -> None:
-        extra: dict = {"Metadata": {"sha256": sha256}}
-        if tags is not None:
-            extra["Tagging"] = tags.as_query()
-        self._call(f"upload {key}", self.client.upload_file, str(path), self.bucket, self._key(key),
-                   ExtraArgs=extra, Config=self._transfer)
-
-    def _put_bytes(self, key: str, data: bytes, tags: ArtifactTags | None) -> None:
-        extra: dict = {"Metadata": {"sha256": hashlib.sha256(data).hexdigest()}, "ContentType": "application/json"}
-        if tags is not None:
-            extra["Tagging"] = tags.as_query()
-        self._call(f"upload {key}", self.client.put_object, Bucket=self.bucket, Key=self._key(key), Body=data, **extra)
-
-    def _get_file(self, key: str, dest: Path) -> str | None:
-        head = self._call(f"read {key}", self.client.head_object, Bucket=self.bucket, Key=self._key(key))
-        self._call(f"download {key}", self.client.download_file, self.bucket, self._key(key), str(dest),
-                   Config=self._transfer)
-        return head.get("Metadata", {}).get("sha256")
-
-    def _get_bytes(self, key: str) -> bytes | None:
-        try:
-            obj = self._call(f"read {key}", self.client.get_object, Bucket=self.bucket, Key=self._key(key))
-        except ArtifactNotFound:
-            return None
-        data = obj["Body"].read()
-        recorded = obj.get("Metadata", {}).get("sha256")
-        if recorded and recorded != hashlib.sha256(data).hexdigest():
-            raise ChecksumMismatch(f"{key} in {self.describe()} does not match its recorded sha256; refusing it")
-        return data
-
-    def _list_versions(self) -> list[str]:
-        versions: list[str] = []
-        paginator = self.client.get_paginator("list_objects_v2")
-        pages = self._call("list versions", lambda: list(paginator.paginate(
-            Bucket=self.bucket, Prefix=self._key(MODELS_PREFIX), Delimiter="/")))
-        for page in pages:
-            for common in page.get("CommonPrefixes", []):
-                versions.append(common["Prefix"][len(self._key(MODELS_PREFIX)):].rstrip("/"))
-        return versions
-
-    def object_tags(self, key: str) -> dict[str, str]:
-        """The S3 tags of one object (for checks and the models list)."""
-        out = self._call(f"read tags of {key}", self.client.get_object_tagging, Bucket=self.bucket, Key=self._key(key))
-        return {t["Key"]: t["Value"] for t in out.get("TagSet", [])}
-
-
-# --- local directory ------------------------------------------------------------------
-
-
-class LocalArtifactStore(_VersionedStore):
-    """Versions in a local directory (tests, and operators without S3); sha256 and tags
-    live in a ``.meta.json`` next to each object."""
-
-    def __init__(self, root: Path | str) -> None:
-        self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
-
-    def describe(self) -> str:
-        return f"local store {self.root}"
-
-    def _path(self, key: str) -> Path:
-        return safe_join(self.root, key)
-
-    @contextmanager
-    def _locked(self, *, shared: bool) -> Iterator[None]:
-        """Writers hold the store's lock alone, readers together: an object and its
-        ``.meta.json`` are two files, and a reader must never see one new and one old."""
-        with open(self.root / ".rc-store.lock", "a+") as fh:
-            fcntl.flock(fh, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
-
-    def _write_meta(self, path: Path, sha256: str, tags: ArtifactTags | None) -> None:
-        meta = {"sha256": sha256, "tags": asdict(tags) if tags else {}}
-        target = path.with_name(path.name + ".meta.json")
-        tmp = target.with_name(f".{target.name}.rc-tmp-{secrets.token_hex(4)}")
-        tmp.write_text(json.dumps(meta))
-        os.replace(tmp, target)
-
-    def _put_file(self, key: str, path: Path, sha256: str, tags: ArtifactTags | None) -> None:
-        target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.rc-tmp-{secrets.token_hex(4)}")
-        shutil.copyfile(path, tmp)
-        with self._locked(shared=False):
-            self._write_meta(target, sha256, tags)
-            os.replace(tmp, target)
-
-    def _put_bytes(self, key: str, data: bytes, tags: ArtifactTags | None) -> None:
-        target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.rc-tmp-{secrets.token_hex(4)}")
-        tmp.write_bytes(data)
-        with self._locked(shared=False):
-            self._write_meta(target, hashlib.sha256(data).hexdigest(), tags)
-            os.replace(tmp, target)
-
-    def _recorded(self, path: Path) -> str | None:
-        meta = path.with_name(path.name + ".meta.json")
-        try:
-            return json.loads(meta.read_text()).get("sha256")
-        except (OSError, ValueError):
-            return None
-
-    def _get_file(self, key: str, dest: Path) -> str | None:
-        source = self._path(key)
-        if not source.is_file():
-            raise ArtifactNotFound(f"{key} is missing from {self.describe()}")
-        with self._locked(shared=True):
-            shutil.copyfile(source, dest)
-            return self._recorded(source)
-
-    def _get_bytes(self, key: str) -> bytes | None:
-        source = self._path(key)
-        with self._locked(shared=True):
-            try:
-                data = source.read_bytes()
-            except (FileNotFoundError, IsADirectoryError):
-                return None
-            recorded = self._recorded(source)
-        if recorded and recorded != hashlib.sha256(data).hexdigest():
-            raise ChecksumMismatch(f"{key} in {self.describe()} does not match its recorded sha256; refusing it")
-        return data
-
-    def _list_versions(self) -> list[str]:
-        base = self.root / "models"
-        return [p.name for p in base.iterdir() if p.is_dir()] if base.is_dir() else []

@@ -1,5 +1,10 @@
-"""Real pieces for the runtime-check tests: a small causal feature builder, feature files
-cut from the market simulator, an honestly fitted model, and a model.pt maker."""
+"""A small market for the runtime checks' tests and benches: real pieces, small and fast.
+
+A causal feature builder over a few lags (`SmallBuilder`, the runtime `FeatureBuilder`
+protocol, without TA-Lib's warm-up lengths; ``drop``/``swap``/``version`` make a drifted
+one), training feature files cut from the market simulator, an honestly fitted model, and
+model folders shaped as the lstm family saves them.
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,187 @@
+"""Every registered training backend keeps the `TrainingBackend` contract (as every family
+keeps `ModelFamily`'s): submitting is idempotent per run and job, following reports the
+units' progress and ends in a finished phase, collecting puts verified artifacts in the
+store, cancelling stops a running job, and capabilities are what the checklist asks.
+
+A backend registered in `remote.backends.BACKENDS` needs a harness here: how to build it on
+something real that runs on this machine. The ``ssh`` backend's harness is the package's
+fake provider (machines are directories; `remote.providers.fake`) with the local runner,
+so the backend's own code -- the scheduler command, the detached job, the log follow, the
+checkpoint shelf, the results, the collect -- runs for real, training the lstm family.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from remote.backends import backend_class, backend_names
+from remote.backends.base import (
+    BackendCapability,
+    BackendContext,
+    JobEvent,
+    JobPhase,
+    JobSpec,
+    RunPlan,
+    TrainingBackend,
+)
+from remote.storage import LocalArtifactStore
+
+pytestmark = pytest.mark.slow
+UNIT = "BTC-USD"
+
+
+@dataclass
+class Harness:
+    backend: TrainingBackend
+    store: LocalArtifactStore
+    run_id: str
+    params: dict[str, Any]
+
+
+class FakeHostPool:
+    """The ssh backend's host pool over the fake provider: the run's machine, readied the way
+    the console's sync step readies one (code, features, a sandbox-kind lease)."""
+
+    max_replacements = 1
+
+    def __init__(self, provider: Any, run_id: str, features: Path) -> None:
+        from remote.providers.base import LaunchSpec
+
+        self.provider, self.run_id, self.features = provider, run_id, features
+        self.spec = LaunchSpec(run_id=run_id, owner="test", ssh_cidr="127.0.0.1/32")
+        self.replaced = 0
+
+    def acquire(self) -> Any:
+        return self.current()
+
+    def current(self) -> Any:
+        from remote.backends.ssh import SshHost
+
+        return SshHost(self.provider.launch(self.spec).instance.id, gpu="none - CPU only")
+
+    def runner(self, host: Any, *, sleep: Callable[[float], None]) -> Any:
+        runner = self.provider.runner(host.instance_id)
+        runner._sleep = sleep
+        return runner
+
+    def ready(self, host: Any, runner: Any) -> Any:
+        import training
+        from remote.sync import sync_dir
+        from training.guard import Lease
+
+        layout = host.layout
+        sync_dir(runner, Path(training.__file__).parent, f"{layout.code}/training", delete=True)
+        sync_dir(runner, self.features, layout.features, delete=True)
+        lease = Lease.issue(run_id=self.run_id, host_kind="sandbox", instance_id=host.instance_id,
+                            host_key_fingerprint="SHA256:no-ssh-on-a-local-machine", operator_machine_id="test", valid_for=timedelta(hours=1))
+        runner.write_text(layout.lease, lease.to_json() + "\n", mode=0o600)
+        return host
+
+    def lost_reason(self, host: Any) -> str | None:
+        inst = self.provider.describe(host.instance_id)
+        return None if inst.is_live else f"it is {inst.state}"
+
+    def can_replace(self) -> bool:
+        return True
+
+    def watches_spot_notices(self) -> bool:
+        return True
+
+    def replace(self, host: Any, why: str) -> Any:
+        self.provider.terminate(host.instance_id)
+        self.replaced += 1
+        return self.current()
+
+    def replacements(self) -> int:
+        return self.replaced
+
+    def release(self) -> tuple[str, ...]:
+        ids = tuple(i.id for i in self.provider.list_managed() if i.run_id == self.run_id)
+        for iid in ids:
+            self.provider.terminate(iid)
+        return ids
+
+
+def ssh_harness(tmp_path: Path) -> Harness:
+    from remote.providers.fake import FakeProvider
+    from training.features.spec import SPEC_VERSION, spec_for
+    from training.families.lstm.synthetic import write_synthetic_feature_file
+
+    run_id = f"conf-{time.monotonic_ns()}"
+    features = tmp_path / "features"
+    # Made-up features under the real spec's name and hash: what the trainer recomputes and accepts.
+    write_synthetic_feature_file(features, UNIT, 700, 3, stored_hash=spec_for(UNIT).hash, spec_version=SPEC_VERSION)
+    store = LocalArtifactStore(tmp_path / "store")
+    pool = FakeHostPool(FakeProvider(tmp_path / "cloud"), run_id, features)
+    backend = backend_class("ssh")(BackendContext(run_id=run_id, store=store, hosts=pool, work_dir=tmp_path / "work"))
+    params = {"train": {"epochs": 2, "window": 8, "longest_feature_window": 10, "hidden_size": 8, "num_layers": 1,
+                        "batch_size": 64, "device": "cpu"},
+              "gates": {"min_trades": 5}, "schedule": {"mode": "sequential", "max_concurrent": 1}}
+    return Harness(backend, store, run_id, params)
+
+
+HARNESSES: dict[str, Callable[[Path], Harness]] = {"ssh": ssh_harness}
+"""How each registered backend is built on this machine for the test."""
+
+
+@pytest.fixture(params=backend_names())
+def harness(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Harness:
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    make = HARNESSES.get(request.param)
+    assert make is not None, f"backend {request.param!r} has no harness in {__name__}: add one to HARNESSES"
+    return make(tmp_path)
+
+
+def _spec(h: Harness, name: str, **params: Any) -> JobSpec:
+    return JobSpec(run_id=h.run_id, name=name, family="lstm", units=(UNIT,), params={**h.params, **params},
+                   array_size=1)
+
+
+def test_capabilities_are_the_seams_own_and_the_name_is_the_registrys(harness: Harness) -> None:
+    assert isinstance(harness.backend, TrainingBackend)
+    assert harness.backend.capabilities <= set(BackendCapability)
+    assert backend_class(harness.backend.name) is type(harness.backend)
+
+
+def test_a_job_is_submitted_once_followed_to_the_end_and_collected_verified(harness: Harness, tmp_path: Path) -> None:
+    b = harness.backend
+    b.prepare(RunPlan(harness.run_id, "fake.small", units=(UNIT,)))
+    spec = _spec(harness, f"train-{harness.run_id}")
+    ref = b.submit(spec)
+    again = b.submit(spec)
+    assert (again.backend, again.name, again.job_id) == (ref.backend, ref.name, ref.job_id)
+    seen: list[JobEvent] = []
+    status = b.follow(ref, seen.append, should_stop=lambda: False)
+    assert status.phase is JobPhase.SUCCEEDED, (status.reason, [e.message for e in seen if e.kind == "log"][-5:])
+    epochs = [e for e in seen if e.kind == "epoch"]
+    assert [e.data["epoch"] for e in epochs] == [1, 2] and {e.unit for e in epochs} == {UNIT}
+    done = [e for e in seen if e.kind == "done"]
+    assert [e.unit for e in done] == [UNIT] and done[0].data["state"] == "succeeded"
+    assert b.status(ref).phase is JobPhase.SUCCEEDED
+    collected = b.collect(ref, tmp_path / "collected")
+    assert collected.files > 0 and collected.bytes > 0
+    local = harness.store.download_version(collected.version, tmp_path / "verified")  # every sha256 checked
+    assert any(p.name == "model.pt" for p in local.rglob("*"))
+    assert json.loads(next(local.rglob("verdict.json")).read_text())["family"] == "lstm"
+
+
+def test_a_running_job_is_cancelled_and_stays_stopped(harness: Harness) -> None:
+    b = harness.backend
+    slow = _spec(harness, f"train-{harness.run_id}-slow", train={**harness.params["train"], "epochs": 500})
+    ref = b.submit(slow)
+    deadline = time.monotonic() + 60
+    while b.status(ref).phase is not JobPhase.RUNNING and time.monotonic() < deadline:
+        time.sleep(0.2)
+    stopped = b.cancel(ref)
+    assert stopped.phase in (JobPhase.STOPPED, JobPhase.STOPPING)
+    deadline = time.monotonic() + 30
+    while not b.status(ref).phase.finished and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert b.status(ref).phase is JobPhase.FAILED  # ended by the signal: never "succeeded"
