@@ -8,15 +8,21 @@ STAMP  := $(VENV)/.installed
 # Two workers; a test file stays on one worker (the end-to-end files share a sandbox).
 PYTEST_ARGS ?= -n 2 --dist loadfile
 
-.PHONY: run test install system-deps clean
+.PHONY: run test lint install system-deps clean
 
 ## Install everything and run the retrain checklist on the sandbox profile.
 run: $(STAMP)
 	$(BIN)/console run --checklist retrain
 
-## Install everything (system packages included) and run the whole test suite.
-test: $(STAMP) system-deps
+## Install everything (system packages included), check lint, format and types, and run the whole test suite.
+test: $(STAMP) system-deps lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## ruff (lint and format) and mypy over the packages (settings in pyproject.toml).
+lint: $(STAMP)
+	$(BIN)/ruff check
+	$(BIN)/ruff format --check
+	$(BIN)/mypy
 
 install: $(STAMP)
 

@@ -239,7 +239,7 @@ def budget_breaches(store: StateStore, settings: "Settings", *, live_ids: Iterab
     if live and today >= settings.budget.daily_usd:
         date = datetime.fromtimestamp(now, timezone.utc).strftime("%Y-%m-%d")
         breaches.append(BudgetBreach("daily", date, today, settings.budget.daily_usd, tuple(sorted(live))))
-    run_ids = sorted({records[i].run_id for i in lines if records[i].run_id})
+    run_ids = sorted({rid for i in lines if (rid := records[i].run_id)})
     for run_id in run_ids:
         spent = sum(line.cost_usd for line in ledger(store, run_id=run_id, now=now))
         limit = run_budget_usd(store, run_id, settings)

@@ -9,6 +9,7 @@ the real APIs).
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -82,10 +83,9 @@ def fetch_all(
         with CoinbaseClient(urls.coinbase) as client:
             for symbol in symbols:
                 for tf in timeframes:
-                    label = f"{symbol} {tf}"
                     report = fetch_candles(
                         client, store, symbol, tf, start, end,
-                        progress=(lambda d, t, label=label: progress(label, d, t)) if progress else None,
+                        progress=functools.partial(progress, f"{symbol} {tf}") if progress else None,
                         cancelled=cancelled,
                     )
                     reports.append(report)

@@ -191,7 +191,7 @@ class Settings(BaseSettings):
     cloud: CloudSettings = Field(default_factory=CloudSettings)
     budget: BudgetSettings = Field(default_factory=BudgetSettings)
     watchdog: WatchdogSettings = Field(default_factory=WatchdogSettings)
-    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    sandbox: SandboxSettings = Field(default_factory=lambda: SandboxSettings.model_validate({}))
     features: FeatureSettings = Field(default_factory=FeatureSettings)
     gate: GateSettings = Field(default_factory=GateSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
@@ -294,8 +294,9 @@ def _env_origin(field_name: str, environ: dict[str, str]) -> str:
     """Which environment variable set this field (for `config show`)."""
     field = Settings.model_fields.get(field_name)
     names = [f"RC_{field_name.upper()}"]
-    if field is not None and getattr(field.validation_alias, "choices", None):
-        names = [str(c) for c in field.validation_alias.choices if str(c).isupper()] or names
+    alias = field.validation_alias if field is not None else None
+    if isinstance(alias, AliasChoices):
+        names = [str(c) for c in alias.choices if str(c).isupper()] or names
     for name in names:
         if name in environ:
             return name

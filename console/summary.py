@@ -14,8 +14,8 @@ from typing import Any
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
 
-from console.state import StateStore
 from console.render import output_console
+from console.state import StateStore
 
 
 def run_summary(store: StateStore, run_id: str) -> RenderableType:

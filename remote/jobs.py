@@ -14,7 +14,15 @@ import time
 from collections.abc import Callable, Sequence
 
 from remote.errors import ConnectionLost, RemotePathRefused
-from remote.runner import CommandResult, FollowResult, JobState, JobStatus, check_job_name, check_remote_path, quote_command
+from remote.runner import (
+    CommandResult,
+    FollowResult,
+    JobState,
+    JobStatus,
+    check_job_name,
+    check_remote_path,
+    quote_command,
+)
 
 
 class DetachedJobs:

@@ -28,13 +28,13 @@ import json
 import os
 import re
 import secrets
-import shutil
 import shlex
+import shutil
 import stat
 import tarfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO

@@ -76,7 +76,7 @@ def evaluate(p_up: np.ndarray, close: np.ndarray, ends: np.ndarray, horizon: int
         """Share of out-of-sample bars whose direction ``calls`` got right."""
         return float((calls == up_all).mean()) if len(ends) else float("nan")
 
-    figures = {
+    figures: dict[str, Any] = {
         "samples": n,
         "bars": int(len(ends)),
         "hits": hits,

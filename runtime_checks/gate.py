@@ -38,8 +38,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from runtime_checks import models
 from runtime_checks.checks import CheckResult
 from runtime_checks.errors import CheckInputError, GateNotPassed, TamperedGateRecord
-from training.registry import finite_json
 from training.atomic import atomic_path
+from training.registry import finite_json
 
 RECORD_FORMAT = "retrain-console/gate/1"
 KEY_NAME = "gate.key"

@@ -13,6 +13,7 @@ no candle) are filled with the previous close and zero volume, as a runtime woul
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol, Sequence
@@ -87,7 +88,8 @@ class SpecFeatureBuilder:
                                       "set COINGECKO_API_KEY (and the CoinGecko URL on the sandbox)")  # fmt: skip
             end = int(unix_seconds(candles["timestamp"].iloc[-1:])[0])
             start = end - self.FUNDAMENTALS_DAYS * 86_400
-            fundamentals = _translate(lambda: self.fundamentals(symbol, start, end), symbol)
+            source = self.fundamentals
+            fundamentals = _translate(lambda: source(symbol, start, end), symbol)
         return _translate(lambda: build_features(symbol, by_tf, fundamentals, spec), symbol)
 
 
@@ -142,7 +144,7 @@ class CoinbaseCandles:
         with CoinbaseClient(self.base_url, requests_per_s=self.requests_per_s) as client:
             for lo in range(start, end, 300 * granularity):
                 hi = min(end, lo + 300 * granularity)
-                rows.append(_translate(lambda: client.window(symbol, granularity, lo, hi), symbol))
+                rows.append(_translate(functools.partial(client.window, symbol, granularity, lo, hi), symbol))
         data = np.concatenate(rows) if rows else np.empty((0, 6))
         frame = pd.DataFrame(data, columns=["t", *CANDLE_COLUMNS[1:]])
         stamps = pd.to_datetime(frame.pop("t").astype(np.int64), unit="s", utc=True).astype("datetime64[ns, UTC]")

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-
 from runtime_checks.errors import CheckInputError
 from training.registry import sha256_file
 
@@ -125,8 +124,8 @@ class CheckpointInfo:
 def model_family(folder: Path | None) -> Any:
     """The family that saved ``folder`` (its config.json says; older folders are the lstm's):
     the only way the checks reach a model (`training.families`)."""
-    from training.families import get_family
     from training.errors import TrainingError
+    from training.families import get_family
 
     name = "lstm"
     config = Path(folder) / "config.json" if folder is not None else None

@@ -124,8 +124,8 @@ def fit_linear_model(features_dir: Path, models_dir: Path, symbol: str, *, horiz
     import torch
 
     from training.dataset import Scaler
-    from training.features.io import read_feature_meta
     from training.families.lstm.network import DirectionLSTM
+    from training.features.io import read_feature_meta
 
     path = Path(features_dir) / f"{symbol}.parquet"
     meta = read_feature_meta(path)
@@ -146,8 +146,8 @@ def fit_linear_model(features_dir: Path, models_dir: Path, symbol: str, *, horiz
         for param in net.parameters():
             param.zero_()
         # Gate rows in PyTorch order: input, forget, cell, output.
-        net.lstm.bias_ih_l0[:] = torch.tensor([20.0, -20.0, b, 20.0])
-        net.lstm.weight_ih_l0[2, :] = torch.tensor(w, dtype=torch.float32)
+        net.lstm.bias_ih_l0[:] = torch.tensor([20.0, -20.0, b, 20.0])  # type: ignore[operator]
+        net.lstm.weight_ih_l0[2, :] = torch.tensor(w, dtype=torch.float32)  # type: ignore[operator]
         net.head.weight[:] = 1.0
     scaler = Scaler(tuple(float(v) for v in mean), tuple(float(v) for v in std))
     return write_model(models_dir, symbol, meta.feature_names, meta.feature_hash, window=4, horizon=horizon,

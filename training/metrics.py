@@ -126,7 +126,7 @@ def decide_positions(p_up: np.ndarray, threshold: float = 0.0) -> np.ndarray:
 
 def after_cost(
     p_up: np.ndarray, future_return: np.ndarray, horizon: int, costs: TradingCosts, threshold: float = 0.0
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """Net result of the long/short rule, decided every ``horizon`` bars, after costs.
 
     Each decision holds its side for ``horizon`` bars (`decide_positions`: a side is kept

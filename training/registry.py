@@ -29,8 +29,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from training.errors import BadTrainingConfig
 from training.atomic import atomic_path
+from training.errors import BadTrainingConfig
 
 SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,10}-[A-Z]{3,5}$")
 ARTIFACT_FILES = ("model.pt", "config.json", "metrics.json", "features.json", "training_log.json")

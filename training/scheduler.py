@@ -24,6 +24,7 @@ Exit codes: 0 every symbol succeeded, 1 some failed, 2 bad input, 3 guard refuse
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import signal
@@ -172,7 +173,9 @@ def run_schedule(plan: SchedulePlan, *, emit: Emitter | None = None, sleep: Call
             else:
                 todo.append(symbol)
         with ThreadPoolExecutor(max_workers=max(1, len(todo))) as pool:
-            for outcome in pool.map(lambda s: _run_with_retries(plan, s, ledger, emit, sleep, len(todo)), todo):
+            run_one = functools.partial(_run_with_retries, plan, ledger=ledger, emit=emit, sleep=sleep,
+                                        concurrency=len(todo))
+            for outcome in pool.map(run_one, todo):
                 outcomes[outcome.symbol] = outcome
     summary = _summary(plan, [outcomes[s] for s in plan.symbols], time.time() - began)
     write_json_atomic(plan.out / "summary.json", summary)

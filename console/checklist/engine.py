@@ -35,7 +35,6 @@ from typing import Any, Callable, Iterator
 
 from console.checklist.spec import ChecklistSpec, StepSpec
 from console.checklist.step import StepContext, StepResult, StepState
-from console.outputs import NoOutputs, StepOutputs
 from console.errors import (
     EXIT_GUARD,
     EXIT_INTERRUPTED,
@@ -48,6 +47,7 @@ from console.errors import (
     exit_code_for,
     is_ours,
 )
+from console.outputs import NoOutputs, StepOutputs
 from console.redact import RedactingFilter, redact, redact_data
 from console.resources import Resources
 from console.settings import Settings

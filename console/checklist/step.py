@@ -52,7 +52,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from console.settings import Settings
     from console.state import StateStore
 
-O = TypeVar("O", bound=StepOutputs)
+OutputsT = TypeVar("OutputsT", bound=StepOutputs)
 
 
 class StepState(str, enum.Enum):
@@ -190,7 +190,7 @@ class StepContext:
     def seconds_left(self) -> float:
         return max(0.0, self.deadline - time.monotonic())
 
-    def output_of(self, step_name: str, model: type[O]) -> O | None:
+    def output_of(self, step_name: str, model: type[OutputsT]) -> OutputsT | None:
         """An earlier step's outputs as its model, or None when it recorded none (or they do not fit)."""
         raw = self.state.step_outputs(self.run_id, step_name)
         if not raw:

@@ -8,8 +8,8 @@ import click
 from rich.table import Table
 
 from console.app import App, common_options, pass_app
-from console.settings import describe_settings
 from console.render import output_console
+from console.settings import describe_settings
 
 
 @click.group("config")

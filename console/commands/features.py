@@ -10,8 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 from console.app import App, common_options, pass_app
-from console.errors import UsageError
 from console.commands.data import data_root_for
+from console.errors import UsageError
 from console.market_data import CountMismatch, verify_counts
 from console.render import output_console
 from training.data.market import check_symbol

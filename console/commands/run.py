@@ -15,7 +15,7 @@ from console.checklist.engine import Engine, RunLock, run_dir
 from console.checklist.spec import ChecklistSpec
 from console.checklist.step import check_symbol
 from console.errors import ConsoleError, Interrupted, StateError, UsageError
-from console.render import pick_renderer, output_console
+from console.render import output_console, pick_renderer
 from console.state import RunRecord, RunStatus
 from console.steps import load_checklist
 from console.summary import print_summary

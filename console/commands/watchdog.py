@@ -9,7 +9,12 @@ import click
 
 from console.app import App, common_options, pass_app
 from console.watchdog import (
-    PassReport, run_foreground, run_once, start_background, stop_background, watchdog_status,
+    PassReport,
+    run_foreground,
+    run_once,
+    start_background,
+    stop_background,
+    watchdog_status,
 )
 
 

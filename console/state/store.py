@@ -336,7 +336,7 @@ class StateStore:
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 (time.time(), expires_at, int(passed), feature_hash, to_json(model_hashes), to_json(record)),
             )
-            return int(cur.lastrowid)
+            return int(cur.lastrowid or 0)
 
     def latest_gate(self) -> sqlite3.Row | None:
         rows = self._query("SELECT * FROM gates ORDER BY id DESC LIMIT 1")
@@ -379,6 +379,6 @@ def _insert_event(conn: sqlite3.Connection, run_id: str | None, step: str | None
         "INSERT INTO events (run_id, step, ts, kind, message, data) VALUES (?, ?, ?, ?, ?, ?)",
         (run_id, step, time.time(), kind, redact(message), to_json(data)),
     )
-    return int(cur.lastrowid)
+    return int(cur.lastrowid or 0)
 
 

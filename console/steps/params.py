@@ -13,6 +13,7 @@ from pydantic import AfterValidator, Field
 from console.checklist.step import StepParams, Symbol
 
 Timeframe = Literal["1m", "5m", "15m", "1h"]
+ALL_TIMEFRAMES: tuple[Timeframe, ...] = ("1m", "5m", "15m", "1h")
 
 
 def check_backend(name: str) -> str:
@@ -39,7 +40,7 @@ class SymbolsParams(StepParams):
 
 
 class FetchParams(SymbolsParams):
-    timeframes: list[Timeframe] = Field(default_factory=lambda: ["1m", "5m", "15m", "1h"], min_length=1)
+    timeframes: list[Timeframe] = Field(default_factory=lambda: list(ALL_TIMEFRAMES), min_length=1)
     days: int = Field(30, ge=1, le=3650)
     fundamentals: bool = True
 

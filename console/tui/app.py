@@ -14,9 +14,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Iterable
 
 from textual import work
+from textual.app import SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.app import SystemCommand
 from textual.widgets import DataTable
 from textual.worker import Worker, WorkerState
 
@@ -111,7 +111,7 @@ class OperatorApp(RunViewer):
         if not self._allowed("terminate"):
             return
         instance = self._active_instances()[-1]
-        line = self.snapshot.cost.line if self.snapshot and self.snapshot.cost else None  # type: ignore[union-attr]
+        line = self.snapshot.cost.line if self.snapshot and self.snapshot.cost else None
         body = terminate_cost(instance, line if line and line.instance_id == instance.id else None)
 
         def answered(yes: bool | None) -> None:
@@ -249,6 +249,7 @@ class OperatorApp(RunViewer):
     @work(thread=True, group="terminate", exit_on_error=False)
     def terminate_instance(self, instance_id: str, then_exit: bool = False) -> None:
         """Terminate through the instances service in a thread; errors arrive as notifications."""
+        assert self.terminator is not None  # wired when the store opened
         try:
             result = self.terminator(instance_id)
         except Exception as exc:  # noqa: BLE001 - shown as the CLI would show it

@@ -152,14 +152,14 @@ class RunFeed:
     def snapshot(self) -> RunSnapshot:
         """The run's records now (also used once before the first poll to draw the screen)."""
         run = self.store.get_run(self.run_id) if self.run_id else None
-        steps = self.store.steps(self.run_id) if run else []
-        instances = self.store.instances(run_id=self.run_id) if run else []
+        steps = self.store.steps(run.id) if run else []
+        instances = self.store.instances(run_id=run.id) if run else []
         cost = run_cost_figures(self.store, self.settings, run.id, now=self.clock()) if run and instances else None
         gate_row = self.store.latest_gate()
         gate = _row(gate_row) if gate_row is not None else None
         from console.checklist.engine import RunLock, run_dir  # the engine (pydantic) loads in the feed thread
 
-        held = bool(run) and RunLock.is_held(run_dir(self.settings, run.id))
+        held = run is not None and RunLock.is_held(run_dir(self.settings, run.id))
         watchdog = None
         if self.watchdog_status is not None:
             try:

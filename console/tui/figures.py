@@ -94,8 +94,8 @@ def run_cost_figures(store: StateStore, settings: Settings, run_id: str, *, now:
     if not records:
         return None
     lines = [instance_cost(store, r, now=now) for r in records]
-    live = [(r, line) for r, line in zip(records, lines) if line.live and r.state not in ("terminated", "shutting-down")]
-    record, line = (live or list(zip(records, lines)))[-1]
+    live = [(r, line) for r, line in zip(records, lines, strict=True) if line.live and r.state not in ("terminated", "shutting-down")]
+    record, line = (live or list(zip(records, lines, strict=True)))[-1]
     sandbox = settings.is_sandbox or record.provider == "sandbox" or "sandbox" in line.source
     return CostFigures(
         line=line,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -129,11 +130,11 @@ class LogPane(Vertical):
         self.border_subtitle = f"match {self._match_at + 1} of {len(self._matches)} for {text!r}: line {line + 1}"
         return line
 
-    def on_key(self, event: object) -> None:
-        key = getattr(event, "key", "")
+    def on_key(self, event: events.Key) -> None:
+        key = event.key
         search = self.query_one("#log-search", Input)
         if key == "escape" and search.display:
             search.display = False
             self._matches = []
             self.log_widget.focus()
-            getattr(event, "stop")()
+            event.stop()

@@ -74,14 +74,14 @@ class ChecklistPane(Vertical):
         if old_names != [s.name for s in self.steps]:
             cursor = table.cursor_row
             table.clear()
-            for step, row in zip(self.steps, rows):
+            for step, row in zip(self.steps, rows, strict=True):
                 table.add_row(*row, key=step.name)
             if self.steps:
                 table.move_cursor(row=min(max(cursor, 0), len(self.steps) - 1), animate=False)
         else:
             columns = list(table.columns)
-            for step, row in zip(self.steps, rows):
-                for column, value in zip(columns, row):
+            for step, row in zip(self.steps, rows, strict=True):
+                for column, value in zip(columns, row, strict=True):
                     if table.get_cell(step.name, column) != value:
                         table.update_cell(step.name, column, value, update_width=True)
         self.show_selected()

@@ -27,7 +27,14 @@ from textual.worker import get_current_worker
 
 from console.errors import ConsoleError
 from console.state import InstanceRecord, StateStore
-from console.tui.feed import GateVerifier, RunFeed, RunSnapshot, WatchdogView, landed_gate_verifier, landed_watchdog_status
+from console.tui.feed import (
+    GateVerifier,
+    RunFeed,
+    RunSnapshot,
+    WatchdogView,
+    landed_gate_verifier,
+    landed_watchdog_status,
+)
 from console.tui.figures import GateStatus, SymbolTraining, fold_training, gate_status, one_line, watchdog_label
 from console.tui.guarded import LiveApprover, Terminator, instances_terminator
 from console.tui.layout import main_panes, opening_outlines

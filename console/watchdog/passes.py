@@ -34,9 +34,10 @@ from console.state import RunRecord, StateStore
 from console.watchdog.readings import Readings, default_readings
 from console.watchdog.rules import IDLE_GPU_PCT, Facts, Verdict, first_rule, max_runtime_minutes, models_pending_upload
 from remote.errors import InstanceNotFound, RemoteError
+from remote.providers.base import Provider
 
 if TYPE_CHECKING:  # pragma: no cover
-    from remote.providers.base import Instance, Price, Provider
+    from remote.providers.base import Instance, Price
 
 log = logging.getLogger("console.watchdog")
 
@@ -97,7 +98,9 @@ class Watchdog:
     @property
     def provider(self) -> "Provider":
         p = self._provider
-        return p if hasattr(p, "list_managed") else p()  # type: ignore[operator,return-value,no-any-return]
+        if isinstance(p, Provider):
+            return p
+        return p()
 
     # -- one pass ------------------------------------------------------------------------
 
@@ -165,10 +168,10 @@ class Watchdog:
         due = [i for i in live if i.is_live and now - self._priced_at.get(i.id, 0.0) >= PRICE_REFRESH_S]
         if not due:
             return
-        prices: dict[tuple[str, str], "Price"] = {}
+        prices: dict[tuple[str, str], Price] = {}
         try:
-            for price in provider.prices(sorted({i.instance_type for i in due})):
-                prices[(price.instance_type, price.zone)] = price
+            for listed in provider.prices(sorted({i.instance_type for i in due})):
+                prices[(listed.instance_type, listed.zone)] = listed
         except RemoteError as exc:  # prices are for the ledger; termination rules go on without them
             log.warning("%s", redact(f"cannot read prices: {exc}"))
         records = {r.id: r for r in self.store.instances()}

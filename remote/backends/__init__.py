@@ -7,6 +7,11 @@ place (``console/resources``); nothing else names a backend.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
+if TYPE_CHECKING:  # pragma: no cover
+    from remote.backends.base import BackendClass
+
 BACKENDS: dict[str, str] = {
     "ssh": "remote.backends.ssh:SshBackend",
 }
@@ -17,7 +22,7 @@ def backend_names() -> tuple[str, ...]:
     return tuple(sorted(BACKENDS))
 
 
-def backend_class(name: str) -> type:
+def backend_class(name: str) -> "BackendClass":
     """The class registered as ``name``; unknown names raise ``KeyError`` naming the known ones."""
     import importlib
 
@@ -26,4 +31,4 @@ def backend_class(name: str) -> type:
     except KeyError:
         raise KeyError(f"unknown training backend {name!r} (known: {', '.join(backend_names()) or 'none'})") from None
     module, _, cls = target.partition(":")
-    return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
+    return cast("BackendClass", getattr(importlib.import_module(module), cls))

@@ -258,3 +258,12 @@ class TrainingBackend(Protocol):
     def collect(self, ref: JobRef, dest: Path) -> Collected: ...
 
     def release(self, run_id: str) -> tuple[str, ...]: ...
+
+
+class BackendClass(Protocol):
+    """A registered backend's class: its name and capabilities, and built from a `BackendContext`."""
+
+    name: str
+    capabilities: frozenset[BackendCapability]
+
+    def __call__(self, context: BackendContext) -> TrainingBackend: ...

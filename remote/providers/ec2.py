@@ -13,17 +13,35 @@ from __future__ import annotations
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 from remote.errors import (
-    InstanceNotFound, NoAmiFound, NoCapacity, ProviderError, TerminateUnconfirmed, UnknownInstanceType,
+    InstanceNotFound,
+    NoAmiFound,
+    NoCapacity,
+    ProviderError,
+    TerminateUnconfirmed,
+    UnknownInstanceType,
 )
 from remote.providers import keys
 from remote.providers.aws_client import AwsTarget, call, check_region, make_client
 from remote.providers.base import (
-    ATTEMPT_TAG, BUDGET_TAG, CREATED_AT_TAG, LIVE_STATES, MANAGED_BY_TAG, MANAGED_BY_VALUE,
-    MAX_RUNTIME_TAG, OWNER_TAG, RUN_ID_TAG, Instance, LaunchAttempt, LaunchOutcome, LaunchSpec, Price,
-    ProviderCapability, check_instance_type,
+    ATTEMPT_TAG,
+    BUDGET_TAG,
+    CREATED_AT_TAG,
+    LIVE_STATES,
+    MANAGED_BY_TAG,
+    MANAGED_BY_VALUE,
+    MAX_RUNTIME_TAG,
+    OWNER_TAG,
+    RUN_ID_TAG,
+    Instance,
+    LaunchAttempt,
+    LaunchOutcome,
+    LaunchSpec,
+    Price,
+    ProviderCapability,
+    check_instance_type,
 )
 
 AWS_ON_DEMAND_USD_PER_HOUR: Mapping[str, float] = {
@@ -52,7 +70,7 @@ class Ec2SpotProvider:
     """EC2 spot through boto3. Raises only `remote.errors.ProviderError` subclasses."""
 
     name = "ec2"
-    capabilities = frozenset({ProviderCapability.RENTS_MACHINES, ProviderCapability.DEAD_MAN_SWITCH,
+    capabilities: ClassVar[frozenset[ProviderCapability]] = frozenset({ProviderCapability.RENTS_MACHINES, ProviderCapability.DEAD_MAN_SWITCH,
                               ProviderCapability.SPOT_NOTICES, ProviderCapability.PUBLISHES_HOST_KEYS})
 
     def __init__(

@@ -14,11 +14,18 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 from remote.errors import InstanceNotFound, NoCapacity, ProviderError
 from remote.providers.base import (
-    MANAGED_BY_TAG, MANAGED_BY_VALUE, RUN_ID_TAG, Instance, LaunchOutcome, LaunchSpec, Price, ProviderCapability,
+    MANAGED_BY_TAG,
+    MANAGED_BY_VALUE,
+    RUN_ID_TAG,
+    Instance,
+    LaunchOutcome,
+    LaunchSpec,
+    Price,
+    ProviderCapability,
 )
 
 STATIC_PRICE_SOURCE = "static host (owned)"
@@ -55,7 +62,7 @@ class StaticHostProvider:
     """Hosts from the config as instances; leases stand in for launch and terminate."""
 
     name = "static"
-    capabilities = frozenset({ProviderCapability.IDENTIFIES_BY_MACHINE_ID})
+    capabilities: ClassVar[frozenset[ProviderCapability]] = frozenset({ProviderCapability.IDENTIFIES_BY_MACHINE_ID})
 
     def __init__(self, hosts: Sequence[StaticHost], *, lease_dir: Path) -> None:
         self.hosts = {h.instance_id: h for h in hosts}

@@ -268,7 +268,7 @@ class _FrontedMotoServer:
             server._server_ready_event.set()
             server._server.serve_forever()
 
-        server._server_entry = entry  # ThreadedMotoServer's own thread and stop(), our app
+        server._server_entry = entry  # type: ignore[method-assign]  # ThreadedMotoServer's own thread and stop(), our app
         server.start()
         host, port = server.get_host_and_port()
         return f"http://{host}:{port}"

@@ -97,7 +97,7 @@ class Fleet:
             await self._guarded(self._power_requests())
             try:
                 await asyncio.wait_for(stop.wait(), self.tick_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         for iid in list(self.hosts):
             await self._take_down(iid)

@@ -73,6 +73,8 @@ class Ec2Front:
             return self._control(path[len("/_sandbox/"):], environ, start_response)
         params, region = self._ec2_params(environ)
         action = params.get("Action") if params else None
+        if params is None:
+            return self._pass_through(environ, start_response, action)
         if action == "DescribeSpotPriceHistory":
             return _xml(start_response, 200, _spot_history_xml(params, region))
         if action == "RunInstances":
@@ -83,6 +85,10 @@ class Ec2Front:
             text = self.fleet.console_output(params.get("InstanceId", ""))
             if text is not None:
                 return _xml(start_response, 200, _console_xml(params["InstanceId"], text))
+        return self._pass_through(environ, start_response, action)
+
+    def _pass_through(self, environ: dict[str, Any], start_response: StartResponse, action: str | None) -> Iterable[bytes]:
+        """The request as moto answers it (the fleet follows the EC2 calls that change it)."""
         body = self.app(environ, start_response)
         if action in _CHANGES_FLEET:
             body = list(body)  # let moto finish before the fleet looks at the result

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from remote.processes import pid_alive
 from remote.errors import SandboxError, SandboxNotRunning
+from remote.processes import pid_alive
 from remote.sandbox.endpoints import SandboxEndpoints, SandboxPaths
 
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]

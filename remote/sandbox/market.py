@@ -50,7 +50,6 @@ import zlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
-from typing import Any
 
 import numpy as np
 import pandas as pd

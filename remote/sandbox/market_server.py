@@ -151,7 +151,7 @@ class MarketSimulator:
         if self._server is None:
             raise RuntimeError("market simulator is not started")
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def stop(self) -> None:
         """Stop serving and release the port."""
@@ -275,7 +275,8 @@ class MarketSimulator:
         rows = [
             [int(t), float(lo), float(hi), float(op), float(cl), float(v)]
             for t, lo, hi, op, cl, v in zip(
-                data["time"][keep], data["low"][keep], data["high"][keep], data["open"][keep], data["close"][keep], data["volume"][keep]
+                data["time"][keep], data["low"][keep], data["high"][keep], data["open"][keep], data["close"][keep], data["volume"][keep],
+                strict=True,
             )
         ]
         rows.reverse()
@@ -320,15 +321,16 @@ class MarketSimulator:
         values = fundamentals_at(coin.product_id, times, seed=self.seed, mode=self.mode)
         ms = (times * 1000).tolist()
         return 200, {}, {
-            "prices": [[t, float(v)] for t, v in zip(ms, values["price"])],
-            "market_caps": [[t, float(v)] for t, v in zip(ms, values["market_cap"])],
-            "total_volumes": [[t, float(v)] for t, v in zip(ms, values["total_volume"])],
+            "prices": [[t, float(v)] for t, v in zip(ms, values["price"], strict=True)],
+            "market_caps": [[t, float(v)] for t, v in zip(ms, values["market_cap"], strict=True)],
+            "total_volumes": [[t, float(v)] for t, v in zip(ms, values["total_volume"], strict=True)],
         }
 
 
 def _load_api(target: str, sim: "MarketSimulator") -> MarketApi:
     module, _, name = target.partition(":")
-    return getattr(importlib.import_module(module), name)(sim)  # type: ignore[no-any-return]
+    api: MarketApi = getattr(importlib.import_module(module), name)(sim)
+    return api
 
 
 def _parse_time(text: str) -> int:

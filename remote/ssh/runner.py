@@ -12,12 +12,11 @@ from __future__ import annotations
 import codecs
 import contextlib
 import os
-import socket
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -225,7 +224,7 @@ class SSHRunner(DetachedJobs, SSHStreams):
             while True:
                 try:
                     data = chan.recv(65536)
-                except socket.timeout:
+                except TimeoutError:
                     data = None
                 if data:
                     emit(decoder.decode(data))

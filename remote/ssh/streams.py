@@ -14,7 +14,7 @@ import fcntl
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -106,12 +106,12 @@ class SSHStreams:
         try:
             yield writer  # type: ignore[misc]
             chan.shutdown_write()
-            output = b""
+            received = b""
             while True:
                 data = chan.recv(65536)
                 if not data:
                     break
-                output = (output + data)[-4096:]
+                received = (received + data)[-4096:]
             status = chan.recv_exit_status()
         except (paramiko.SSHException, EOFError, OSError) as exc:
             raise self._lost(exc, "streaming data") from exc
@@ -119,7 +119,7 @@ class SSHStreams:
             # Closing a channel on a dead transport raises too; the loss is already reported.
             with contextlib.suppress(paramiko.SSHException, EOFError, OSError):
                 chan.close()
-        self._check_stream_exit(command, status, output.decode("utf-8", "replace"), openssh=False)
+        self._check_stream_exit(command, status, received.decode("utf-8", "replace"), openssh=False)
 
     @contextlib.contextmanager
     def download_stream(self, command: str, *, use_openssh: bool | None = None) -> Iterator[BinaryIO]:
@@ -169,7 +169,7 @@ class SSHStreams:
             raise self._lost(exc, "opening a download stream") from exc
         try:
             try:
-                yield reader  # type: ignore[misc]
+                yield reader
             except Exception:
                 # The exit status trails the end of the data by a moment.
                 chan.status_event.wait(2.0)

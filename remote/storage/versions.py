@@ -177,7 +177,7 @@ class VersionedStore(ABC):
         """Download ``key`` to ``dest``; the sha256 its metadata records (the caller checks it)."""
         return self._get_file(_record_key(key), Path(dest))
 
-    def ensure_bucket(self) -> None:
+    def ensure_bucket(self) -> None:  # noqa: B027 - a no-op by design: only some stores have a bucket to make
         """Make the store ready to write (an S3 bucket is created when missing)."""
 
     # --- versions -------------------------------------------------------------
@@ -262,7 +262,7 @@ class VersionedStore(ABC):
         staging = safe_join(dest_dir, f".rc-partial-{record.version}-{os.getpid()}-{secrets.token_hex(4)}")
         staging.mkdir()
         try:
-            for rel, (size, expected) in sorted(record.files.items()):
+            for rel, (_size, expected) in sorted(record.files.items()):
                 target = safe_join(staging, rel)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 recorded = self._get_file(f"{MODELS_PREFIX}{record.version}/{rel}", target)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -27,7 +28,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from training.atomic import atomic_path
-
 from training.data.market import (
     CANDLE_COLUMNS,
     FUNDAMENTAL_COLUMNS,
@@ -152,7 +152,7 @@ class CandleStore:
             return empty_candles()
         return _read_parquet(path, CANDLE_COLUMNS)
 
-    def merge_candles(self, symbol: str, timeframe: str, new: pd.DataFrame, covered: list[Interval] = ()) -> int:
+    def merge_candles(self, symbol: str, timeframe: str, new: pd.DataFrame, covered: Sequence[Interval] = ()) -> int:
         """Add ``new`` candles (and the ranges they answer for); returns how many rows were added."""
         path = self.candles_path(symbol, timeframe)
         old = self.read_candles(symbol, timeframe)

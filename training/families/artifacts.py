@@ -29,7 +29,7 @@ def save_arrays(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
             raise TypeError(f"array {name!r} has dtype object; only numeric arrays are saved")
     with atomic_path(Path(path)) as tmp:
         with open(tmp, "wb") as fh:
-            np.savez(fh, **{k: np.asarray(v) for k, v in arrays.items()})
+            np.savez(fh, **{k: np.asarray(v) for k, v in arrays.items()})  # type: ignore[arg-type]  # names, not flags
 
 
 def load_arrays(path: Path) -> dict[str, np.ndarray]:

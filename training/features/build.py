@@ -46,7 +46,7 @@ def tune_for_large_builds() -> None:
     elsewhere, and a no-op where the calls are unavailable.
     """
     try:
-        np._core.multiarray._set_madvise_hugepage(False)
+        np._core.multiarray._set_madvise_hugepage(False)  # type: ignore[attr-defined]
     except AttributeError:  # pragma: no cover - other numpy versions
         pass
     try:
@@ -94,7 +94,7 @@ class _Series:
         return self.cached(("macd", fast, slow, signal), lambda: talib.MACD(self.close, fast, slow, signal))
 
     def bbands(self, period: int, nbdev: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return self.cached(("bb", period, nbdev), lambda: talib.BBANDS(self.close, period, nbdev, nbdev, 0))
+        return self.cached(("bb", period, nbdev), lambda: talib.BBANDS(self.close, period, nbdev, nbdev, talib.MA_Type.SMA))
 
     def returns(self, lag: int) -> np.ndarray:
         def make() -> np.ndarray:
@@ -366,7 +366,7 @@ def _assemble(
 ) -> pd.DataFrame:
     """The output frame: base columns, categoricals, then features as one float64 block."""
     n = len(minute.close)
-    keep = slice(None)
+    keep: slice | np.ndarray = slice(None)
     if finite_only:
         ok = np.ones(n, dtype=bool)
         for name in spec.names:

@@ -96,7 +96,7 @@ def frame_to_table(frame: pd.DataFrame) -> pa.Table:
     years of minutes `pa.Table.from_pandas` spends a third of a second copying)."""
     schema = pa.Schema.from_pandas(frame.iloc[:0], preserve_index=False)
     arrays = []
-    for name, field in zip(frame.columns, schema):
+    for name, field in zip(frame.columns, schema, strict=True):
         column = frame[name]
         if pa.types.is_floating(field.type) and column.dtype.kind == "f":
             arrays.append(pa.array(column.to_numpy(), type=field.type))

@@ -260,7 +260,7 @@ def _write_parts(folder: Path, names: Sequence[str], tables: Sequence[pa.Table],
             pq.write_table(table, tmp, use_dictionary=dictionary, compression="lz4", row_group_size=ROW_GROUP_ROWS)
         return part_of(table, name)
 
-    jobs = list(zip(names, tables))
+    jobs = list(zip(names, tables, strict=True))
     if len(jobs) <= 1:
         return [one(j) for j in jobs]
     # pyarrow releases the GIL while encoding: two threads use both cores.

@@ -23,11 +23,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from training.atomic import atomic_path
 from training.dataset import SymbolDataset, gather_windows
 from training.errors import BadTrainingConfig, CheckpointMismatch
 from training.families.lstm.config import TrainConfig
 from training.families.lstm.network import DirectionLSTM
-from training.atomic import atomic_path
 
 EVAL_BATCH = 4096
 
@@ -141,7 +141,7 @@ class EpochRunner:
         self.grad_scaler = torch.amp.GradScaler(device.type, enabled=(precision == "fp16"))
         self.loss_fn = nn.BCEWithLogitsLoss()
 
-    def _autocast(self):
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.precision == "fp32":
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=_DTYPES[self.precision])
@@ -253,7 +253,8 @@ def fit(
     )
 
 
-def _resume(path: Path, dataset: SymbolDataset, model: DirectionLSTM, runner: EpochRunner, device) -> dict[str, Any]:
+def _resume(path: Path, dataset: SymbolDataset, model: DirectionLSTM, runner: EpochRunner,
+            device: torch.device) -> dict[str, Any]:
     fresh = {"epoch": 0, "history": [], "best_val_loss": math.inf, "best_epoch": 0, "stale": 0, "best_state": None}
     path = Path(path)
     if not path.exists():
@@ -289,7 +290,8 @@ def _resume(path: Path, dataset: SymbolDataset, model: DirectionLSTM, runner: Ep
     }
 
 
-def _save_checkpoint(path: Path, *, dataset, model, runner, epoch, history, best, config) -> None:
+def _save_checkpoint(path: Path, *, dataset: SymbolDataset, model: DirectionLSTM, runner: EpochRunner, epoch: int,
+                     history: list[EpochRecord], best: tuple[float, int, int, Any], config: TrainConfig) -> None:
     best_val, best_epoch, stale, best_state = best
     payload = {
         "epoch": epoch,

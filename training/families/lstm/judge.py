@@ -18,6 +18,7 @@ the optional floors (accuracy, AUC, net return) and drawdown ceiling.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -139,7 +140,7 @@ def evaluation(unit: str, dataset: "SymbolDataset", p_test: np.ndarray, costs: T
         comparisons.append(Comparison(base, "accuracy", float(right["model"].mean()), float(right[base].mean()),
                                       p_value, "mcnemar (non-overlapping samples)"))
         diff = nets["model"] - nets[base]
-        boot = stats.block_bootstrap(lambda idx, d=diff: float(d[idx].sum()), len(diff), block=block)
+        boot = stats.block_bootstrap(functools.partial(_sum_at, diff), len(diff), block=block)
         comparisons.append(Comparison(base, "net_return", float(nets["model"].sum()), float(nets[base].sum()),
                                       boot.p_value, f"block bootstrap (block {block})", boot.interval))
     model = metrics["model"]
@@ -157,8 +158,13 @@ def evaluation(unit: str, dataset: "SymbolDataset", p_test: np.ndarray, costs: T
         baseline_after_cost={b: after[b] for b in BASELINES})
 
 
+def _sum_at(values: np.ndarray, idx: np.ndarray) -> float:
+    """The sum of ``values`` at the (resampled) indices ``idx``."""
+    return float(values[idx].sum())
+
+
 def _after_cost(figures: dict[str, Any], net: np.ndarray, block: int) -> AfterCost:
-    boot = stats.block_bootstrap(lambda idx: float(net[idx].sum()), len(net), block=block)
+    boot = stats.block_bootstrap(functools.partial(_sum_at, net), len(net), block=block)
     return AfterCost(net_return=float(figures["net_return"]), trades=int(figures["trades"]),
                      gross_return=float(figures["gross_return"]), costs_paid=float(figures["costs_paid"]),
                      interval=boot.interval, p_value=boot.p_value,
