@@ -118,8 +118,6 @@ GATE_LATEST = GATE_PREFIX + "latest.json"
 GATE_COPY_EVENT = "gate.copy"
 
 
-
-
 def gate_key(record: Mapping[str, Any]) -> str:
     """``gates/<UTC stamp>-<record id>.json``: one object per record, in time order."""
     stamp = datetime.fromtimestamp(float(record["created_at"]), timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -193,7 +191,9 @@ def criteria(resources: Resources) -> gate_mod.GateCriteria:
     return gate_mod.GateCriteria.from_settings(resources.settings.gate)
 
 
-def store_results(store: StateStore, results: Iterable[CheckResult], run_id: str | None = None, step: str | None = None) -> None:
+def store_results(
+    store: StateStore, results: Iterable[CheckResult], run_id: str | None = None, step: str | None = None
+) -> None:
     """Each result as an event (``check.result``): what `console check` and the TUI show."""
     for r in results:
         store.add_event(run_id, step, RESULT_EVENT, r.summary, r.to_dict())
@@ -219,8 +219,9 @@ def latest_results(store: StateStore) -> list[CheckResult]:
     return sorted(newest.values(), key=lambda r: (r.symbol, r.check))
 
 
-def verify(resources: Resources, store: StateStore, models: Path,
-           symbols: Sequence[str] | None = None) -> dict[str, Any]:
+def verify(
+    resources: Resources, store: StateStore, models: Path, symbols: Sequence[str] | None = None
+) -> dict[str, Any]:
     """`verify_gate` with the console's key and state copy, and S3's copy when the local
     record is missing; `GateFailed` (exit 4) with the reason."""
     try:
@@ -231,8 +232,9 @@ def verify(resources: Resources, store: StateStore, models: Path,
         raise GateFailed(str(exc)) from None
 
 
-def alignment(resources: Resources, symbols: Sequence[str] | None, models: Path,
-              watch: Stopwatch | None = None) -> list[CheckResult]:
+def alignment(
+    resources: Resources, symbols: Sequence[str] | None, models: Path, watch: Stopwatch | None = None
+) -> list[CheckResult]:
     """The alignment check; bad input is refused before any candle is fetched."""
     features = resources.paths.features
     chosen = check_inputs(symbols, models, features, need_models=True)
@@ -242,19 +244,33 @@ def alignment(resources: Resources, symbols: Sequence[str] | None, models: Path,
                          candles=watch.candles(MarketCandles(resources)))  # fmt: skip
 
 
-def dryrun(resources: Resources, store: StateStore, symbols: Sequence[str] | None, models: Path, iterations: int,
-           on_line: Callable[[str], None] | None = None, run_id: str | None = None, step: str | None = None,
-           watch: Stopwatch | None = None) -> DryrunOutcome:
+def dryrun(
+    resources: Resources,
+    store: StateStore,
+    symbols: Sequence[str] | None,
+    models: Path,
+    iterations: int,
+    on_line: Callable[[str], None] | None = None,
+    run_id: str | None = None,
+    step: str | None = None,
+    watch: Stopwatch | None = None,
+) -> DryrunOutcome:
     """Alignment, dry run and the gate record, stored in the state store (and S3) too."""
     features = resources.paths.features
     chosen = check_inputs(symbols, models, features, need_models=False)
     sinks = gate_sinks(resources)
     watch = watch or Stopwatch()
     outcome = run_dryrun_and_gate(
-        chosen, models_dir=models, features_dir=features,
+        chosen,
+        models_dir=models,
+        features_dir=features,
         builder=watch.builder(feature_builder(resources)),
-        candles=watch.candles(MarketCandles(resources)), iterations=iterations, criteria=criteria(resources),
-        key_file=resources.paths.gate_key, on_line=on_line, sinks=sinks,
+        candles=watch.candles(MarketCandles(resources)),
+        iterations=iterations,
+        criteria=criteria(resources),
+        key_file=resources.paths.gate_key,
+        on_line=on_line,
+        sinks=sinks,
     )
     store_results(store, outcome.results, run_id, step)
     store_gate(store, outcome.record)

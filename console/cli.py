@@ -25,13 +25,26 @@ from console.redact import redact
 # Which module defines each command. A module exposes `register(group)`; it is imported
 # only when one of its commands is used, so `console run` never pays for the TUI's imports.
 COMMANDS: dict[str, str] = {
-    "run": "run", "resume": "run", "status": "run", "runs": "run", "plan": "run",
+    "run": "run",
+    "resume": "run",
+    "status": "run",
+    "runs": "run",
+    "plan": "run",
     "config": "config",
-    "data": "data", "features": "features",
-    "sandbox": "sandbox", "instance": "instance",
-    "sync": "remote", "exec": "remote", "models": "remote",
-    "check": "check", "dryrun": "dryrun", "gate": "gate", "live": "gate",
-    "watchdog": "watchdog", "cost": "cost", "train": "train",
+    "data": "data",
+    "features": "features",
+    "sandbox": "sandbox",
+    "instance": "instance",
+    "sync": "remote",
+    "exec": "remote",
+    "models": "remote",
+    "check": "check",
+    "dryrun": "dryrun",
+    "gate": "gate",
+    "live": "gate",
+    "watchdog": "watchdog",
+    "cost": "cost",
+    "train": "train",
     "tui": "tui",
 }
 

@@ -97,8 +97,11 @@ class BudgetBreach:
 
     @property
     def reason(self) -> str:
-        what = {"run": f"run {self.subject}", "daily": f"daily ({self.subject} UTC)",
-                "instance": f"instance {self.subject}"}[self.kind]
+        what = {
+            "run": f"run {self.subject}",
+            "daily": f"daily ({self.subject} UTC)",
+            "instance": f"instance {self.subject}",
+        }[self.kind]
         return f"{what} budget reached: ${self.spent_usd:.2f} of ${self.limit_usd:.2f}"
 
 
@@ -111,13 +114,20 @@ def rates(store: StateStore, instance_id: str) -> list[Rate]:
 
 
 def record_rate(
-    store: StateStore, instance_id: str, run_id: str | None, spot_usd_per_h: float,
-    on_demand_usd_per_h: float | None, source: str,
+    store: StateStore,
+    instance_id: str,
+    run_id: str | None,
+    spot_usd_per_h: float,
+    on_demand_usd_per_h: float | None,
+    source: str,
 ) -> bool:
     """Store the instance's current rate if it differs from the last one stored; True if stored."""
     known = rates(store, instance_id)
-    if known and math.isclose(known[-1].spot_usd_per_h, spot_usd_per_h, abs_tol=1e-9) \
-            and known[-1].on_demand_usd_per_h == on_demand_usd_per_h:
+    if (
+        known
+        and math.isclose(known[-1].spot_usd_per_h, spot_usd_per_h, abs_tol=1e-9)
+        and known[-1].on_demand_usd_per_h == on_demand_usd_per_h
+    ):
         return False
     store.add_cost_sample(instance_id, run_id, spot_usd_per_h, on_demand_usd_per_h, source)
     return True
@@ -141,7 +151,11 @@ def integrate(changes: list[Rate], start: float, end: float) -> tuple[float, flo
         seconds = seg_end - seg_start
         spot += change.spot_usd_per_h * seconds / 3600.0
         if on_demand is not None:
-            on_demand = None if change.on_demand_usd_per_h is None else on_demand + change.on_demand_usd_per_h * seconds / 3600.0
+            on_demand = (
+                None
+                if change.on_demand_usd_per_h is None
+                else on_demand + change.on_demand_usd_per_h * seconds / 3600.0
+            )
     return spot, on_demand
 
 
@@ -154,8 +168,9 @@ def storage_usd_per_h(record: InstanceRecord) -> float:
     return gb * GP3_USD_PER_GB_MONTH / 730.0
 
 
-def instance_cost(store: StateStore, record: InstanceRecord, *, now: float | None = None,
-                  window: tuple[float, float] | None = None) -> InstanceCost:
+def instance_cost(
+    store: StateStore, record: InstanceRecord, *, now: float | None = None, window: tuple[float, float] | None = None
+) -> InstanceCost:
     """The ledger line of one instance, up to now (or within ``window``, for daily budgets)."""
     now = time.time() if now is None else now
     changes = rates(store, record.id)
@@ -192,8 +207,9 @@ def instance_cost(store: StateStore, record: InstanceRecord, *, now: float | Non
     )
 
 
-def ledger(store: StateStore, *, run_id: str | None = None, since: float | None = None,
-           now: float | None = None) -> list[InstanceCost]:
+def ledger(
+    store: StateStore, *, run_id: str | None = None, since: float | None = None, now: float | None = None
+) -> list[InstanceCost]:
     """Ledger lines for every instance (of one run; alive at some point after ``since``)."""
     now = time.time() if now is None else now
     lines = []
@@ -213,8 +229,11 @@ def daily_spend(store: StateStore, *, now: float | None = None) -> float:
     """Dollars spent since midnight UTC over every instance (spot and storage)."""
     now = time.time() if now is None else now
     window = (utc_day_start(now), now)
-    return sum(instance_cost(store, r, now=now, window=window).cost_usd
-               for r in store.instances() if (r.terminated_at or now) >= window[0])
+    return sum(
+        instance_cost(store, r, now=now, window=window).cost_usd
+        for r in store.instances()
+        if (r.terminated_at or now) >= window[0]
+    )
 
 
 def run_budget_usd(store: StateStore, run_id: str, settings: "Settings") -> float:
@@ -227,8 +246,9 @@ def run_budget_usd(store: StateStore, run_id: str, settings: "Settings") -> floa
         return settings.budget.run_usd
 
 
-def budget_breaches(store: StateStore, settings: "Settings", *, live_ids: Iterable[str],
-                    now: float | None = None) -> list[BudgetBreach]:
+def budget_breaches(
+    store: StateStore, settings: "Settings", *, live_ids: Iterable[str], now: float | None = None
+) -> list[BudgetBreach]:
     """Every budget reached that concerns a live instance (``live_ids``), daily first."""
     now = time.time() if now is None else now
     live = set(live_ids)
@@ -248,8 +268,9 @@ def budget_breaches(store: StateStore, settings: "Settings", *, live_ids: Iterab
             breaches.append(BudgetBreach("run", run_id, spent, limit, ids))
     for instance_id, line in sorted(lines.items()):
         if line.cost_usd >= settings.budget.instance_usd:
-            breaches.append(BudgetBreach("instance", instance_id, line.cost_usd, settings.budget.instance_usd,
-                                         (instance_id,)))
+            breaches.append(
+                BudgetBreach("instance", instance_id, line.cost_usd, settings.budget.instance_usd, (instance_id,))
+            )
     return breaches
 
 
@@ -260,8 +281,9 @@ def projected_cost(line: InstanceCost, remaining_s: float) -> float:
     return line.cost_usd + line.rate_usd_per_h * max(0.0, remaining_s) / 3600.0
 
 
-def step_remaining_s(store: StateStore, run_id: str, *, now: float | None = None,
-                     default_timeout_s: float = 1800.0) -> float:
+def step_remaining_s(
+    store: StateStore, run_id: str, *, now: float | None = None, default_timeout_s: float = 1800.0
+) -> float:
     """Seconds until the run's running step hits its timeout (the step's end at worst), 0 if none runs."""
     now = time.time() if now is None else now
     running = [s for s in store.steps(run_id) if s.state == "running" and s.started_at]

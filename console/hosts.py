@@ -59,8 +59,15 @@ class RunHosts:
         if lease_is_for(runner, launched):
             return host
         self.ctx.log.info("syncing code, features and the lease to %s", host.instance_id)
-        done = ready_host(self.ctx.resources, runner, launched, run_id=self.ctx.run_id,
-                          symbols=list(self.ctx.params.symbols), log=self.ctx.log, cancelled=self.ctx.cancelled)
+        done = ready_host(
+            self.ctx.resources,
+            runner,
+            launched,
+            run_id=self.ctx.run_id,
+            symbols=list(self.ctx.params.symbols),
+            log=self.ctx.log,
+            cancelled=self.ctx.cancelled,
+        )
         self.ctx.supersede("sync", done.outputs, done.summary, f"{host.instance_id} readied (replacement)")
         return SshHost(host.instance_id, host.layout, done.outputs.gpu or host.gpu)
 
@@ -98,12 +105,23 @@ class RunHosts:
         launch_record = ctx.state.get_step(ctx.run_id, "launch")
         attempt = max(1, launch_record.attempt if launch_record else 1) + self.replacements() + 1
         launched = ctx.instances.replace(
-            ctx.run_id, host.instance_id, why, instance_type=p.instance_type, alt_type=p.alt_instance_type,
-            budget_usd=p.budget_usd, max_runtime_hours=p.max_runtime_hours, attempt=attempt,
-            timeout_s=max(30.0, min(600.0, ctx.seconds_left - 60)))
+            ctx.run_id,
+            host.instance_id,
+            why,
+            instance_type=p.instance_type,
+            alt_type=p.alt_instance_type,
+            budget_usd=p.budget_usd,
+            max_runtime_hours=p.max_runtime_hours,
+            attempt=attempt,
+            timeout_s=max(30.0, min(600.0, ctx.seconds_left - 60)),
+        )
         outputs = launched.outputs.model_copy(update={"remote_root": self._launched().remote_root})
-        ctx.supersede("launch", outputs, f"{launched.summary()}; replaces {host.instance_id} (lost during training: "
-                                         f"{why})", f"{launched.instance_id} replaces {host.instance_id} (lost: {why})")
+        ctx.supersede(
+            "launch",
+            outputs,
+            f"{launched.summary()}; replaces {host.instance_id} (lost during training: {why})",
+            f"{launched.instance_id} replaces {host.instance_id} (lost: {why})",
+        )
         return SshHost(launched.instance_id, host.layout, host.gpu)
 
     def release(self) -> tuple[str, ...]:
@@ -112,8 +130,9 @@ class RunHosts:
         done = []
         for iid in ctx.instances.live_ids(ctx.run_id):
             ctx.check_cancelled()
-            ended = ctx.instances.terminate(iid, reason="terminate step",
-                                            timeout_s=max(30.0, min(600.0, ctx.seconds_left - 5)))
+            ended = ctx.instances.terminate(
+                iid, reason="terminate step", timeout_s=max(30.0, min(600.0, ctx.seconds_left - 5))
+            )
             if not ended.confirmed:
                 raise StepFailed(f"{iid} is still {ended.state} after terminate", hint="the step retries it")
             if not ended.already_gone:

@@ -90,8 +90,14 @@ class Terminated:
 class Instances:
     """The run's instances through the configured provider, recorded in the state store."""
 
-    def __init__(self, resources: Resources, store: StateStore, *, log: logging.Logger | None = None,
-                 provider: "Provider | None" = None) -> None:
+    def __init__(
+        self,
+        resources: Resources,
+        store: StateStore,
+        *,
+        log: logging.Logger | None = None,
+        provider: "Provider | None" = None,
+    ) -> None:
         self.resources = resources
         self.store = store
         self.log = log or logging.getLogger("console.instances")
@@ -104,25 +110,43 @@ class Instances:
 
     # --- launching -------------------------------------------------------------------------
 
-    def launch_for_run(self, run_id: str, *, instance_type: str, alt_type: str, budget_usd: float,
-                       max_runtime_hours: float, attempt: int = 1, record_run: bool = True,
-                       extra: dict[str, Any] | None = None) -> Launched:
+    def launch_for_run(
+        self,
+        run_id: str,
+        *,
+        instance_type: str,
+        alt_type: str,
+        budget_usd: float,
+        max_runtime_hours: float,
+        attempt: int = 1,
+        record_run: bool = True,
+        extra: dict[str, Any] | None = None,
+    ) -> Launched:
         """The run's live instance, or a new one: recorded (with its price) and reachable.
 
         ``record_run`` False keeps a run tag that names no run of this store out of the
         instance's row (``console instance launch --run-id manual-...``).
         """
         provider = self.provider
-        spec = self.resources.launch_spec(run_id, instance_type=instance_type, alt_type=alt_type,
-                                          budget_usd=budget_usd, max_runtime_hours=max_runtime_hours, attempt=attempt)
+        spec = self.resources.launch_spec(
+            run_id,
+            instance_type=instance_type,
+            alt_type=alt_type,
+            budget_usd=budget_usd,
+            max_runtime_hours=max_runtime_hours,
+            attempt=attempt,
+        )
         self.log.info("looking for an instance of run %s before launching", run_id)
         outcome = provider.launch(spec)
         for tried in outcome.attempts:
             self.log.info("tried %s", tried)
         self.log.info("%s", outcome.reason)
         inst = outcome.instance
-        self.record(inst, run_id if record_run else None,
-                    {"launch_reason": outcome.reason, "attempt": attempt, "run_tag": run_id, **(extra or {})})
+        self.record(
+            inst,
+            run_id if record_run else None,
+            {"launch_reason": outcome.reason, "attempt": attempt, "run_tag": run_id, **(extra or {})},
+        )
         rate = self._price(provider, inst)
         if rate is not None:
             record_rate(self.store, inst.id, run_id if record_run else None, *rate)
@@ -130,19 +154,40 @@ class Instances:
 
     def record(self, inst: "Instance", run_id: str | None, extra: dict[str, Any] | None = None) -> None:
         """Upsert the instance's row (never a secret in it)."""
-        data = {"public_address": inst.public_address, "port": inst.port, "ssh_user": inst.ssh_user,
-                "key_path": str(inst.key_path) if inst.key_path else None, "lifecycle": inst.lifecycle,
-                "spot_max_usd_per_hour": inst.spot_max_usd_per_hour, **(extra or {})}
+        data = {
+            "public_address": inst.public_address,
+            "port": inst.port,
+            "ssh_user": inst.ssh_user,
+            "key_path": str(inst.key_path) if inst.key_path else None,
+            "lifecycle": inst.lifecycle,
+            "spot_max_usd_per_hour": inst.spot_max_usd_per_hour,
+            **(extra or {}),
+        }
         launched = inst.launched_at.timestamp() if inst.launched_at else None
-        self.store.upsert_instance(inst.id, run_id=run_id, provider=self.provider.name, state=inst.state,
-                                   instance_type=inst.instance_type, zone=inst.zone, launched_at=launched, data=data)
+        self.store.upsert_instance(
+            inst.id,
+            run_id=run_id,
+            provider=self.provider.name,
+            state=inst.state,
+            instance_type=inst.instance_type,
+            zone=inst.zone,
+            launched_at=launched,
+            data=data,
+        )
 
     def outputs_of(self, inst: "Instance") -> LaunchOutputs:
         """What later steps need to reach the instance over SSH (resolved through the sandbox's "DNS")."""
-        outputs = LaunchOutputs(instance_id=inst.id, instance_type=inst.instance_type, zone=inst.zone,
-                                host=inst.public_address or "", port=inst.port, user=inst.ssh_user,
-                                key_path=str(inst.key_path) if inst.key_path else "", provider=inst.provider,
-                                public_address=inst.public_address)
+        outputs = LaunchOutputs(
+            instance_id=inst.id,
+            instance_type=inst.instance_type,
+            zone=inst.zone,
+            host=inst.public_address or "",
+            port=inst.port,
+            user=inst.ssh_user,
+            key_path=str(inst.key_path) if inst.key_path else "",
+            provider=inst.provider,
+            public_address=inst.public_address,
+        )
         if self.resources.sandboxed:
             return self.resources.sandbox_host(inst.id, outputs)
         return outputs
@@ -199,18 +244,40 @@ class Instances:
             return None
         return f"it is {inst.state}" + (f" ({inst.state_reason})" if inst.state_reason else "")
 
-    def replace(self, run_id: str, lost_id: str, why: str, *, instance_type: str, alt_type: str,
-                budget_usd: float, max_runtime_hours: float, attempt: int, timeout_s: float = 300.0) -> Launched:
+    def replace(
+        self,
+        run_id: str,
+        lost_id: str,
+        why: str,
+        *,
+        instance_type: str,
+        alt_type: str,
+        budget_usd: float,
+        max_runtime_hours: float,
+        attempt: int,
+        timeout_s: float = 300.0,
+    ) -> Launched:
         """End ``lost_id`` for good (the run never holds two) and launch the run's next instance."""
         self.log.warning("instance %s lost: %s", lost_id, why)
         self.terminate(lost_id, reason=f"lost: {why}", timeout_s=timeout_s)
-        launched = self.launch_for_run(run_id, instance_type=instance_type, alt_type=alt_type, budget_usd=budget_usd,
-                                       max_runtime_hours=max_runtime_hours, attempt=attempt,
-                                       extra={"replaces": lost_id})
+        launched = self.launch_for_run(
+            run_id,
+            instance_type=instance_type,
+            alt_type=alt_type,
+            budget_usd=budget_usd,
+            max_runtime_hours=max_runtime_hours,
+            attempt=attempt,
+            extra={"replaces": lost_id},
+        )
         if launched.instance_id == lost_id:  # cannot happen once it is terminated; never train on it again
             raise StepFailed(f"the provider handed back the lost instance {lost_id}", hint="terminate it by hand")
-        self.store.add_event(run_id, None, REPLACED_EVENT, f"{launched.instance_id} replaces {lost_id} (lost: {why})",
-                             {"lost": lost_id, "replacement": launched.instance_id, "reason": why, "attempt": attempt})
+        self.store.add_event(
+            run_id,
+            None,
+            REPLACED_EVENT,
+            f"{launched.instance_id} replaces {lost_id} (lost: {why})",
+            {"lost": lost_id, "replacement": launched.instance_id, "reason": why, "attempt": attempt},
+        )
         return launched
 
     def replacements(self, run_id: str) -> int:
@@ -232,10 +299,14 @@ class Instances:
             raise UsageError(f"instance {instance_id} is {row.state}", hint="launch a new one")
         data = row.data
         coordinates = HostCoordinates(
-            instance_id=row.id, host=str(data.get("public_address") or ""), port=int(data.get("port") or 22),
+            instance_id=row.id,
+            host=str(data.get("public_address") or ""),
+            port=int(data.get("port") or 22),
             user=str(data.get("ssh_user") or self.resources.settings.cloud.ssh_user),
-            key_path=str(data.get("key_path") or ""), provider=row.provider,
-            host_key_publication=str(data["host_key"]) if data.get("host_key") else None)
+            key_path=str(data.get("key_path") or ""),
+            provider=row.provider,
+            host_key_publication=str(data["host_key"]) if data.get("host_key") else None,
+        )
         if self.resources.sandboxed and self.resources.owns(row.provider):
             return self.resources.sandbox_host(row.id, coordinates)
         return coordinates

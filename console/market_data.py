@@ -74,8 +74,9 @@ def fetch_all(
     urls = resources.market_urls()
     gecko = None
     if fundamentals:
-        gecko = CoinGeckoClient(resources.coingecko_key(), urls.coingecko,
-                                ids=dict(resources.settings.features.coingecko_ids))
+        gecko = CoinGeckoClient(
+            resources.coingecko_key(), urls.coingecko, ids=dict(resources.settings.features.coingecko_ids)
+        )
     reports: list[FetchReport] = []
     rows: dict[str, int] = {}
     checks: list[ResampleCheck] = []
@@ -84,7 +85,12 @@ def fetch_all(
             for symbol in symbols:
                 for tf in timeframes:
                     report = fetch_candles(
-                        client, store, symbol, tf, start, end,
+                        client,
+                        store,
+                        symbol,
+                        tf,
+                        start,
+                        end,
                         progress=functools.partial(progress, f"{symbol} {tf}") if progress else None,
                         cancelled=cancelled,
                     )
@@ -103,8 +109,9 @@ def fetch_all(
     return FetchOutcome(reports, rows, checks)
 
 
-def build_all(resources: Resources, symbols: Sequence[str], *, data_root: Path | None = None,
-              out: Path | None = None) -> list[BuildReport]:
+def build_all(
+    resources: Resources, symbols: Sequence[str], *, data_root: Path | None = None, out: Path | None = None
+) -> list[BuildReport]:
     """Build the feature file of every symbol from the store."""
     store = CandleStore(data_root or resources.paths.data)
     config = resources.feature_config()

@@ -110,14 +110,23 @@ class Notifier:
     def run_failed(self, run_id: str, status: str, summary: str) -> bool:
         return self.send(f"run {run_id} {status}", summary or status, FAILURE)
 
-    def instance_launched(self, instance_id: str, instance_type: str, zone: str, rate_usd_per_h: float | None,
-                          source: str, run_id: str | None) -> bool:
+    def instance_launched(
+        self,
+        instance_id: str,
+        instance_type: str,
+        zone: str,
+        rate_usd_per_h: float | None,
+        source: str,
+        run_id: str | None,
+    ) -> bool:
         rate = f" at ${rate_usd_per_h:.4f}/h ({source})" if rate_usd_per_h is not None else ""
-        return self.send(f"instance {instance_id} launched",
-                         f"{instance_type} in {zone}{rate} for run {run_id or '(none)'}", INFO)
+        return self.send(
+            f"instance {instance_id} launched", f"{instance_type} in {zone}{rate} for run {run_id or '(none)'}", INFO
+        )
 
-    def instance_terminated(self, instance_id: str, reason: str, cost_usd: float | None,
-                            hours: float | None, source: str = "") -> bool:
+    def instance_terminated(
+        self, instance_id: str, reason: str, cost_usd: float | None, hours: float | None, source: str = ""
+    ) -> bool:
         cost = f"; cost ${cost_usd:.4f} over {hours:.2f} h" if cost_usd is not None and hours is not None else ""
         label = f" ({source})" if source and cost else ""
         return self.send(f"instance {instance_id} terminated", f"{reason}{cost}{label}", INFO)
@@ -154,8 +163,9 @@ class EventRelay:
 
     def _save(self) -> None:
         tmp = self.cursor_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"event_id": self._cursor.event_id,
-                                   "announced": sorted(self._cursor.announced)[-500:]}))
+        tmp.write_text(
+            json.dumps({"event_id": self._cursor.event_id, "announced": sorted(self._cursor.announced)[-500:]})
+        )
         os.replace(tmp, self.cursor_path)
 
     def _first(self, key: str) -> bool:
@@ -201,10 +211,14 @@ class EventRelay:
             if not instance_id:
                 return False
             rate = d.get("spot_usd_per_hour")
-            return self.announce_launch(instance_id, instance_type=str(d.get("instance_type") or "?"),
-                                        zone=str(d.get("zone") or "?"),
-                                        rate_usd_per_h=float(rate) if rate is not None else None,
-                                        source=str(d.get("source") or ""), run_id=event.run_id)
+            return self.announce_launch(
+                instance_id,
+                instance_type=str(d.get("instance_type") or "?"),
+                zone=str(d.get("zone") or "?"),
+                rate_usd_per_h=float(rate) if rate is not None else None,
+                source=str(d.get("source") or ""),
+                run_id=event.run_id,
+            )
         if kind == "instance.terminated":
             from console.cost import instance_cost
 
@@ -215,10 +229,16 @@ class EventRelay:
             record = next((r for r in self.store.instances() if r.id == instance_id), None)
             line = instance_cost(self.store, record) if record is not None else None
             reason = event.message.split(": ", 1)[1] if ": " in event.message else event.message
-            return n.instance_terminated(instance_id, reason, line.cost_usd if line else None,
-                                         line.hours if line else None, line.source if line else "")
+            return n.instance_terminated(
+                instance_id,
+                reason,
+                line.cost_usd if line else None,
+                line.hours if line else None,
+                line.source if line else "",
+            )
         if kind.startswith("watchdog.") or kind.startswith("budget."):
             failure = kind.endswith(("failed", "unconfirmed"))
-            return n.watchdog_action(kind.split(".", 1)[1].replace("_", " "), event.message,
-                                     FAILURE if failure else WARNING)
+            return n.watchdog_action(
+                kind.split(".", 1)[1].replace("_", " "), event.message, FAILURE if failure else WARNING
+            )
         return False

@@ -30,7 +30,9 @@ _PATTERNS: tuple[re.Pattern[str], ...] = (
     re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA)[A-Z0-9]{16}\b"),
     # AWS secret access keys: 40 characters of base64 alphabet with both cases and a digit.
     # (Hex digests are one case only, so sha1 and sha256 strings are left alone.)
-    re.compile(r"(?<![A-Za-z0-9/+])(?=[A-Za-z0-9/+]*[a-z])(?=[A-Za-z0-9/+]*[A-Z])(?=[A-Za-z0-9/+]*\d)[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])"),
+    re.compile(
+        r"(?<![A-Za-z0-9/+])(?=[A-Za-z0-9/+]*[a-z])(?=[A-Za-z0-9/+]*[A-Z])(?=[A-Za-z0-9/+]*\d)[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])"
+    ),
 )
 
 # Environment variables whose values are secrets even if settings never load them.

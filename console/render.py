@@ -34,8 +34,14 @@ class JsonRenderer:
         self._lock = threading.Lock()
 
     def __call__(self, event: EngineEvent) -> None:
-        record = {"ts": round(event.ts, 3), "kind": event.kind, "run_id": event.run_id, "step": event.step,
-                  "message": event.message, **({"data": event.data} if event.data else {})}
+        record = {
+            "ts": round(event.ts, 3),
+            "kind": event.kind,
+            "run_id": event.run_id,
+            "step": event.step,
+            "message": event.message,
+            **({"data": event.data} if event.data else {}),
+        }
         with self._lock:
             self.out.write(json.dumps(record, default=str) + "\n")
             self.out.flush()
@@ -100,8 +106,9 @@ class RichRenderer:
                 self._tasks[step] = self.progress.add_task(step, total=None, detail=event.message)
         elif event.kind == "progress" and step in self._tasks:
             total = event.data.get("total") or None
-            self.progress.update(self._tasks[step], completed=event.data.get("done", 0), total=total,
-                                 detail=event.data.get("label", ""))
+            self.progress.update(
+                self._tasks[step], completed=event.data.get("done", 0), total=total, detail=event.data.get("label", "")
+            )
         elif event.kind.startswith("step.") and step:
             task = self._tasks.pop(step, None)
             if task is not None:

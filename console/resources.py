@@ -74,10 +74,20 @@ class Paths:
 
         state = Path(settings.state_dir).expanduser()
         data = Path(settings.data_root).expanduser()
-        return cls(state=state, data=data, features=data / "features", models=data / "models", keys=state / "keys",
-                   known_hosts=state / "known_hosts", runs=state / "runs", downloads=state / "downloads",
-                   sync_cache=state / "sync-cache", leases=state / "leases", gate_key=state / KEY_NAME,
-                   watchdog=state / "watchdog")
+        return cls(
+            state=state,
+            data=data,
+            features=data / "features",
+            models=data / "models",
+            keys=state / "keys",
+            known_hosts=state / "known_hosts",
+            runs=state / "runs",
+            downloads=state / "downloads",
+            sync_cache=state / "sync-cache",
+            leases=state / "leases",
+            gate_key=state / KEY_NAME,
+            watchdog=state / "watchdog",
+        )
 
     def run_dir(self, run_id: str) -> Path:
         return self.runs / run_id
@@ -128,7 +138,8 @@ class Resources:
             raise ConfigError(
                 f"the sandbox is running a {endpoints.market_mode} market (seed {endpoints.market_seed}) but the "
                 f"settings ask for {market.market_mode} (seed {market.market_seed})",
-                hint="`console sandbox down` first; the next command starts the one the settings ask for")
+                hint="`console sandbox down` first; the next command starts the one the settings ask for",
+            )
         return endpoints
 
     # --- the cloud -----------------------------------------------------------------------
@@ -150,8 +161,10 @@ class Resources:
         if s.cloud_provider == "static":
             return self._static_provider()
         if s.cloud_provider != "ec2":
-            raise ConfigError(f"cloud provider {s.cloud_provider!r} is not available as an instance provider",
-                              hint='use cloud_provider = "ec2" or "static"')
+            raise ConfigError(
+                f"cloud provider {s.cloud_provider!r} is not available as an instance provider",
+                hint='use cloud_provider = "ec2" or "static"',
+            )
         if self.sandboxed:
             return self.sandbox(start=start_sandbox).ec2_provider(self.paths.keys)
         from remote.errors import UnknownRegion
@@ -181,17 +194,26 @@ class Resources:
         for i, raw in enumerate(self.settings.cloud.static_hosts):
             try:
                 address = str(raw["address"])
-                hosts.append(StaticHost(
-                    name=str(raw.get("name") or address.replace(":", "-")), address=address,
-                    port=int(raw.get("port", 22)), user=str(raw.get("user", self.settings.cloud.ssh_user)),
-                    key_path=Path(str(raw["key"])).expanduser() if raw.get("key") else None,
-                    label=str(raw.get("label", "static"))))
+                hosts.append(
+                    StaticHost(
+                        name=str(raw.get("name") or address.replace(":", "-")),
+                        address=address,
+                        port=int(raw.get("port", 22)),
+                        user=str(raw.get("user", self.settings.cloud.ssh_user)),
+                        key_path=Path(str(raw["key"])).expanduser() if raw.get("key") else None,
+                        label=str(raw.get("label", "static")),
+                    )
+                )
             except (KeyError, TypeError, ValueError) as exc:
-                raise ConfigError(f"cloud.static_hosts[{i}] is not usable: {exc}",
-                                  hint="each host needs address, and may set port, user, key") from exc
+                raise ConfigError(
+                    f"cloud.static_hosts[{i}] is not usable: {exc}",
+                    hint="each host needs address, and may set port, user, key",
+                ) from exc
         if not hosts:
-            raise ConfigError("cloud_provider is static but cloud.static_hosts is empty",
-                              hint="list your GPU hosts under [cloud] static_hosts")
+            raise ConfigError(
+                "cloud_provider is static but cloud.static_hosts is empty",
+                hint="list your GPU hosts under [cloud] static_hosts",
+            )
         return StaticHostProvider(hosts, lease_dir=self.paths.leases)
 
     def operator_cidr(self) -> str:
@@ -206,11 +228,21 @@ class Resources:
             text = httpx.get("https://checkip.amazonaws.com", timeout=10).text.strip()
             return f"{ipaddress.ip_address(text)}/32"
         except (httpx.HTTPError, ValueError) as exc:
-            raise StepFailed("cannot find this machine's public address for the SSH rule",
-                             hint="check the network (checkip.amazonaws.com)") from exc
+            raise StepFailed(
+                "cannot find this machine's public address for the SSH rule",
+                hint="check the network (checkip.amazonaws.com)",
+            ) from exc
 
-    def launch_spec(self, run_id: str, *, instance_type: str, alt_type: str, budget_usd: float,
-                    max_runtime_hours: float, attempt: int = 1) -> "LaunchSpec":
+    def launch_spec(
+        self,
+        run_id: str,
+        *,
+        instance_type: str,
+        alt_type: str,
+        budget_usd: float,
+        max_runtime_hours: float,
+        attempt: int = 1,
+    ) -> "LaunchSpec":
         """The launch spec for a run: tags, operator-only SSH, and the dead-man switch in user-data."""
         from remote.deadman import deadman_user_data
         from remote.providers.base import LaunchSpec
@@ -218,14 +250,23 @@ class Resources:
         s = self.settings
         try:
             return LaunchSpec(
-                run_id=run_id, owner=s.cloud.owner, ssh_cidr=self.operator_cidr(),
-                instance_type=instance_type, alternative_types=(alt_type,),
+                run_id=run_id,
+                owner=s.cloud.owner,
+                ssh_cidr=self.operator_cidr(),
+                instance_type=instance_type,
+                alternative_types=(alt_type,),
                 max_price_usd_per_hour=s.cloud.max_spot_price_usd,
-                max_runtime_minutes=max(1, round(max_runtime_hours * 60)), budget_usd=budget_usd,
-                user_data=deadman_user_data(max_runtime_s=max_runtime_hours * 3600,
-                                            heartbeat_timeout_s=s.watchdog.heartbeat_timeout_s,
-                                            ssh_user=s.cloud.ssh_user),
-                ami_name_pattern=s.cloud.ami_name_pattern, ssh_user=s.cloud.ssh_user, attempt=attempt)
+                max_runtime_minutes=max(1, round(max_runtime_hours * 60)),
+                budget_usd=budget_usd,
+                user_data=deadman_user_data(
+                    max_runtime_s=max_runtime_hours * 3600,
+                    heartbeat_timeout_s=s.watchdog.heartbeat_timeout_s,
+                    ssh_user=s.cloud.ssh_user,
+                ),
+                ami_name_pattern=s.cloud.ami_name_pattern,
+                ssh_user=s.cloud.ssh_user,
+                attempt=attempt,
+            )
         except ValueError as exc:  # an instance type or run id the cloud would never accept
             raise UsageError(f"launch: {exc}") from None
 
@@ -241,13 +282,24 @@ class Resources:
         from remote.providers.base import HostKeyPublisher, ProviderCapability
         from remote.ssh import SSHRunner, SSHTarget
 
-        target = SSHTarget(instance_id=host.instance_id, host=host.host, port=host.port, user=host.user,
-                           key_path=Path(host.key_path), known_hosts_dir=self.paths.known_hosts,
-                           publication=host.host_key_publication)
-        if (host.host_key_publication is None and self.owns(host.provider)
-                and not HostKeyStore(self.paths.known_hosts).pinned(host.instance_id)):
+        target = SSHTarget(
+            instance_id=host.instance_id,
+            host=host.host,
+            port=host.port,
+            user=host.user,
+            key_path=Path(host.key_path),
+            known_hosts_dir=self.paths.known_hosts,
+            publication=host.host_key_publication,
+        )
+        if (
+            host.host_key_publication is None
+            and self.owns(host.provider)
+            and not HostKeyStore(self.paths.known_hosts).pinned(host.instance_id)
+        ):
             provider = self.provider()
-            if ProviderCapability.PUBLISHES_HOST_KEYS in provider.capabilities and isinstance(provider, HostKeyPublisher):
+            if ProviderCapability.PUBLISHES_HOST_KEYS in provider.capabilities and isinstance(
+                provider, HostKeyPublisher
+            ):
                 target = replace(target, publication=provider.host_key_publication(host.instance_id))
         return SSHRunner(target) if sleep is None else SSHRunner(target, sleep=sleep)
 
@@ -261,10 +313,15 @@ class Resources:
         an instance is its local SSH endpoint, and the endpoints file is the trusted
         publication of its host key."""
         endpoint = self.sandbox(start=False).ssh_endpoint(instance_id, wait_s=5.0)
-        return coordinates.model_copy(update={
-            "host": endpoint.host, "port": endpoint.port, "host_key": endpoint.host_key,
-            "host_key_publication": f"{endpoint.host_key}\n",
-            "public_address": coordinates.public_address or coordinates.host})
+        return coordinates.model_copy(
+            update={
+                "host": endpoint.host,
+                "port": endpoint.port,
+                "host_key": endpoint.host_key,
+                "host_key_publication": f"{endpoint.host_key}\n",
+                "public_address": coordinates.public_address or coordinates.host,
+            }
+        )
 
     # --- the artifact store ------------------------------------------------------------------
 
@@ -283,15 +340,19 @@ class Resources:
                 key = endpoints.moto_url
                 if key not in self._stores:
                     client = _s3_client(endpoints.aws_target())
-                    self._stores = {key: S3ArtifactStore(self.settings.s3_bucket or SANDBOX_BUCKET, client=client,
-                                                         region=endpoints.region)}
+                    self._stores = {
+                        key: S3ArtifactStore(
+                            self.settings.s3_bucket or SANDBOX_BUCKET, client=client, region=endpoints.region
+                        )
+                    }
                 return self._stores[key]
             if not self.settings.s3_bucket:
                 raise ConfigError("no S3 bucket for the artifacts", hint="set s3_bucket or SAGEMAKER_S3_BUCKET")
             if "aws" not in self._stores:
                 target = self.aws_target()
-                self._stores["aws"] = S3ArtifactStore(self.settings.s3_bucket, client=_s3_client(target),
-                                                      region=target.region)
+                self._stores["aws"] = S3ArtifactStore(
+                    self.settings.s3_bucket, client=_s3_client(target), region=target.region
+                )
             return self._stores["aws"]
 
     # --- market data -----------------------------------------------------------------------------
@@ -305,8 +366,10 @@ class Resources:
         if self.simulated_market:
             market = self.sandbox().market_url
             if not market:
-                raise ConfigError("the sandbox has no market simulator",
-                                  hint="restart it with `console sandbox down` then `console sandbox up`")
+                raise ConfigError(
+                    "the sandbox has no market simulator",
+                    hint="restart it with `console sandbox down` then `console sandbox up`",
+                )
             cb = cb or market
             cg = cg or f"{market}/api/v3"
         return MarketUrls(cb or coinbase.DEFAULT_URL, cg or coingecko.DEFAULT_URL)
@@ -323,8 +386,13 @@ class Resources:
         from training.features.spec import FeatureConfig
 
         f = self.settings.features
-        return FeatureConfig.from_mapping({"multi_timeframe_symbols": list(f.multi_timeframe_symbols),
-                                           "counts": dict(f.expected_counts), "symbols": list(f.expected_counts)})
+        return FeatureConfig.from_mapping(
+            {
+                "multi_timeframe_symbols": list(f.multi_timeframe_symbols),
+                "counts": dict(f.expected_counts),
+                "symbols": list(f.expected_counts),
+            }
+        )
 
     # --- training backends ---------------------------------------------------------------------
 
@@ -343,8 +411,9 @@ class Resources:
             raise UsageError(str(exc.args[0]), hint="see the [backends] the console ships") from None
         options: Mapping[str, Any] = dict(self.settings.backends.get(name, {}))
         store = self.artifact_store() if self.has_artifact_store else None
-        return cls(BackendContext(store=store, aws=self.aws_target, work_dir=self.paths.runs, options=options,
-                                  **context))
+        return cls(
+            BackendContext(store=store, aws=self.aws_target, work_dir=self.paths.runs, options=options, **context)
+        )
 
 
 def _s3_client(target: Any) -> Any:
@@ -352,4 +421,3 @@ def _s3_client(target: Any) -> Any:
     from remote.providers.aws_client import make_client
 
     return make_client("s3", target)
-

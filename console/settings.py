@@ -148,9 +148,7 @@ class Settings(BaseSettings):
     sagemaker_role_arn: str | None = Field(
         None, validation_alias=_env("sagemaker_role_arn", "RC_SAGEMAKER_ROLE_ARN", "SAGEMAKER_ROLE_ARN")
     )
-    s3_bucket: str | None = Field(
-        None, validation_alias=_env("s3_bucket", "RC_S3_BUCKET", "SAGEMAKER_S3_BUCKET")
-    )
+    s3_bucket: str | None = Field(None, validation_alias=_env("s3_bucket", "RC_S3_BUCKET", "SAGEMAKER_S3_BUCKET"))
     sagemaker_instance_type: str | None = Field(
         None,
         validation_alias=_env("sagemaker_instance_type", "RC_SAGEMAKER_INSTANCE_TYPE", "SAGEMAKER_INSTANCE_TYPE"),
@@ -163,9 +161,7 @@ class Settings(BaseSettings):
     cloud_provider: Literal["ec2", "static", "sagemaker"] = Field(
         "ec2", validation_alias=_env("cloud_provider", "RC_CLOUD_PROVIDER", "CLOUD_TRAINING_PROVIDER")
     )
-    aws_access_key_id: SecretStr | None = Field(
-        None, validation_alias=_env("aws_access_key_id", "AWS_ACCESS_KEY_ID")
-    )
+    aws_access_key_id: SecretStr | None = Field(None, validation_alias=_env("aws_access_key_id", "AWS_ACCESS_KEY_ID"))
     aws_secret_access_key: SecretStr | None = Field(
         None, validation_alias=_env("aws_secret_access_key", "AWS_SECRET_ACCESS_KEY")
     )
@@ -259,7 +255,9 @@ def read_config_file(path: Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: TOML syntax error {exc}", hint="fix the file or pass another --config") from None
     except UnicodeDecodeError:  # tomllib decodes UTF-8 itself; a binary file is not TOML
-        raise ConfigError(f"{path}: not a UTF-8 text file, so not TOML", hint="fix the file or pass another --config") from None
+        raise ConfigError(
+            f"{path}: not a UTF-8 text file, so not TOML", hint="fix the file or pass another --config"
+        ) from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
 

@@ -23,7 +23,9 @@ def run_summary(store: StateStore, run_id: str) -> RenderableType:
     run = store.get_run(run_id)
     steps = store.steps(run_id)
     parts: list[RenderableType] = []
-    table = Table(title=f"run {run_id} · {run.checklist if run else ''} · {run.status if run else ''}", title_justify="left")
+    table = Table(
+        title=f"run {run_id} · {run.checklist if run else ''} · {run.status if run else ''}", title_justify="left"
+    )
     for col in ("step", "state", "took", "result"):
         table.add_column(col)
     total = 0.0

@@ -58,8 +58,16 @@ def host_kind(resources: Resources) -> str:
     return "sandbox" if resources.sandboxed else "aws"
 
 
-def ready_host(resources: Resources, runner: "SSHRunner", host: HostCoordinates, *, run_id: str,
-               symbols: list[str], log: logging.Logger, cancelled: threading.Event | None = None) -> HostReady:
+def ready_host(
+    resources: Resources,
+    runner: "SSHRunner",
+    host: HostCoordinates,
+    *,
+    run_id: str,
+    symbols: list[str],
+    log: logging.Logger,
+    cancelled: threading.Event | None = None,
+) -> HostReady:
     """Send code and features, check the host can train, and write the run's lease there."""
     import training
 
@@ -75,37 +83,69 @@ def ready_host(resources: Resources, runner: "SSHRunner", host: HostCoordinates,
         raise StepFailed(f"no feature file for {', '.join(missing)} in {features}", hint="run the features step first")
     cache = resources.paths.sync_cache
     check_cancelled()
-    code = sync_dir(runner, Path(training.__file__).parent, f"{layout.code}/training", excludes=["*.egg-info/"],
-                    delete=True, cache_dir=cache, on_progress=log.info)
+    code = sync_dir(
+        runner,
+        Path(training.__file__).parent,
+        f"{layout.code}/training",
+        excludes=["*.egg-info/"],
+        delete=True,
+        cache_dir=cache,
+        on_progress=log.info,
+    )
     log.info("code: %s", code.summary())
     check_cancelled()
     wanted = {f"{s}.parquet" for s in symbols}
     others = [p.name for p in features.iterdir() if p.name not in wanted]
-    feats = sync_dir(runner, features, layout.features, excludes=[f"/{_escape_glob(n)}" for n in others],
-                     delete=True, cache_dir=cache, on_progress=log.info)
+    feats = sync_dir(
+        runner,
+        features,
+        layout.features,
+        excludes=[f"/{_escape_glob(n)}" for n in others],
+        delete=True,
+        cache_dir=cache,
+        on_progress=log.info,
+    )
     log.info("features: %s", feats.summary())
     check_cancelled()
     python = runner.run(["python3", "-c", PYTHON_CHECK], timeout_s=120, check=False)
     if python.exit_status != 0:
-        raise StepFailed(f"the instance has no working python3 ({python.output[-200:].strip() or 'not found'})",
-                         hint="use an image with Python 3.10+ (the Deep Learning AMI has it)")
+        raise StepFailed(
+            f"the instance has no working python3 ({python.output[-200:].strip() or 'not found'})",
+            hint="use an image with Python 3.10+ (the Deep Learning AMI has it)",
+        )
     log.info("host python: %s", python.output.replace("\n", "; "))
     reading = read_host(runner)
     gpu = gpu_label(reading)
     kind = host_kind(resources)
     if kind != "sandbox" and not reading.gpus:
-        raise StepFailed("the instance has no usable GPU (nvidia-smi found none)",
-                         hint="terminate it and launch a GPU instance type")
+        raise StepFailed(
+            "the instance has no usable GPU (nvidia-smi found none)", hint="terminate it and launch a GPU instance type"
+        )
     fingerprint = runner.host_key.fingerprint if runner.host_key else ""
     expires = _write_lease(resources, runner, host.instance_id, run_id, kind, fingerprint, layout.lease)
-    outputs = SyncOutputs(remote_code_dir=layout.code, remote_features_dir=layout.features,
-                          remote_artifacts_dir=layout.artifacts, lease_path=layout.lease, lease_expires_at=expires,
-                          gpu=gpu, host_kind=kind, host_key_fingerprint=fingerprint, instance_id=host.instance_id)
-    summary = (f"code {code.files_sent} sent/{code.files_skipped} unchanged, features {feats.files_sent} sent/"
-               f"{feats.files_skipped} unchanged ({feats.bytes_sent / (1 << 20):.1f} MiB); GPU: {gpu}; "
-               f"lease until {expires}")
-    details = {"code": code.summary(), "features": feats.summary(), "python": python.output,
-               "cpu_pct": reading.cpu_pct, "memory_total_mib": reading.memory_total_mib}
+    outputs = SyncOutputs(
+        remote_code_dir=layout.code,
+        remote_features_dir=layout.features,
+        remote_artifacts_dir=layout.artifacts,
+        lease_path=layout.lease,
+        lease_expires_at=expires,
+        gpu=gpu,
+        host_kind=kind,
+        host_key_fingerprint=fingerprint,
+        instance_id=host.instance_id,
+    )
+    summary = (
+        f"code {code.files_sent} sent/{code.files_skipped} unchanged, features {feats.files_sent} sent/"
+        f"{feats.files_skipped} unchanged ({feats.bytes_sent / (1 << 20):.1f} MiB); GPU: {gpu}; "
+        f"lease until {expires}"
+    )
+    details = {
+        "code": code.summary(),
+        "features": feats.summary(),
+        "python": python.output,
+        "cpu_pct": reading.cpu_pct,
+        "memory_total_mib": reading.memory_total_mib,
+    }
     return HostReady(outputs, summary, details)
 
 
@@ -118,19 +158,28 @@ def lease_is_for(runner: "SSHRunner", host: HostCoordinates) -> bool:
         lease = json.loads(text) if text else None
     except ValueError:
         return False
-    return isinstance(lease, dict) and (lease.get("host_kind") == "static" or lease.get("instance_id") == host.instance_id)
+    return isinstance(lease, dict) and (
+        lease.get("host_kind") == "static" or lease.get("instance_id") == host.instance_id
+    )
 
 
-def _write_lease(resources: Resources, runner: "SSHRunner", instance_id: str, run_id: str, kind: str,
-                 fingerprint: str, path: str) -> str:
+def _write_lease(
+    resources: Resources, runner: "SSHRunner", instance_id: str, run_id: str, kind: str, fingerprint: str, path: str
+) -> str:
     from training.guard import Lease, machine_id
 
     if kind == "static":
         # A static host proves itself by its machine id, read over the pinned link.
         instance_id = runner.run(["cat", "/etc/machine-id"], timeout_s=30).output.strip()
     hours = float(resources.settings.max_runtime_hours)
-    lease = Lease.issue(run_id=run_id, host_kind=kind, instance_id=instance_id, host_key_fingerprint=fingerprint,
-                        operator_machine_id=machine_id() or "unknown", valid_for=timedelta(hours=hours, minutes=30))
+    lease = Lease.issue(
+        run_id=run_id,
+        host_kind=kind,
+        instance_id=instance_id,
+        host_key_fingerprint=fingerprint,
+        operator_machine_id=machine_id() or "unknown",
+        valid_for=timedelta(hours=hours, minutes=30),
+    )
     runner.write_text(path, lease.to_json() + "\n", mode=0o600)
     return lease.expires_at
 

@@ -39,8 +39,11 @@ DEADMAN_DIR_ENV = "RC_DEADMAN_DIR"
 def _dir_expression(deadman_dir: str) -> str:
     """Shell text that evaluates to the dead-man directory on the host (see the module docstring)."""
     fallback = shlex.quote(deadman_dir)
-    return (f'"${{{DEADMAN_DIR_ENV}:-${{RC_SANDBOX_ROOT:+$RC_SANDBOX_ROOT/var/tmp/retrain-console}}}}"'
-            f' ; [ -n "$dir" ] || dir={fallback}')
+    return (
+        f'"${{{DEADMAN_DIR_ENV}:-${{RC_SANDBOX_ROOT:+$RC_SANDBOX_ROOT/var/tmp/retrain-console}}}}"'
+        f' ; [ -n "$dir" ] || dir={fallback}'
+    )
+
 
 _WATCHER = r"""#!/bin/bash
 # retrain-console dead-man watcher: shutdown at max runtime or when the heartbeat goes stale.
@@ -95,9 +98,7 @@ def deadman_user_data(
         raise ValueError("check_every_s must be positive")
     if ssh_user is not None and not ssh_user.replace("-", "").replace("_", "").isalnum():
         raise ValueError(f"{ssh_user!r} is not a user name")
-    chown = (
-        f'chown {shlex.quote(ssh_user)} "$dir/heartbeat" 2>/dev/null || true\n' if ssh_user else ""
-    )
+    chown = f'chown {shlex.quote(ssh_user)} "$dir/heartbeat" 2>/dev/null || true\n' if ssh_user else ""
     # Whole seconds for the comparisons in bash; the check period may be fractional (GNU sleep).
     max_s = max(1, math.ceil(max_runtime_s))
     hb_s = max(1, math.ceil(heartbeat_timeout_s))
@@ -132,4 +133,4 @@ def heartbeat_touch_command(deadman_dir: str = DEFAULT_DEADMAN_DIR) -> str:
     It resolves the directory exactly as the user-data did (environment first), so give
     it the same ``deadman_dir`` as `deadman_user_data`.
     """
-    return f"dir={_dir_expression(deadman_dir)} ; touch -- \"$dir/{HEARTBEAT_FILE}\""
+    return f'dir={_dir_expression(deadman_dir)} ; touch -- "$dir/{HEARTBEAT_FILE}"'

@@ -62,8 +62,9 @@ class ConnectionLost(HostUnreachable):
 class RemoteCommandFailed(RemoteError):
     """A remote command exited non-zero (or timed out); carries command, code and output tail."""
 
-    def __init__(self, message: str, *, command: str = "", exit_status: int | None = None,
-                 output_tail: str = "") -> None:
+    def __init__(
+        self, message: str, *, command: str = "", exit_status: int | None = None, output_tail: str = ""
+    ) -> None:
         super().__init__(message)
         self.command = command
         """The command as sent to the host (already quoted)."""

@@ -135,8 +135,9 @@ class HostKeyStore:
         """Drop the pin (the instance was terminated; its id will never come back)."""
         self.path_for(instance_id).unlink(missing_ok=True)
 
-    def verify(self, instance_id: str, offered: HostKey, where: str,
-               publication: HostKeyPublication | str | None) -> Path:
+    def verify(
+        self, instance_id: str, offered: HostKey, where: str, publication: HostKeyPublication | str | None
+    ) -> Path:
         """Accept ``offered`` for the instance or raise; pins it on first trusted sight.
 
         - pinned and equal: accepted.

@@ -40,13 +40,20 @@ class DetachedJobs:
     def home(self) -> str:
         raise NotImplementedError
 
-    def run(self, command: str | Sequence[str], *, timeout_s: float | None = None,
-            on_output: Callable[[str], None] | None = None, check: bool = True,
-            stdin: bytes | None = None) -> CommandResult:
+    def run(
+        self,
+        command: str | Sequence[str],
+        *,
+        timeout_s: float | None = None,
+        on_output: Callable[[str], None] | None = None,
+        check: bool = True,
+        stdin: bytes | None = None,
+    ) -> CommandResult:
         raise NotImplementedError
 
-    def tail(self, path: str, offset: int = 0, *, max_bytes: int = 1 << 20,
-             whole_lines: bool = True) -> tuple[bytes, int]:
+    def tail(
+        self, path: str, offset: int = 0, *, max_bytes: int = 1 << 20, whole_lines: bool = True
+    ) -> tuple[bytes, int]:
         raise NotImplementedError
 
     def write_text(self, remote: str, text: str, *, mode: int = 0o644) -> None:
@@ -71,8 +78,9 @@ class DetachedJobs:
         """The job's combined stdout/stderr log on the host."""
         return self.job_dir(job_name) + "/log"
 
-    def run_detached(self, command: str | Sequence[str], job_name: str, *, cwd: str | None = None,
-                     replace: bool = False) -> JobStatus:
+    def run_detached(
+        self, command: str | Sequence[str], job_name: str, *, cwd: str | None = None, replace: bool = False
+    ) -> JobStatus:
         """Start ``command`` on the host so it outlives this connection; return its status.
 
         Idempotent per job name: if a job of that name exists (running or finished) it
@@ -92,11 +100,13 @@ class DetachedJobs:
         self.write_text(d + "/cmd.sh", cmd + "\n")
         # $0 is the job dir. The exit code goes through a temp name so a reader never
         # sees half of it; pid likewise. A cancelled job (TERM/INT) records 143/130.
-        wrapper = ('echo $$ > "$0/pid.tmp" && mv "$0/pid.tmp" "$0/pid"; '
-                   'trap \'echo 143 > "$0/exit.tmp"; mv "$0/exit.tmp" "$0/exit"; exit 143\' TERM; '
-                   'trap \'echo 130 > "$0/exit.tmp"; mv "$0/exit.tmp" "$0/exit"; exit 130\' INT; '
-                   'sh "$0/cmd.sh" >> "$0/log" 2>&1; '
-                   'echo $? > "$0/exit.tmp"; mv "$0/exit.tmp" "$0/exit"')
+        wrapper = (
+            'echo $$ > "$0/pid.tmp" && mv "$0/pid.tmp" "$0/pid"; '
+            'trap \'echo 143 > "$0/exit.tmp"; mv "$0/exit.tmp" "$0/exit"; exit 143\' TERM; '
+            'trap \'echo 130 > "$0/exit.tmp"; mv "$0/exit.tmp" "$0/exit"; exit 130\' INT; '
+            'sh "$0/cmd.sh" >> "$0/log" 2>&1; '
+            'echo $? > "$0/exit.tmp"; mv "$0/exit.tmp" "$0/exit"'
+        )
         q_wrap, q_dir = shlex.quote(wrapper), shlex.quote(d)
         launch = (
             f"cd {shlex.quote(workdir)} || exit 1; "
@@ -124,8 +134,14 @@ class DetachedJobs:
         if not out or out[0] == "absent":
             return JobStatus(job_name, JobState.ABSENT, None, None, log, 0)
         state, ex, pid, size = out[0], out[1], out[2], out[3]
-        return JobStatus(job_name, JobState(state), int(ex) if ex.lstrip("-").isdigit() else None,
-                         int(pid) if pid.isdigit() else None, log, int(size) if size.isdigit() else 0)
+        return JobStatus(
+            job_name,
+            JobState(state),
+            int(ex) if ex.lstrip("-").isdigit() else None,
+            int(pid) if pid.isdigit() else None,
+            log,
+            int(size) if size.isdigit() else 0,
+        )
 
     def cancel_job(self, job_name: str, signal: str = "TERM") -> JobStatus:
         """Signal the job's whole process group (it was started as its own session)."""
@@ -133,8 +149,10 @@ class DetachedJobs:
             raise RemotePathRefused(f"signal {signal!r} is refused: use TERM, INT, KILL or HUP")
         status = self.job_status(job_name)
         if status.state is JobState.RUNNING and status.pid:
-            self.run(["sh", "-c", 'kill -s "$0" -- "-$1" 2>/dev/null || kill -s "$0" "$1"', signal, str(status.pid)],
-                     check=False)
+            self.run(
+                ["sh", "-c", 'kill -s "$0" -- "-$1" 2>/dev/null || kill -s "$0" "$1"', signal, str(status.pid)],
+                check=False,
+            )
             for _ in range(40):
                 status = self.job_status(job_name)
                 if status.finished:
@@ -142,10 +160,17 @@ class DetachedJobs:
                 self._sleep(0.05)
         return status
 
-    def follow_job(self, job_name: str, on_line: Callable[[str], None], *, offset: int = 0,
-                   poll_s: float = 0.05, status_every_s: float = 1.0,
-                   max_reconnect_wait_s: float = 120.0,
-                   on_reconnect: Callable[[int], None] | None = None) -> FollowResult:
+    def follow_job(
+        self,
+        job_name: str,
+        on_line: Callable[[str], None],
+        *,
+        offset: int = 0,
+        poll_s: float = 0.05,
+        status_every_s: float = 1.0,
+        max_reconnect_wait_s: float = 120.0,
+        on_reconnect: Callable[[int], None] | None = None,
+    ) -> FollowResult:
         """Stream a detached job's log line by line until the job ends; survive drops.
 
         Starts at byte ``offset`` (0, or the ``offset`` of an earlier FollowResult); if

@@ -127,9 +127,15 @@ class LocalRunner(DetachedJobs):
 
     # --- commands ---------------------------------------------------------------------
 
-    def run(self, command: str | Sequence[str], *, timeout_s: float | None = None,
-            on_output: Callable[[str], None] | None = None, check: bool = True,
-            stdin: bytes | None = None) -> CommandResult:
+    def run(
+        self,
+        command: str | Sequence[str],
+        *,
+        timeout_s: float | None = None,
+        on_output: Callable[[str], None] | None = None,
+        check: bool = True,
+        stdin: bytes | None = None,
+    ) -> CommandResult:
         """Run a command in the directory to completion, its combined output streamed by line."""
         cmd = quote_command(command)
         lines = _Lines(on_output)
@@ -138,17 +144,32 @@ class LocalRunner(DetachedJobs):
         try:
             with self._context.cd(self.home):
                 result = self._context.run(
-                    f"sh -c {shlex.quote(cmd)} 2>&1", hide=True, warn=True, pty=False, timeout=timeout_s,
-                    out_stream=lines, err_stream=lines, env=env,
-                    in_stream=io.StringIO(stdin.decode("utf-8", "replace")) if stdin is not None else False)
+                    f"sh -c {shlex.quote(cmd)} 2>&1",
+                    hide=True,
+                    warn=True,
+                    pty=False,
+                    timeout=timeout_s,
+                    out_stream=lines,
+                    err_stream=lines,
+                    env=env,
+                    in_stream=io.StringIO(stdin.decode("utf-8", "replace")) if stdin is not None else False,
+                )
         except CommandTimedOut as exc:
-            raise RemoteCommandFailed(f"command timed out after {timeout_s:g} s on {self.target.where}: {cmd[:120]}",
-                                      command=cmd, exit_status=None, output_tail=lines.finish()[-2000:]) from exc
+            raise RemoteCommandFailed(
+                f"command timed out after {timeout_s:g} s on {self.target.where}: {cmd[:120]}",
+                command=cmd,
+                exit_status=None,
+                output_tail=lines.finish()[-2000:],
+            ) from exc
         output = lines.finish()
         status = int(result.exited) if result is not None else -1
         if check and status != 0:
-            raise RemoteCommandFailed(f"command exited {status} on {self.target.where}: {cmd[:120]}",
-                                      command=cmd, exit_status=status, output_tail=output[-2000:])
+            raise RemoteCommandFailed(
+                f"command exited {status} on {self.target.where}: {cmd[:120]}",
+                command=cmd,
+                exit_status=status,
+                output_tail=output[-2000:],
+            )
         return CommandResult(cmd, status, output, time.monotonic() - started)
 
     @contextlib.contextmanager
@@ -156,8 +177,15 @@ class LocalRunner(DetachedJobs):
         """A writable stream into ``command``'s stdin, run in the directory; waits for it on exit."""
         # Unbuffered: the sync writes headers through the pipe object and file bodies with
         # sendfile(2) on its descriptor, and the two must reach the command in order.
-        proc = subprocess.Popen(["sh", "-c", command], cwd=self.home, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, env={**os.environ, **self.target.env}, bufsize=0)
+        proc = subprocess.Popen(
+            ["sh", "-c", command],
+            cwd=self.home,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **self.target.env},
+            bufsize=0,
+        )
         assert proc.stdin is not None and proc.stdout is not None
         broken = False
         try:
@@ -172,14 +200,23 @@ class LocalRunner(DetachedJobs):
         output = proc.stdout.read().decode("utf-8", "replace")
         self._check(command, proc.wait(), output)
         if broken:
-            raise RemoteCommandFailed(f"{command[:120]} on {self.target.where} stopped reading its input",
-                                      command=command, output_tail=output[-2000:])
+            raise RemoteCommandFailed(
+                f"{command[:120]} on {self.target.where} stopped reading its input",
+                command=command,
+                output_tail=output[-2000:],
+            )
 
     @contextlib.contextmanager
     def download_stream(self, command: str, *, use_openssh: bool | None = None) -> Iterator[BinaryIO]:
         """A readable stream of ``command``'s stdout, run in the directory; waits for it on exit."""
-        proc = subprocess.Popen(["sh", "-c", command], cwd=self.home, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **self.target.env})
+        proc = subprocess.Popen(
+            ["sh", "-c", command],
+            cwd=self.home,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**os.environ, **self.target.env},
+        )
         assert proc.stdout is not None and proc.stderr is not None
         try:
             yield proc.stdout  # type: ignore[misc]
@@ -192,13 +229,18 @@ class LocalRunner(DetachedJobs):
 
     def _check(self, command: str, status: int, output: str) -> None:
         if status != 0:
-            raise RemoteCommandFailed(f"command exited {status} on {self.target.where}: {command[:120]}",
-                                      command=command, exit_status=status, output_tail=output[-2000:])
+            raise RemoteCommandFailed(
+                f"command exited {status} on {self.target.where}: {command[:120]}",
+                command=command,
+                exit_status=status,
+                output_tail=output[-2000:],
+            )
 
     # --- tails and files ----------------------------------------------------------------
 
-    def tail(self, path: str, offset: int = 0, *, max_bytes: int = 1 << 20,
-             whole_lines: bool = True) -> tuple[bytes, int]:
+    def tail(
+        self, path: str, offset: int = 0, *, max_bytes: int = 1 << 20, whole_lines: bool = True
+    ) -> tuple[bytes, int]:
         """Bytes of a file from ``offset`` and the offset to ask for next time (whole lines only)."""
         try:
             with open(self._path(path), "rb") as fh:
@@ -223,8 +265,9 @@ class LocalRunner(DetachedJobs):
             os.replace(tmp, target)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
-            raise RemoteCommandFailed(f"cannot put {local} at {remote} on {self.target.where}: {exc}",
-                                      command=f"put {remote}") from exc
+            raise RemoteCommandFailed(
+                f"cannot put {local} at {remote} on {self.target.where}: {exc}", command=f"put {remote}"
+            ) from exc
 
     def get(self, remote: str, local: Path | str) -> None:
         source, local = self._path(remote), Path(local)
@@ -234,8 +277,9 @@ class LocalRunner(DetachedJobs):
             os.replace(tmp, local)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
-            raise RemoteCommandFailed(f"cannot get {remote} from {self.target.where}: {exc}",
-                                      command=f"get {remote}") from exc
+            raise RemoteCommandFailed(
+                f"cannot get {remote} from {self.target.where}: {exc}", command=f"get {remote}"
+            ) from exc
 
     def read_text(self, remote: str) -> str | None:
         try:
@@ -252,5 +296,6 @@ class LocalRunner(DetachedJobs):
             os.replace(tmp, target)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
-            raise RemoteCommandFailed(f"cannot write {remote} on {self.target.where}: {exc}",
-                                      command=f"write {remote}") from exc
+            raise RemoteCommandFailed(
+                f"cannot write {remote} on {self.target.where}: {exc}", command=f"write {remote}"
+            ) from exc

@@ -20,7 +20,7 @@ _CPU_SAMPLE_S = 0.25
 READ_SCRIPT = (
     "echo '#gpu'; "
     f"nvidia-smi --query-gpu={GPU_QUERY} --format=csv,noheader,nounits 2>/dev/null; "
-    "echo \"#gpu-rc $?\"; "
+    'echo "#gpu-rc $?"; '
     "echo '#stat'; head -n1 /proc/stat 2>/dev/null; "
     f"sleep {_CPU_SAMPLE_S}; "
     "echo '#stat'; head -n1 /proc/stat 2>/dev/null; "
@@ -139,11 +139,16 @@ def parse_reading(text: str, taken_at: float | None = None) -> HostReading:
             mem[name.strip()] = value / 1024.0
     total = mem.get("MemTotal")
     used = total - mem["MemAvailable"] if total is not None and "MemAvailable" in mem else None
-    sources = (("nvidia-smi",) if gpus else ()) + (("/proc/stat",) if cpu is not None else ()) + (
-        ("/proc/meminfo",) if total is not None else ())
+    sources = (
+        (("nvidia-smi",) if gpus else ())
+        + (("/proc/stat",) if cpu is not None else ())
+        + (("/proc/meminfo",) if total is not None else ())
+    )
     return HostReading(
-        kind="gpu" if gpus else "cpu", taken_at=time.time() if taken_at is None else taken_at,
-        gpus=gpus, cpu_pct=cpu,
+        kind="gpu" if gpus else "cpu",
+        taken_at=time.time() if taken_at is None else taken_at,
+        gpus=gpus,
+        cpu_pct=cpu,
         memory_used_mib=round(used, 1) if used is not None else None,
         memory_total_mib=round(total, 1) if total is not None else None,
         sources=sources,

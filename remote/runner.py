@@ -112,8 +112,6 @@ class FollowResult:
     reconnects: int = 0
 
 
-
-
 class RunnerTarget(Protocol):
     """What a runner says about where it runs."""
 
@@ -134,23 +132,39 @@ class Runner(Protocol):
     @property
     def connected(self) -> bool: ...
 
-    def run(self, command: str | Sequence[str], *, timeout_s: float | None = None,
-            on_output: Callable[[str], None] | None = None, check: bool = True,
-            stdin: bytes | None = None) -> CommandResult: ...
+    def run(
+        self,
+        command: str | Sequence[str],
+        *,
+        timeout_s: float | None = None,
+        on_output: Callable[[str], None] | None = None,
+        check: bool = True,
+        stdin: bytes | None = None,
+    ) -> CommandResult: ...
 
-    def run_detached(self, command: str | Sequence[str], job_name: str, *, cwd: str | None = None,
-                     replace: bool = False) -> JobStatus: ...
+    def run_detached(
+        self, command: str | Sequence[str], job_name: str, *, cwd: str | None = None, replace: bool = False
+    ) -> JobStatus: ...
 
     def job_status(self, job_name: str) -> JobStatus: ...
 
     def cancel_job(self, job_name: str, signal: str = "TERM") -> JobStatus: ...
 
-    def follow_job(self, job_name: str, on_line: Callable[[str], None], *, offset: int = 0,
-                   poll_s: float = 0.05, status_every_s: float = 1.0, max_reconnect_wait_s: float = 120.0,
-                   on_reconnect: Callable[[int], None] | None = None) -> FollowResult: ...
+    def follow_job(
+        self,
+        job_name: str,
+        on_line: Callable[[str], None],
+        *,
+        offset: int = 0,
+        poll_s: float = 0.05,
+        status_every_s: float = 1.0,
+        max_reconnect_wait_s: float = 120.0,
+        on_reconnect: Callable[[int], None] | None = None,
+    ) -> FollowResult: ...
 
-    def tail(self, path: str, offset: int = 0, *, max_bytes: int = 1 << 20,
-             whole_lines: bool = True) -> tuple[bytes, int]: ...
+    def tail(
+        self, path: str, offset: int = 0, *, max_bytes: int = 1 << 20, whole_lines: bool = True
+    ) -> tuple[bytes, int]: ...
 
     def put(self, local: Path | str, remote: str) -> None: ...
 

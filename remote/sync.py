@@ -40,13 +40,11 @@ from pathlib import Path
 from typing import BinaryIO
 
 from remote.errors import RemoteError, RemotePathRefused, SyncFailed
-from remote.ssh import SSHRunner, check_remote_path
+from remote.ignore import IgnoreRules
+from remote.runner import Runner, check_remote_path
 
 MANIFEST_NAME = ".rc-sync-manifest.json"
 _TMP_PREFIX = ".rc-sync-"
-DEFAULT_EXCLUDES = (".git/", "__pycache__/", "*.pyc", ".rc-sync-*", ".DS_Store")
-"""Always left out, before .gitignore and .consoleignore are read."""
-IGNORE_FILES = (".gitignore", ".consoleignore")
 OPENSSH_THRESHOLD_BYTES = 8 << 20
 """Deltas at least this big go through the system ssh (faster per byte, ~0.1 s to start)."""
 _CHUNK = 1 << 20
@@ -82,108 +80,10 @@ class SyncReport:
 
     def summary(self) -> str:
         mib = self.bytes_sent / (1 << 20)
-        return (f"sent {self.files_sent} files ({mib:.1f} MiB), {self.files_skipped} unchanged, "
-                f"{self.files_deleted} deleted, in {self.seconds:.2f} s")
-
-
-# --- ignore patterns ------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Rule:
-    regex: re.Pattern[str]
-    negate: bool
-    dir_only: bool
-
-
-def _glob_to_regex(pattern: str) -> str:
-    out, i = [], 0
-    while i < len(pattern):
-        c = pattern[i]
-        if pattern.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif pattern.startswith("/**", i) and i + 3 == len(pattern):
-            out.append("/.*")
-            i += 3
-        elif pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif c == "*":
-            out.append("[^/]*")
-            i += 1
-        elif c == "?":
-            out.append("[^/]")
-            i += 1
-        elif c == "[":
-            end = pattern.find("]", i + 1)
-            if end == -1:
-                out.append(re.escape(c))
-                i += 1
-            else:
-                body = pattern[i + 1:end].replace("\\", "\\\\")
-                if body.startswith("!"):
-                    body = "^" + body[1:]
-                out.append(f"[{body}]")
-                i = end + 1
-        elif c == "\\" and i + 1 < len(pattern):
-            out.append(re.escape(pattern[i + 1]))
-            i += 2
-        else:
-            out.append(re.escape(c))
-            i += 1
-    return "".join(out)
-
-
-class IgnoreRules:
-    """gitignore-style patterns: ``#`` comments, ``!`` re-includes, trailing ``/`` for
-    directories, a ``/`` anywhere but the end anchors to the root, ``*``, ``?``, ``**``,
-    ``[...]``. The last matching pattern wins; an ignored directory hides everything in it.
-    """
-
-    def __init__(self, patterns: Iterable[str] = ()) -> None:
-        self._rules: list[_Rule] = []
-        for line in patterns:
-            self.add(line)
-
-    @classmethod
-    def for_root(cls, root: Path, extra: Iterable[str] = ()) -> IgnoreRules:
-        """Defaults, then the root's .gitignore and .consoleignore, then ``extra``."""
-        rules = cls(DEFAULT_EXCLUDES)
-        for name in IGNORE_FILES:
-            path = root / name
-            if path.is_file():
-                for line in path.read_text(errors="replace").splitlines():
-                    rules.add(line)
-        for line in extra:
-            rules.add(line)
-        return rules
-
-    def add(self, line: str) -> None:
-        line = line.rstrip("\n")
-        if not line.strip() or line.startswith("#"):
-            return
-        line = line.rstrip() if not line.endswith("\\ ") else line
-        negate = line.startswith("!")
-        if negate:
-            line = line[1:]
-        dir_only = line.endswith("/")
-        line = line.rstrip("/")
-        anchored = "/" in line
-        line = line.lstrip("/")
-        body = _glob_to_regex(line)
-        regex = re.compile(("^" if anchored else "^(?:.*/)?") + body + "$")
-        self._rules.append(_Rule(regex, negate, dir_only))
-
-    def ignored(self, rel_path: str, is_dir: bool) -> bool:
-        """Whether ``rel_path`` (POSIX, relative to the root) is left out by the patterns."""
-        verdict = False
-        for rule in self._rules:
-            if rule.dir_only and not is_dir:
-                continue
-            if rule.regex.match(rel_path):
-                verdict = not rule.negate
-        return verdict
+        return (
+            f"sent {self.files_sent} files ({mib:.1f} MiB), {self.files_skipped} unchanged, "
+            f"{self.files_deleted} deleted, in {self.seconds:.2f} s"
+        )
 
 
 # --- local side -------------------------------------------------------------------
@@ -221,8 +121,9 @@ def scan_local(root: Path, rules: IgnoreRules, links: list[str] | None = None) -
                         stack.append(rel)
                 elif entry.is_file(follow_symlinks=False) and not rules.ignored(rel, False):
                     st = entry.stat(follow_symlinks=False)
-                    found[rel] = _LocalFile(rel, entry.path, st.st_size, st.st_mtime_ns, st.st_ino,
-                                            bool(st.st_mode & stat.S_IXUSR))
+                    found[rel] = _LocalFile(
+                        rel, entry.path, st.st_size, st.st_mtime_ns, st.st_ino, bool(st.st_mode & stat.S_IXUSR)
+                    )
     return found
 
 
@@ -269,7 +170,7 @@ class HashCache:
 # --- remote side --------------------------------------------------------------------
 
 
-def _remote_state(runner: SSHRunner, remote_dir: str) -> tuple[dict[str, FileEntry], dict[str, int]]:
+def _remote_state(runner: Runner, remote_dir: str) -> tuple[dict[str, FileEntry], dict[str, int]]:
     """The far side's manifest and its actual file sizes, in one round trip; leftover
     temporary files from an interrupted sync are removed on the way."""
     script = (
@@ -372,10 +273,17 @@ def _parent_dirs(path: str) -> str:
 # --- the sync -------------------------------------------------------------------------
 
 
-def sync_dir(runner: SSHRunner, local_dir: Path | str, remote_dir: str, *,
-             excludes: Iterable[str] = (), delete: bool = False, cache_dir: Path | None = None,
-             use_openssh: bool | None = None,
-             on_progress: Callable[[str], None] | None = None) -> SyncReport:
+def sync_dir(
+    runner: Runner,
+    local_dir: Path | str,
+    remote_dir: str,
+    *,
+    excludes: Iterable[str] = (),
+    delete: bool = False,
+    cache_dir: Path | None = None,
+    use_openssh: bool | None = None,
+    on_progress: Callable[[str], None] | None = None,
+) -> SyncReport:
     """Make ``remote_dir`` on the host hold the same files as ``local_dir`` (minus ignores).
 
     Only files whose size or sha256 differ from the far side's manifest travel; each
@@ -423,18 +331,27 @@ def sync_dir(runner: SSHRunner, local_dir: Path | str, remote_dir: str, *,
     return report
 
 
-def _push(runner: SSHRunner, remote_dir: str, to_send: list[_LocalFile], to_delete: list[str],
-          local: dict[str, _LocalFile], report: SyncReport,
-          use_openssh: bool | None, say: Callable[[str], None]) -> None:
+def _push(
+    runner: Runner,
+    remote_dir: str,
+    to_send: list[_LocalFile],
+    to_delete: list[str],
+    local: dict[str, _LocalFile],
+    report: SyncReport,
+    use_openssh: bool | None,
+    say: Callable[[str], None],
+) -> None:
     token = secrets.token_hex(6)
     total = sum(f.size for f in to_send)
     if use_openssh is None:
         use_openssh = total >= OPENSSH_THRESHOLD_BYTES
     renames: list[tuple[str, str]] = []
     script_name = f"{_TMP_PREFIX}{token}.sh"
-    command = (f"mkdir -p {shlex.quote(remote_dir)} && cd {shlex.quote(remote_dir)} && "
-               f"tar -x --no-same-owner -f - && sh {shlex.quote(script_name)}; "
-               f"rc=$?; rm -f {shlex.quote(script_name)}; exit $rc")
+    command = (
+        f"mkdir -p {shlex.quote(remote_dir)} && cd {shlex.quote(remote_dir)} && "
+        f"tar -x --no-same-owner -f - && sh {shlex.quote(script_name)}; "
+        f"rc=$?; rm -f {shlex.quote(script_name)}; exit $rc"
+    )
     say(f"sending {len(to_send)} files ({total / (1 << 20):.1f} MiB) to {remote_dir}")
     try:
         with runner.upload_stream(command, use_openssh=use_openssh) as sink:
@@ -454,8 +371,12 @@ def _push(runner: SSHRunner, remote_dir: str, to_send: list[_LocalFile], to_dele
                         f.sha256 = hashing[f.path].result()
             # Every local file now has a hash: unchanged ones from the comparison or
             # the cache, sent ones from the stream.
-            manifest = {"version": 1, "files": {
-                p: [f.size, f.sha256 or _hash_file(f.abspath), f.executable] for p, f in sorted(local.items())}}
+            manifest = {
+                "version": 1,
+                "files": {
+                    p: [f.size, f.sha256 or _hash_file(f.abspath), f.executable] for p, f in sorted(local.items())
+                },
+            }
             manifest_tmp = f"{_TMP_PREFIX}{token}-manifest"
             _stream_bytes(sink, manifest_tmp, json.dumps(manifest, separators=(",", ":")).encode())
             lines = ["set -e"]
@@ -467,15 +388,16 @@ def _push(runner: SSHRunner, remote_dir: str, to_send: list[_LocalFile], to_dele
     except RemoteError:
         raise
     except OSError as exc:
-        raise SyncFailed(f"sync to {remote_dir} on {runner.target.where} broke off: {exc}; run it again "
-                         f"(files already renamed into place are whole; the rest resend)") from exc
+        raise SyncFailed(
+            f"sync to {remote_dir} on {runner.target.where} broke off: {exc}; run it again "
+            f"(files already renamed into place are whole; the rest resend)"
+        ) from exc
     report.files_sent = len(to_send)
     report.files_deleted = len(to_delete)
     report.transport = "openssh" if use_openssh else "paramiko"
 
 
-def fetch_dir(runner: SSHRunner, remote_dir: str, local_dir: Path | str, *,
-              use_openssh: bool | None = None) -> SyncReport:
+def fetch_dir(runner: Runner, remote_dir: str, local_dir: Path | str, *, use_openssh: bool | None = None) -> SyncReport:
     """Copy a directory from the host into ``local_dir`` (whole, one tar stream).
 
     Used to bring artifacts back before they go to the store. Every member is checked
@@ -486,8 +408,9 @@ def fetch_dir(runner: SSHRunner, remote_dir: str, local_dir: Path | str, *,
 
     started = time.monotonic()
     check_remote_path(remote_dir)
-    report = SyncReport(remote_dir, transport="openssh" if use_openssh or (
-        use_openssh is None and shutil.which("ssh")) else "paramiko")
+    report = SyncReport(
+        remote_dir, transport="openssh" if use_openssh or (use_openssh is None and shutil.which("ssh")) else "paramiko"
+    )
     command = f"cd {shlex.quote(remote_dir)} && tar -c -f - --exclude={shlex.quote(_TMP_PREFIX + '*')} ."
     with runner.download_stream(command, use_openssh=use_openssh) as stream:
         written = extract_tar_safely(stream, Path(local_dir))

@@ -82,8 +82,12 @@ def list_difference(reference: Sequence[str], other: Sequence[str]) -> dict[str,
     }  # fmt: skip
 
 
-def compare(symbol: str, training: tuple[Sequence[str], str], runtime: tuple[Sequence[str], str],
-            model: tuple[Sequence[str], str, int]) -> CheckResult:
+def compare(
+    symbol: str,
+    training: tuple[Sequence[str], str],
+    runtime: tuple[Sequence[str], str],
+    model: tuple[Sequence[str], str, int],
+) -> CheckResult:
     """The alignment verdict for one symbol from the three sources' (names, hash[, input_size])."""
     file_names, file_hash = tuple(training[0]), training[1]
     run_names, run_hash = tuple(runtime[0]), runtime[1]
@@ -106,16 +110,28 @@ def compare(symbol: str, training: tuple[Sequence[str], str], runtime: tuple[Seq
         problems.append("feature hash " + " / ".join(f"{k.replace('_', ' ')} {_short(v)}" for k, v in hashes.items()))
     figures = {"feature_count": len(file_names), **{f"count_{k}": v for k, v in counts.items()},
                "aligned": not problems}  # fmt: skip
-    details = {"counts": counts, "hashes": hashes, "differences": differences, "problems": problems,
-               "names": {"training_file": list(file_names), "runtime": list(run_names), "model": list(model_names)}}
+    details = {
+        "counts": counts,
+        "hashes": hashes,
+        "differences": differences,
+        "problems": problems,
+        "names": {"training_file": list(file_names), "runtime": list(run_names), "model": list(model_names)},
+    }
     if problems:
         return ALIGNMENT.result(symbol, False, f"{symbol}: misaligned: " + "; ".join(problems), figures, details)
     summary = f"{symbol}: aligned, {len(file_names)} features in the same order, feature hash {_short(file_hash)}"
     return ALIGNMENT.result(symbol, True, summary, figures, details)
 
 
-def check_symbol_alignment(symbol: str, *, models_dir: Path, features_dir: Path, builder: FeatureBuilder,
-                           candles: CandleSource, fetch_bars: int = ALIGNMENT_BARS) -> CheckResult:
+def check_symbol_alignment(
+    symbol: str,
+    *,
+    models_dir: Path,
+    features_dir: Path,
+    builder: FeatureBuilder,
+    candles: CandleSource,
+    fetch_bars: int = ALIGNMENT_BARS,
+) -> CheckResult:
     """Fetch fresh candles, build runtime features, read the file and checkpoint, and compare."""
     models.check_symbol(symbol)
     training = read_training_file(features_dir, symbol)
@@ -126,7 +142,9 @@ def check_symbol_alignment(symbol: str, *, models_dir: Path, features_dir: Path,
     models.require_complete(folder)
     info, _ = models.read_checkpoint(folder / "model.pt")
     if info.symbol != symbol:
-        raise CheckInputError(f"{folder / 'model.pt'} was trained on {info.symbol}, not {symbol}; download the right model")
+        raise CheckInputError(
+            f"{folder / 'model.pt'} was trained on {info.symbol}, not {symbol}; download the right model"
+        )
     raw = candles.latest(symbol, training.granularity, fetch_bars)
     frame = fresh_candles(raw, symbol=symbol, granularity=training.granularity, now=candles.now())
     built = builder.build(symbol, frame)

@@ -35,10 +35,18 @@ class CheckSpec:
     def blocking(self) -> bool:
         return self.severity is Severity.BLOCKING
 
-    def result(self, symbol: str, passed: bool, summary: str, figures: Mapping[str, Any] | None = None,
-               details: Mapping[str, Any] | None = None) -> "CheckResult":
+    def result(
+        self,
+        symbol: str,
+        passed: bool,
+        summary: str,
+        figures: Mapping[str, Any] | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> "CheckResult":
         """A result of this check for ``symbol``."""
-        return CheckResult(self.name, symbol, passed, summary, _frozen_map(figures), _frozen_map(details), self.severity)
+        return CheckResult(
+            self.name, symbol, passed, summary, _frozen_map(figures), _frozen_map(details), self.severity
+        )
 
 
 @dataclass(frozen=True)

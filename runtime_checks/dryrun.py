@@ -46,7 +46,9 @@ def binomial_p_value(hits: int, n: int) -> float:
         return 1.0
     hits = max(0, min(hits, n))
     # Sum the upper tail in log space; exact for the sample sizes a dry run sees.
-    log_terms = [math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) - n * math.log(2) for k in range(hits, n + 1)]
+    log_terms = [
+        math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) - n * math.log(2) for k in range(hits, n + 1)
+    ]
     top = max(log_terms)
     return float(min(1.0, math.exp(top) * sum(math.exp(t - top) for t in log_terms)))
 
@@ -57,8 +59,16 @@ def direction_line(symbol: str, p_up: float, label: str = "LSTM") -> str:
     return f"{symbol}: {side} @ {conf * 100:.1f}% ({label}: {p_up:.3f})"
 
 
-def evaluate(p_up: np.ndarray, close: np.ndarray, ends: np.ndarray, horizon: int, *, majority_up: bool,
-             costs: Any, threshold: float = 0.0) -> dict[str, Any]:
+def evaluate(
+    p_up: np.ndarray,
+    close: np.ndarray,
+    ends: np.ndarray,
+    horizon: int,
+    *,
+    majority_up: bool,
+    costs: Any,
+    threshold: float = 0.0,
+) -> dict[str, Any]:
     """The gate's figures for predictions ``p_up`` made at bars ``ends`` (labels from ``close``)."""
     from training.metrics import after_cost
 
@@ -93,8 +103,14 @@ def evaluate(p_up: np.ndarray, close: np.ndarray, ends: np.ndarray, horizon: int
     figures["degenerate"] = bool(constant or stuck)
     figures["degenerate_reason"] = "constant" if constant else "stuck near 0.5" if stuck else ""
     trade = after_cost(p_all, future_all, horizon, costs, threshold)
-    figures.update({"after_cost_net_return": trade["net_return"], "after_cost_trades": trade["trades"],
-                    "after_cost_gross_return": trade["gross_return"], "round_trip_cost_bps": trade["round_trip_cost_bps"]})
+    figures.update(
+        {
+            "after_cost_net_return": trade["net_return"],
+            "after_cost_trades": trade["trades"],
+            "after_cost_gross_return": trade["gross_return"],
+            "round_trip_cost_bps": trade["round_trip_cost_bps"],
+        }
+    )
     return figures
 
 
@@ -106,9 +122,18 @@ class SymbolDryrun:
     result: CheckResult
 
 
-def dryrun_symbol(symbol: str, *, models_dir: Path, features_dir: Path, builder: FeatureBuilder,
-                  candles: CandleSource, iterations: int = 5, fetch_bars: int = DEFAULT_FETCH_BARS,
-                  criteria: Any = None, on_line: Callable[[str], None] | None = None) -> SymbolDryrun:
+def dryrun_symbol(
+    symbol: str,
+    *,
+    models_dir: Path,
+    features_dir: Path,
+    builder: FeatureBuilder,
+    candles: CandleSource,
+    iterations: int = 5,
+    fetch_bars: int = DEFAULT_FETCH_BARS,
+    criteria: Any = None,
+    on_line: Callable[[str], None] | None = None,
+) -> SymbolDryrun:
     """Run the live path for ``symbol`` without orders and measure it out of sample.
 
     The result passes when its figures meet the gate's ``criteria`` (`gate.GateCriteria()`
@@ -150,7 +175,9 @@ def dryrun_symbol(symbol: str, *, models_dir: Path, features_dir: Path, builder:
                               "fetch more candles or wait for the feed")  # fmt: skip
     if model is not None:
         views = np.lib.stride_tricks.sliding_window_view(x, window, axis=0).transpose(0, 2, 1)
-        p_all = np.concatenate([model.probabilities(views[ends[i:i + 2048] - window + 1]) for i in range(0, len(ends), 2048)])
+        p_all = np.concatenate(
+            [model.probabilities(views[ends[i : i + 2048] - window + 1]) for i in range(0, len(ends), 2048)]
+        )
     else:
         p_all = baseline.probabilities_from_close(close, ends)
 
@@ -171,8 +198,15 @@ def dryrun_symbol(symbol: str, *, models_dir: Path, features_dir: Path, builder:
     until = models.trained_until(folder)
     cutoff = int(unix_seconds([until if until is not None else training.last_timestamp])[0])
     oos = (unix_seconds(stamps)[ends] > cutoff) & (ends + horizon < len(close))
-    figures = evaluate(p_all[oos], close, ends[oos], horizon, majority_up=training.up_share(horizon) >= 0.5,
-                       costs=models.trading_costs(folder, symbol), threshold=threshold)
+    figures = evaluate(
+        p_all[oos],
+        close,
+        ends[oos],
+        horizon,
+        majority_up=training.up_share(horizon) >= 0.5,
+        costs=models.trading_costs(folder, symbol),
+        threshold=threshold,
+    )
     figures.update({"trained": model is not None, "model": label, "horizon": horizon, "window": window,
                     "out_of_sample_after": f"{pd.Timestamp(cutoff, unit='s', tz='UTC'):%Y-%m-%d %H:%M} UTC",
                     "newest_bar": f"{stamps.iloc[-1]:%Y-%m-%d %H:%M} UTC",

@@ -112,7 +112,9 @@ def judge_dryrun(symbol: str, f: Mapping[str, Any], criteria: GateCriteria) -> l
     if f["degenerate"]:
         reasons.append(f"{s}: predictions are degenerate ({f['degenerate_reason']})")
     if not f["mean_confidence"] > criteria.min_mean_confidence:
-        reasons.append(f"{s}: mean confidence {_pct(f['mean_confidence'])} is not above {_pct(criteria.min_mean_confidence)}")
+        reasons.append(
+            f"{s}: mean confidence {_pct(f['mean_confidence'])} is not above {_pct(criteria.min_mean_confidence)}"
+        )
     if not f["hit_rate"] > criteria.min_hit_rate:
         reasons.append(f"{s}: hit rate {_pct(f['hit_rate'])} is not above {_pct(criteria.min_hit_rate)}")
     if criteria.require_beat_baselines:
@@ -122,7 +124,9 @@ def judge_dryrun(symbol: str, f: Mapping[str, Any], criteria: GateCriteria) -> l
                 reasons.append(f"{s}: hit rate {_pct(f['hit_rate'])} does not beat the {name.replace('_', ' ')} "
                                f"baseline's {_pct(base)}")  # fmt: skip
     if not f["after_cost_net_return"] >= criteria.min_after_cost_return:
-        reasons.append(f"{s}: after-cost result {f['after_cost_net_return']:+.4f} is below {criteria.min_after_cost_return:+.4f}")
+        reasons.append(
+            f"{s}: after-cost result {f['after_cost_net_return']:+.4f} is below {criteria.min_after_cost_return:+.4f}"
+        )
     if criteria.max_p_value is not None and not f["p_value"] <= criteria.max_p_value:
         reasons.append(f"{s}: hit rate is not significant (p={f['p_value']:.3g} > {criteria.max_p_value:g})")
     return reasons
@@ -157,7 +161,9 @@ def _read_key(key_file: Path, *, create: bool) -> bytes:
         mode = key_file.stat().st_mode
         text = key_file.read_text().strip()
     except FileNotFoundError:
-        raise GateNotPassed(f"no gate key at {key_file}: no gate was recorded from this state dir; run `console dryrun`") from None
+        raise GateNotPassed(
+            f"no gate key at {key_file}: no gate was recorded from this state dir; run `console dryrun`"
+        ) from None
     except OSError as exc:
         raise GateNotPassed(f"cannot read the gate key {key_file} ({exc.strerror})") from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
@@ -257,7 +263,9 @@ def read_record(models_dir: Path) -> dict[str, Any] | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError):
-        raise TamperedGateRecord(f"gate record {path} is not valid JSON; it was edited or torn, run `console dryrun` again") from None
+        raise TamperedGateRecord(
+            f"gate record {path} is not valid JSON; it was edited or torn, run `console dryrun` again"
+        ) from None
     if not isinstance(data, dict):
         raise TamperedGateRecord(f"gate record {path} is not a gate record; run `console dryrun` again")
     return data
@@ -308,17 +316,24 @@ def verify_gate(
         raise GateNotPassed(f"gate record {where} has an unknown format; run `console dryrun` again")
     # The signature stands for the whole record; comparing it (not every field) keeps the state
     # store's redaction of free text from reading as tampering.
-    if (state_copy is not None and state_copy.get("models_dir") == record.get("models_dir")
-            and (state_copy.get("id"), state_copy.get("signature")) != (record.get("id"), signature)):
+    if (
+        state_copy is not None
+        and state_copy.get("models_dir") == record.get("models_dir")
+        and (state_copy.get("id"), state_copy.get("signature")) != (record.get("id"), signature)
+    ):
         raise TamperedGateRecord(f"gate record {where} differs from the state store's copy; run `console dryrun` again")
     if record.get("models_dir") != str(root):
-        raise GateNotPassed(f"gate record {where} was made for {record.get('models_dir')}, not {root}; run `console dryrun` here")
+        raise GateNotPassed(
+            f"gate record {where} was made for {record.get('models_dir')}, not {root}; run `console dryrun` here"
+        )
     if not record.get("passed"):
         first = (record.get("reasons") or ["unknown reason"])[0]
         raise GateNotPassed(f"the last dry run failed the gate: {first}")
     if now >= float(record["expires_at"]):
         ago = (now - float(record["expires_at"])) / 3600.0
-        raise GateNotPassed(f"the gate pass expired {ago:.1f} h ago (at {utc_text(record['expires_at'])}); run `console dryrun` again")
+        raise GateNotPassed(
+            f"the gate pass expired {ago:.1f} h ago (at {utc_text(record['expires_at'])}); run `console dryrun` again"
+        )
     wanted = sorted(symbols) if symbols is not None else models.symbols_in(root)
     if not wanted:
         raise GateNotPassed(f"no trained models in {root}; nothing can go live")
@@ -327,11 +342,15 @@ def verify_gate(
         raise GateNotPassed(f"{', '.join(unchecked)} not covered by the gate pass; run `console dryrun` for them")
     untrained = [s for s in record["symbols"] if not record.get("trained", {}).get(s)]
     if untrained:
-        raise GateNotPassed(f"{', '.join(untrained)} ran on a baseline, not a trained model; the gate never passes that")
+        raise GateNotPassed(
+            f"{', '.join(untrained)} ran on a baseline, not a trained model; the gate never passes that"
+        )
     folders, hashes = pinned_models(root, record["symbols"])
     if folders != record["model_folders"]:
         changed = [s for s in folders if folders[s] != record["model_folders"].get(s)]
-        raise GateNotPassed(f"the model folder for {', '.join(changed)} changed since the gate passed; run `console dryrun` again")
+        raise GateNotPassed(
+            f"the model folder for {', '.join(changed)} changed since the gate passed; run `console dryrun` again"
+        )
     pinned = record["model_hashes"]
     for name in sorted(set(pinned) | set(hashes)):
         if name not in hashes:

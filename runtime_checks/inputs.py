@@ -153,7 +153,13 @@ class CoinbaseCandles:
 
 
 def fresh_candles(
-    frame: pd.DataFrame, *, symbol: str, granularity: int, now: float, max_age_bars: int = 3, max_gap_bars: int = 10,
+    frame: pd.DataFrame,
+    *,
+    symbol: str,
+    granularity: int,
+    now: float,
+    max_age_bars: int = 3,
+    max_gap_bars: int = 10,
 ) -> pd.DataFrame:
     """The candles on a full grid, small holes filled; refuses stale candles or a long gap."""
     if frame.empty:

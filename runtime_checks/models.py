@@ -41,7 +41,9 @@ def models_root(models_dir: Path) -> Path:
     """The artifact root; refuses a directory that does not exist."""
     root = Path(models_dir).expanduser()
     if not root.is_dir():
-        raise CheckInputError(f"models directory {root} does not exist (download the models first, or pass --models DIR)")
+        raise CheckInputError(
+            f"models directory {root} does not exist (download the models first, or pass --models DIR)"
+        )
     return root.resolve()
 
 
@@ -67,7 +69,9 @@ def model_folder(models_dir: Path, symbol: str) -> Path | None:
         if root not in folder.parents:
             raise CheckInputError(f"champion pointer {pointer} points outside {root}")
         if not folder.is_dir():
-            raise CheckInputError(f"champion pointer {pointer} names {rel}, which is missing; download the models again")
+            raise CheckInputError(
+                f"champion pointer {pointer} names {rel}, which is missing; download the models again"
+            )
         return folder
     folders = _folders(root / "models" / symbol)
     return folders[-1] if folders else None
@@ -90,7 +94,9 @@ def require_complete(folder: Path) -> None:
         digest, _, name = line.partition("  ")
         name = name.strip()
         if not name or "/" in name or name.startswith("."):
-            raise CheckInputError(f"{folder / 'sha256.txt'} names {name!r}, not a file of the folder; download the model again")
+            raise CheckInputError(
+                f"{folder / 'sha256.txt'} names {name!r}, not a file of the folder; download the model again"
+            )
         target = folder / name
         if not target.is_file():
             raise CheckInputError(f"model folder {folder} is missing {name} (listed in sha256.txt); download it again")
@@ -152,8 +158,14 @@ def read_checkpoint(path: Path) -> tuple[CheckpointInfo, Any]:
         model = model_family(folder).load(folder)
     except TrainingError as exc:
         raise CheckInputError(f"{exc}; download it again" if "retrain" not in str(exc) else str(exc)) from None
-    info = CheckpointInfo(str(model.symbol), int(model.input_size), tuple(model.feature_names), str(model.feature_hash),
-                          int(model.window), int(model.horizon))
+    info = CheckpointInfo(
+        str(model.symbol),
+        int(model.input_size),
+        tuple(model.feature_names),
+        str(model.feature_hash),
+        int(model.window),
+        int(model.horizon),
+    )
     return info, model
 
 
@@ -164,7 +176,9 @@ def load_predictor(folder: Path, symbol: str) -> Any:
 
     info, _ = read_checkpoint(folder / "model.pt")
     if info.symbol != symbol:
-        raise CheckInputError(f"{folder / 'model.pt'} was trained on {info.symbol}, not {symbol}; download the right model")
+        raise CheckInputError(
+            f"{folder / 'model.pt'} was trained on {info.symbol}, not {symbol}; download the right model"
+        )
     try:
         return model_family(folder).predictor(folder)
     except TrainingError as exc:

@@ -30,8 +30,15 @@ def pick_symbols(models_dir: Path, symbols: Sequence[str] | None) -> list[str]:
     return found
 
 
-def run_alignment(symbols: Sequence[str] | None, *, models_dir: Path, features_dir: Path, builder: FeatureBuilder,
-                  candles: CandleSource, fetch_bars: int = ALIGNMENT_BARS) -> list[CheckResult]:
+def run_alignment(
+    symbols: Sequence[str] | None,
+    *,
+    models_dir: Path,
+    features_dir: Path,
+    builder: FeatureBuilder,
+    candles: CandleSource,
+    fetch_bars: int = ALIGNMENT_BARS,
+) -> list[CheckResult]:
     """Three-way alignment per symbol; bad input (no model, a torn checkpoint, stale candles) raises."""
     return [check_symbol_alignment(s, models_dir=models_dir, features_dir=features_dir, builder=builder,
                                    candles=candles, fetch_bars=fetch_bars)

@@ -67,8 +67,16 @@ class SmallBuilder:
         return out
 
 
-def write_training_file(features_dir: Path, symbol: str, *, mode: str, days: int, builder: SmallBuilder | None = None,
-                        seed: int = 7, stored_symbol: str | None = None) -> Path:
+def write_training_file(
+    features_dir: Path,
+    symbol: str,
+    *,
+    mode: str,
+    days: int,
+    builder: SmallBuilder | None = None,
+    seed: int = 7,
+    stored_symbol: str | None = None,
+) -> Path:
     """The training feature file for ``symbol``: simulator candles up to `CUTOFF`, built with ``builder``."""
     builder = builder or SmallBuilder()
     candles = simulated_candles(symbol, CUTOFF - days * DAY, CUTOFF, granularity=GRANULARITY, seed=seed, mode=mode)
@@ -82,9 +90,22 @@ def write_training_file(features_dir: Path, symbol: str, *, mode: str, days: int
     return path
 
 
-def write_model(models_dir: Path, symbol: str, names: Sequence[str], fhash: str, *, stamp: str = "20260601T000000Z",
-                trained_symbol: str | None = None, drop_keys: Sequence[str] = (), window: int = 24, horizon: int = 12,
-                seed: int = 0, network=None, scaler=None, costs: dict | None = None) -> Path:
+def write_model(
+    models_dir: Path,
+    symbol: str,
+    names: Sequence[str],
+    fhash: str,
+    *,
+    stamp: str = "20260601T000000Z",
+    trained_symbol: str | None = None,
+    drop_keys: Sequence[str] = (),
+    window: int = 24,
+    horizon: int = 12,
+    seed: int = 0,
+    network=None,
+    scaler=None,
+    costs: dict | None = None,
+) -> Path:
     """A registry-shaped model folder with an (untrained) DirectionLSTM, as the trainer lays it out."""
     import torch
 
@@ -96,9 +117,16 @@ def write_model(models_dir: Path, symbol: str, names: Sequence[str], fhash: str,
     torch.manual_seed(seed)
     net = network if network is not None else DirectionLSTM(len(names), 8, 1, 0.0)
     scaler = scaler or Scaler(tuple([0.0] * len(names)), tuple([1.0] * len(names)))
-    payload = model_payload(net, symbol=trained_symbol or symbol, feature_names=names, feature_hash=fhash,
-                            spec_version="small-1", scaler=scaler,
-                            config={"window": window, "horizon": horizon, "threshold": 0.0}, dropout=0.0)
+    payload = model_payload(
+        net,
+        symbol=trained_symbol or symbol,
+        feature_names=names,
+        feature_hash=fhash,
+        spec_version="small-1",
+        scaler=scaler,
+        config={"window": window, "horizon": horizon, "threshold": 0.0},
+        dropout=0.0,
+    )
     for key in drop_keys:
         payload.pop(key)
     folder = Path(models_dir) / "models" / symbol / stamp
@@ -106,12 +134,15 @@ def write_model(models_dir: Path, symbol: str, names: Sequence[str], fhash: str,
     torch.save(payload, folder / "model.pt")
     costs = costs if costs is not None else {"fee_bps": 10, "spread_bps": 2, "slippage_bps": 2}
     (folder / "config.json").write_text(json.dumps({"costs": costs}))
-    (folder / "sha256.txt").write_text("".join(f"{registry.sha256_file(folder / n)}  {n}\n" for n in ("model.pt", "config.json")))
+    (folder / "sha256.txt").write_text(
+        "".join(f"{registry.sha256_file(folder / n)}  {n}\n" for n in ("model.pt", "config.json"))
+    )
     return folder
 
 
-def fit_linear_model(features_dir: Path, models_dir: Path, symbol: str, *, horizon: int = 1,
-                     costs: dict | None = None) -> Path:
+def fit_linear_model(
+    features_dir: Path, models_dir: Path, symbol: str, *, horizon: int = 1, costs: dict | None = None
+) -> Path:
     """Fit a logistic regression on the training feature file alone, and save it as a real model.pt.
 
     The fit is honest (training rows only; labels are the next ``horizon`` bars' direction)
@@ -150,5 +181,14 @@ def fit_linear_model(features_dir: Path, models_dir: Path, symbol: str, *, horiz
         net.lstm.weight_ih_l0[2, :] = torch.tensor(w, dtype=torch.float32)  # type: ignore[operator]
         net.head.weight[:] = 1.0
     scaler = Scaler(tuple(float(v) for v in mean), tuple(float(v) for v in std))
-    return write_model(models_dir, symbol, meta.feature_names, meta.feature_hash, window=4, horizon=horizon,
-                       network=net, scaler=scaler, costs=costs)
+    return write_model(
+        models_dir,
+        symbol,
+        meta.feature_names,
+        meta.feature_hash,
+        window=4,
+        horizon=horizon,
+        network=net,
+        scaler=scaler,
+        costs=costs,
+    )

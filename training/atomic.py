@@ -29,7 +29,7 @@ def sweep_stale(path: Path) -> list[Path]:
     """Remove temporary siblings of ``path`` left by writers that died; the ones removed."""
     removed = []
     for tmp in Path(path).parent.glob(f".{Path(path).name}.*.tmp"):
-        pid_part = tmp.name[len(Path(path).name) + 2:].split("-", 1)[0]
+        pid_part = tmp.name[len(Path(path).name) + 2 :].split("-", 1)[0]
         if pid_part.isdigit() and not _alive(int(pid_part)):
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()

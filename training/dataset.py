@@ -52,7 +52,9 @@ class WindowSpec:
                 f"window ({self.window}) and horizon ({self.horizon}) must be at least 1 "
                 f"and longest_feature_window ({self.longest_feature_window}) at least 0"
             )
-        if not (0 < self.val_fraction < 1 and 0 < self.test_fraction < 1 and self.val_fraction + self.test_fraction < 1):
+        if not (
+            0 < self.val_fraction < 1 and 0 < self.test_fraction < 1 and self.val_fraction + self.test_fraction < 1
+        ):
             raise NotEnoughData("val_fraction and test_fraction must be in (0, 1) and sum below 1")
 
 

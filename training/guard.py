@@ -118,8 +118,7 @@ def read_lease(path: Path) -> Lease:
         data = json.loads(path.read_text())
     except FileNotFoundError:
         raise LocalTrainingRefused(
-            f"no lease file at {path}; training runs only on a host the console leased "
-            "(use `console train remote`)"
+            f"no lease file at {path}; training runs only on a host the console leased (use `console train remote`)"
         ) from None
     except (OSError, ValueError) as exc:
         raise LocalTrainingRefused(f"lease file {path} is unreadable ({type(exc).__name__})") from None
@@ -192,9 +191,7 @@ def _check_sandbox(lease: Lease, identity: HostIdentity) -> None:
             f"{lease.instance_id} but RC_SANDBOX_INSTANCE_ID is not set (not running on a sandbox host)"
         )
     if actual != lease.instance_id:
-        raise LocalTrainingRefused(
-            f"this is sandbox instance {actual}, the lease is for {lease.instance_id}"
-        )
+        raise LocalTrainingRefused(f"this is sandbox instance {actual}, the lease is for {lease.instance_id}")
     fingerprint = identity.environ.get("RC_SANDBOX_HOST_KEY_FINGERPRINT", "")
     if fingerprint and fingerprint != lease.host_key_fingerprint:
         raise LocalTrainingRefused("this sandbox host's SSH host key is not the one the lease pins")

@@ -94,6 +94,7 @@ def last_move_baseline(
     close: np.ndarray, ends: np.ndarray, horizon: int, train_ends: np.ndarray, train_labels: np.ndarray
 ) -> np.ndarray:
     """P(up) from repeating the last ``horizon``-bar move, calibrated on the training part."""
+
     def last_up(at: np.ndarray) -> np.ndarray:
         prev = close[np.maximum(at - horizon, 0)]
         return close[at] > prev

@@ -72,7 +72,9 @@ class GateRules:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(gates) - known)
         if unknown:
-            raise BadTrainingConfig(f"unknown quality gate(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+            raise BadTrainingConfig(
+                f"unknown quality gate(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})"
+            )
         return cls(**gates)
 
     def judge(self, metrics: Mapping[str, Any]) -> list[str]:
@@ -187,7 +189,8 @@ def promote_if_passed(root: Path, published: PublishedModel, *, feature_hash: st
                     "timestamp": published.timestamp,
                     "feature_hash": feature_hash,
                     "model_sha256": sha256_file(published.folder / "model.pt")
-                    if (published.folder / "model.pt").is_file() else None,
+                    if (published.folder / "model.pt").is_file()
+                    else None,
                     "manifest_sha256": sha256_file(published.folder / "sha256.txt"),
                     "promoted_at": utc_now_iso(),
                 },

@@ -148,7 +148,9 @@ class Emitter:
             self.stream.flush()
 
 
-def run_schedule(plan: SchedulePlan, *, emit: Emitter | None = None, sleep: Callable[[float], None] = time.sleep) -> dict:
+def run_schedule(
+    plan: SchedulePlan, *, emit: Emitter | None = None, sleep: Callable[[float], None] = time.sleep
+) -> dict:
     """Run every job of ``plan`` (checking the guard first) and return the summary dict."""
     emit = emit or Emitter()
     for symbol in plan.symbols:
@@ -173,8 +175,9 @@ def run_schedule(plan: SchedulePlan, *, emit: Emitter | None = None, sleep: Call
             else:
                 todo.append(symbol)
         with ThreadPoolExecutor(max_workers=max(1, len(todo))) as pool:
-            run_one = functools.partial(_run_with_retries, plan, ledger=ledger, emit=emit, sleep=sleep,
-                                        concurrency=len(todo))
+            run_one = functools.partial(
+                _run_with_retries, plan, ledger=ledger, emit=emit, sleep=sleep, concurrency=len(todo)
+            )
             for outcome in pool.map(run_one, todo):
                 outcomes[outcome.symbol] = outcome
     summary = _summary(plan, [outcomes[s] for s in plan.symbols], time.time() - began)
@@ -344,7 +347,9 @@ def format_table(summary: dict[str, Any]) -> str:
         detail = r["why"] or (r["model_dir"] or "")
         if r["skipped"]:
             detail = "skipped: already succeeded" + (f" ({r['model_dir']})" if r["model_dir"] else "")
-        lines.append(f"{r['symbol']:<12} {r['state']:<10} {r['attempts']:>5} {r['last_epoch']:>5} {champion:<8}  {detail}")
+        lines.append(
+            f"{r['symbol']:<12} {r['state']:<10} {r['attempts']:>5} {r['last_epoch']:>5} {champion:<8}  {detail}"
+        )
     lines.append(
         f"{summary['succeeded']} succeeded, {summary['failed']} failed, {summary['promoted']} promoted "
         f"in {summary['seconds']:.1f}s ({summary['mode']})"

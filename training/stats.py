@@ -41,8 +41,10 @@ def binomial_sf(k: int, n: int, p: float = 0.5) -> float:
     if p >= 1.0:
         return 1.0
     lp, lq = math.log(p), math.log1p(-p)
-    terms = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * lp + (n - i) * lq
-             for i in range(k, n + 1)]
+    terms = [
+        math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * lp + (n - i) * lq
+        for i in range(k, n + 1)
+    ]
     top = max(terms)
     return float(min(1.0, math.exp(top) * sum(math.exp(t - top) for t in terms)))
 
@@ -73,8 +75,9 @@ def _blocks(n: int, block: int) -> list[slice]:
     return [slice(i, min(i + block, n)) for i in range(0, n, block)]
 
 
-def block_sign_flip_p(diff: np.ndarray, *, block: int = 1, resamples: int = DEFAULT_RESAMPLES,
-                      seed: int = DEFAULT_SEED) -> float:
+def block_sign_flip_p(
+    diff: np.ndarray, *, block: int = 1, resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED
+) -> float:
     """One-sided p-value that the mean of paired differences ``diff`` is above zero.
 
     Each block's differences keep their magnitudes and get one random sign per resample;
@@ -119,9 +122,15 @@ def circular_block_indices(n: int, block: int, rng: np.random.Generator) -> np.n
     return ((starts[:, None] + np.arange(block)[None, :]) % n).reshape(-1)[:n]
 
 
-def block_bootstrap(statistic: Callable[[np.ndarray], float], n: int, *, block: int = 1,
-                    resamples: int = DEFAULT_RESAMPLES, level: float = 0.95,
-                    seed: int = DEFAULT_SEED) -> BootstrapResult:
+def block_bootstrap(
+    statistic: Callable[[np.ndarray], float],
+    n: int,
+    *,
+    block: int = 1,
+    resamples: int = DEFAULT_RESAMPLES,
+    level: float = 0.95,
+    seed: int = DEFAULT_SEED,
+) -> BootstrapResult:
     """Circular block bootstrap of ``statistic(indices)`` over ``n`` samples.
 
     ``statistic`` receives an index array (``np.arange(n)`` for the observed value) and

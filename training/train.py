@@ -93,11 +93,25 @@ class TrainJob:
 
     def fit_job(self) -> FitJob:
         """The job as the family sees it (`training.families.base.FitJob`)."""
-        params = self.params if self.params is not None else {
-            "train": self.config.to_dict(), "gates": {**asdict(self.gates), "alpha": self.alpha},
-            "features": dict(self.features_config), "expected_feature_hash": self.expected_hash, "fresh": self.fresh}
-        return FitJob(self.family, self.symbol, {"features": self.feature_file}, self.work_dir, params=params,
-                      costs={"default": asdict(self.costs)})
+        params = (
+            self.params
+            if self.params is not None
+            else {
+                "train": self.config.to_dict(),
+                "gates": {**asdict(self.gates), "alpha": self.alpha},
+                "features": dict(self.features_config),
+                "expected_feature_hash": self.expected_hash,
+                "fresh": self.fresh,
+            }
+        )
+        return FitJob(
+            self.family,
+            self.symbol,
+            {"features": self.feature_file},
+            self.work_dir,
+            params=params,
+            costs={"default": asdict(self.costs)},
+        )
 
 
 def run_job(job: TrainJob, *, on_event: Callable[..., None] = emit) -> registry.PublishedModel:
@@ -119,10 +133,16 @@ def run_job(job: TrainJob, *, on_event: Callable[..., None] = emit) -> registry.
     # The model folder is complete; the checkpoint has done its job, and a --force rerun starts fresh.
     shutil.rmtree(job.work_dir, ignore_errors=True)
     evaluation = outcome.evaluation
-    on_event("done", symbol=job.symbol, model_dir=str(published.folder), passed=published.passed,
-             promoted=published.promoted, reasons=list(published.reasons),
-             test_accuracy=evaluation.metrics.get("accuracy"),
-             net_return=evaluation.after_cost.net_return if evaluation.after_cost else None)
+    on_event(
+        "done",
+        symbol=job.symbol,
+        model_dir=str(published.folder),
+        passed=published.passed,
+        promoted=published.promoted,
+        reasons=list(published.reasons),
+        test_accuracy=evaluation.metrics.get("accuracy"),
+        net_return=evaluation.after_cost.net_return if evaluation.after_cost else None,
+    )
     return published
 
 
@@ -131,7 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--symbol", required=True, help="pair like BTC-USD")
     p.add_argument("--family", default="lstm", help="the model family (training.families; default lstm)")
     p.add_argument("--features-dir", type=Path, default=Path("FEATURES"), help="folder of <SYMBOL>.parquet")
-    p.add_argument("--out", type=Path, default=Path("artifacts"), help="artifact root (models/, champions/, checkpoints/)")
+    p.add_argument(
+        "--out", type=Path, default=Path("artifacts"), help="artifact root (models/, champions/, checkpoints/)"
+    )
     p.add_argument("--config", type=Path, help="JSON config with train / costs / gates sections")
     p.add_argument("--lease", type=Path, help="lease file (default $RC_LEASE_FILE or ./.rc-lease.json)")
     p.add_argument("--expected-feature-hash", help="refuse a feature file with another hash")
@@ -162,11 +184,24 @@ def job_from_args(args: argparse.Namespace) -> TrainJob:
         raise BadTrainingConfig(f"bad costs for {symbol} in the config ({exc})") from None
     if family.name != "lstm":
         train = {**cfg["train"], **{k: v for k, v in overrides.items() if v is not None}}
-        params = {"train": train, "gates": cfg["gates"], "features": cfg["features"],
-                  "expected_feature_hash": args.expected_feature_hash, "fresh": args.fresh}
+        params = {
+            "train": train,
+            "gates": cfg["gates"],
+            "features": cfg["features"],
+            "expected_feature_hash": args.expected_feature_hash,
+            "fresh": args.fresh,
+        }
         family.check_params(params)  # bad input before anything loads
-        return TrainJob(symbol, args.features_dir, args.out, TrainConfig(), costs, registry.GateRules(),
-                        family=family.name, params=params)
+        return TrainJob(
+            symbol,
+            args.features_dir,
+            args.out,
+            TrainConfig(),
+            costs,
+            registry.GateRules(),
+            family=family.name,
+            params=params,
+        )
     config = TrainConfig().with_overrides(cfg["train"]).with_overrides(overrides)
     lstm = LstmParams.from_mapping({"gates": dict(cfg["gates"])})  # bad gates are bad input before anything loads
     return TrainJob(
@@ -196,7 +231,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(str(exc), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        emit("error", symbol=symbol, exit_code=EXIT_INTERRUPTED, message="interrupted; rerun to resume from the last epoch")
+        emit(
+            "error",
+            symbol=symbol,
+            exit_code=EXIT_INTERRUPTED,
+            message="interrupted; rerun to resume from the last epoch",
+        )
         return EXIT_INTERRUPTED
     except Exception as exc:  # CUDA OOM, a full disk...: a failure worth a retry, said in one line
         first = (str(exc).strip().splitlines() or [""])[0][:300]

@@ -21,7 +21,6 @@ The engine knows nothing of front ends: they pass a listener and get `EngineEven
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import secrets
@@ -33,6 +32,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from console.checklist.lock import RunLock
 from console.checklist.spec import ChecklistSpec, StepSpec
 from console.checklist.step import StepContext, StepResult, StepState
 from console.errors import (
@@ -42,7 +42,6 @@ from console.errors import (
     EXIT_STEP_FAILED,
     GuardRefused,
     Interrupted,
-    RunLocked,
     StateError,
     exit_code_for,
     is_ours,
@@ -93,59 +92,18 @@ def run_dir(settings: Settings, run_id: str) -> Path:
     return Path(settings.state_dir).expanduser() / "runs" / run_id
 
 
-class RunLock:
-    """An exclusive, non-blocking lock on one run; the kernel releases it if we die."""
-
-    def __init__(self, directory: Path, run_id: str) -> None:
-        self.path = directory / "lock"
-        self.run_id = run_id
-        self._fh: Any = None
-
-    def __enter__(self) -> "RunLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(self.path, "a+")
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "another process"
-            fh.close()
-            raise RunLocked(
-                f"run {self.run_id} is already being driven by pid {holder}",
-                hint="wait for it, or follow it with `console status` / `console tui --attach`",
-            ) from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(str(os.getpid()))
-        fh.flush()
-        self._fh = fh
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._fh is not None:
-            fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
-            self._fh.close()
-            self._fh = None
-
-    @staticmethod
-    def is_held(directory: Path) -> bool:
-        path = directory / "lock"
-        if not path.exists():
-            return False
-        with open(path) as fh:
-            try:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-            return False
-
-
 class Engine:
     """Creates and drives runs of a checklist against one state store."""
 
-    def __init__(self, settings: Settings, store: StateStore, listener: Listener | None = None, *,
-                 resources: Resources | None = None, host_heartbeat: HostHeartbeat | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: StateStore,
+        listener: Listener | None = None,
+        *,
+        resources: Resources | None = None,
+        host_heartbeat: HostHeartbeat | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.listener = listener or (lambda event: None)
@@ -228,8 +186,9 @@ class Engine:
                     continue
                 result = self._run_step(run_id, step, previous_attempts=record.attempt)
                 if not result.state.finished:
-                    status = {StepState.BLOCKED: RunStatus.BLOCKED,
-                              StepState.CANCELLED: RunStatus.CANCELLED}.get(result.state, RunStatus.FAILED)
+                    status = {StepState.BLOCKED: RunStatus.BLOCKED, StepState.CANCELLED: RunStatus.CANCELLED}.get(
+                        result.state, RunStatus.FAILED
+                    )
                     self.store.set_run_status(run_id, status, summary=f"{step.name}: {result.summary}")
                     self._tell(EngineEvent(f"run.{status}", run_id, step.name, result.summary))
                     code = {RunStatus.BLOCKED: EXIT_GUARD, RunStatus.CANCELLED: EXIT_INTERRUPTED}.get(
@@ -250,12 +209,18 @@ class Engine:
 
     # -- the only writes to step state from outside a step's own attempt ----------------------
 
-    def supersede_outputs(self, run_id: str, step_name: str, outputs: StepOutputs, *, summary: str,
-                          reason: str) -> None:
+    def supersede_outputs(
+        self, run_id: str, step_name: str, outputs: StepOutputs, *, summary: str, reason: str
+    ) -> None:
         """Replace a finished step's outputs (the relaunch case: the launch step's outputs now name
         the replacement instance); the step keeps its state, one event says why."""
-        self.store.supersede_step_outputs(run_id, step_name, outputs=outputs.model_dump(mode="json"),
-                                          summary=summary, message=f"{step_name}: {reason}")
+        self.store.supersede_step_outputs(
+            run_id,
+            step_name,
+            outputs=outputs.model_dump(mode="json"),
+            summary=summary,
+            message=f"{step_name}: {reason}",
+        )
         self._tell(EngineEvent("outputs.superseded", run_id, step_name, reason))
 
     def reset_step(self, run_id: str, step_name: str, reason: str) -> None:
@@ -271,21 +236,36 @@ class Engine:
         for n in range(1, max_attempts + 1):
             attempt = previous_attempts + n
             self.store.update_step(
-                run_id, step.name, StepState.RUNNING.value, message=f"{step.name} started (attempt {attempt})",
-                attempt=attempt, started_at=time.time(), clear_finished=True, policy=step.policy,
+                run_id,
+                step.name,
+                StepState.RUNNING.value,
+                message=f"{step.name} started (attempt {attempt})",
+                attempt=attempt,
+                started_at=time.time(),
+                clear_finished=True,
+                policy=step.policy,
             )
             self._tell(EngineEvent("step.running", run_id, step.name, f"{step.name} started", {"attempt": attempt}))
             result = self._checked(step, self._attempt(run_id, step, attempt))
             self.store.update_step(
-                run_id, step.name, result.state.value, message=f"{step.name} {result.state.value}: {result.summary}",
-                finished_at=time.time(), summary=result.summary, details=result.details,
+                run_id,
+                step.name,
+                result.state.value,
+                message=f"{step.name} {result.state.value}: {result.summary}",
+                finished_at=time.time(),
+                summary=result.summary,
+                details=result.details,
                 outputs=result.outputs.model_dump(mode="json") if result.outputs is not None else None,
             )
-            self._tell(EngineEvent(f"step.{result.state.value}", run_id, step.name, result.summary, {"attempt": attempt}))
+            self._tell(
+                EngineEvent(f"step.{result.state.value}", run_id, step.name, result.summary, {"attempt": attempt})
+            )
             if result.state is not StepState.FAILED or n == max_attempts or not step.step_cls.retryable:
                 return result
             delay = step.backoff_s * (2 ** (n - 1))
-            self._tell(EngineEvent("retry", run_id, step.name, f"retrying {step.name} in {delay:.0f}s ({n}/{step.retries})"))
+            self._tell(
+                EngineEvent("retry", run_id, step.name, f"retrying {step.name} in {delay:.0f}s ({n}/{step.retries})")
+            )
             self.store.add_event(run_id, step.name, "retry", f"retrying in {delay:.1f}s after: {result.summary}")
             if self.cancelled.wait(delay):
                 return StepResult(StepState.CANCELLED, "cancelled while waiting to retry")
@@ -349,7 +329,9 @@ class Engine:
             if isinstance(error, GuardRefused):
                 log.error("blocked: %s", error)
                 return StepResult.blocked(str(error))
-            if isinstance(error, (Interrupted, KeyboardInterrupt)) or (self.cancelled.is_set() and ctx.cancelled.is_set()):
+            if isinstance(error, (Interrupted, KeyboardInterrupt)) or (
+                self.cancelled.is_set() and ctx.cancelled.is_set()
+            ):
                 log.warning("cancelled: %s", error)
                 return StepResult(StepState.CANCELLED, "cancelled by the operator")
             if is_ours(error):
@@ -439,7 +421,10 @@ class Engine:
                 if stop.wait(max(1.0, timeout / 3)):
                     return
 
-        threads = [threading.Thread(target=fn, name=name, daemon=True) for fn, name in ((beat, "heartbeat"), (hosts, "host-heartbeat"))]
+        threads = [
+            threading.Thread(target=fn, name=name, daemon=True)
+            for fn, name in ((beat, "heartbeat"), (hosts, "host-heartbeat"))
+        ]
         for thread in threads:
             thread.start()
         try:

@@ -103,12 +103,15 @@ def _read(name_or_path: str) -> tuple[str, str]:
     resource = resources.files(SHIPPED_PACKAGE) / SHIPPED_DIR / f"{name_or_path}.toml"
     if not resource.is_file():
         known = ", ".join(shipped_checklists())
-        raise ChecklistError(f"unknown checklist {name_or_path!r}", hint=f"shipped: {known}; or pass a path to a .toml file")
+        raise ChecklistError(
+            f"unknown checklist {name_or_path!r}", hint=f"shipped: {known}; or pass a path to a .toml file"
+        )
     return resource.read_text(), name_or_path
 
 
-def load_checklist(name_or_path: str, *, steps: StepCatalog, profile: str = "sandbox",
-                   overrides: dict[str, Any] | None = None) -> ChecklistSpec:
+def load_checklist(
+    name_or_path: str, *, steps: StepCatalog, profile: str = "sandbox", overrides: dict[str, Any] | None = None
+) -> ChecklistSpec:
     """Load and validate a checklist against the step catalog ``steps``; every problem is a
     one-line `ChecklistError`."""
     text, source = _read(name_or_path)
@@ -124,11 +127,14 @@ _STEP_KEYS = {"name", "step", "params", "retries", "backoff_s", "timeout_s"}
 _POLICY_DEFAULTS = {"retries": 1, "backoff_s": 2.0, "timeout_s": 1800.0}
 
 
-def parse_checklist(data: dict[str, Any], *, source: str, profile: str, overrides: dict[str, Any],
-                    steps: StepCatalog) -> ChecklistSpec:
+def parse_checklist(
+    data: dict[str, Any], *, source: str, profile: str, overrides: dict[str, Any], steps: StepCatalog
+) -> ChecklistSpec:
     unknown = set(data) - _TOP_KEYS
     if unknown:
-        raise ChecklistError(f"{source}: unknown section {sorted(unknown)[0]!r}", hint=f"sections: {', '.join(sorted(_TOP_KEYS))}")
+        raise ChecklistError(
+            f"{source}: unknown section {sorted(unknown)[0]!r}", hint=f"sections: {', '.join(sorted(_TOP_KEYS))}"
+        )
     head = data.get("checklist", {})
     name = str(head.get("name") or Path(source).stem)
     shared = dict(data.get("params", {}))
@@ -172,7 +178,9 @@ def parse_checklist(data: dict[str, Any], *, source: str, profile: str, override
         try:
             retries, backoff, timeout = int(policy["retries"]), float(policy["backoff_s"]), float(policy["timeout_s"])
         except (TypeError, ValueError):
-            raise ChecklistError(f"{source}: step {step_name!r}: retries, backoff_s and timeout_s must be numbers") from None
+            raise ChecklistError(
+                f"{source}: step {step_name!r}: retries, backoff_s and timeout_s must be numbers"
+            ) from None
         if retries < 0 or backoff < 0 or timeout <= 0:
             raise ChecklistError(f"{source}: step {step_name!r}: retries and backoff_s must be >= 0, timeout_s > 0")
         specs.append(StepSpec(step_name, registered, params, retries, backoff, timeout, cls))

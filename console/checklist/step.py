@@ -116,8 +116,9 @@ class StepResult:
     """What later steps read with `StepContext.output_of`: the step's ``Outputs`` model."""
 
     @classmethod
-    def ok(cls, summary: str, details: dict[str, Any] | None = None, *,
-           outputs: StepOutputs | None = None) -> "StepResult":
+    def ok(
+        cls, summary: str, details: dict[str, Any] | None = None, *, outputs: StepOutputs | None = None
+    ) -> "StepResult":
         return cls(StepState.SUCCEEDED, summary, details or {}, outputs)
 
     @classmethod

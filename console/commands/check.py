@@ -60,11 +60,15 @@ def show_results(results: list[CheckResult], *, full: bool = True) -> None:
         return
     for r in results:
         if r.check == "alignment" and not r.passed and "counts" in r.details:
-            console.print(f"[bold]{r.symbol}[/] counts: " + ", ".join(f"{k} {v}" for k, v in r.details["counts"].items()))
+            console.print(
+                f"[bold]{r.symbol}[/] counts: " + ", ".join(f"{k} {v}" for k, v in r.details["counts"].items())
+            )
             for source, diff in r.details["differences"].items():
                 for kind in ("missing", "extra", "moved"):
                     if diff[kind]:
-                        items = [m if isinstance(m, str) else f"{m['name']} ({m['from']}->{m['to']})" for m in diff[kind]]
+                        items = [
+                            m if isinstance(m, str) else f"{m['name']} ({m['from']}->{m['to']})" for m in diff[kind]
+                        ]
                         console.print(f"  {source} {kind}: {', '.join(items)}")
 
 
@@ -109,7 +113,10 @@ def alignment_cmd(app: App, symbols: str | None, models: str | None, json_out: b
         show_results(results)
     bad = [r.symbol for r in results if not r.passed]
     if bad:
-        raise StepFailed(f"features are misaligned for {', '.join(bad)}", hint="rebuild features and retrain, or fix the feature spec")
+        raise StepFailed(
+            f"features are misaligned for {', '.join(bad)}",
+            hint="rebuild features and retrain, or fix the feature spec",
+        )
 
 
 def register(cli: click.Group) -> None:

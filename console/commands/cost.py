@@ -16,8 +16,9 @@ from console.render import output_console
 
 @click.command("cost")
 @click.option("--run", "run_id", help="Only this run.")
-@click.option("--days", type=click.IntRange(1, 3650), default=7, show_default=True,
-              help="Instances alive in the last N days.")
+@click.option(
+    "--days", type=click.IntRange(1, 3650), default=7, show_default=True, help="Instances alive in the last N days."
+)
 @click.option("--json", "json_out", is_flag=True, help="Print as JSON.")
 @common_options
 @pass_app
@@ -29,10 +30,16 @@ def cost_cmd(app: App, run_id: str | None, days: int, json_out: bool) -> None:
     now = time.time()
     lines = ledger(store, run_id=run_id, since=now - days * 86400, now=now)
     if json_out:
-        click.echo(json.dumps({"lines": [_as_dict(line) for line in lines],
-                               "total_usd": sum(line.cost_usd for line in lines),
-                               "today_usd": daily_spend(store, now=now),
-                               "daily_budget_usd": app.settings.budget.daily_usd}))
+        click.echo(
+            json.dumps(
+                {
+                    "lines": [_as_dict(line) for line in lines],
+                    "total_usd": sum(line.cost_usd for line in lines),
+                    "today_usd": daily_spend(store, now=now),
+                    "daily_budget_usd": app.settings.budget.daily_usd,
+                }
+            )
+        )
         return
     if not lines:
         click.echo("no instances" + (f" for run {run_id}" if run_id else f" in the last {days} days"))
@@ -45,22 +52,52 @@ def cost_cmd(app: App, run_id: str | None, days: int, json_out: bool) -> None:
         by_run.setdefault(line.run_id, []).append(line)
     for rid, group in by_run.items():
         for line in group:
-            table.add_row(rid or "(orphan)", line.instance_id, line.instance_type, "live" if line.live else "ended",
-                          f"{line.hours:.2f}", _money(line.rate_usd_per_h, 4), _money(line.cost_usd),
-                          _money(line.on_demand_usd), _money(line.savings_usd), line.source)
+            table.add_row(
+                rid or "(orphan)",
+                line.instance_id,
+                line.instance_type,
+                "live" if line.live else "ended",
+                f"{line.hours:.2f}",
+                _money(line.rate_usd_per_h, 4),
+                _money(line.cost_usd),
+                _money(line.on_demand_usd),
+                _money(line.savings_usd),
+                line.source,
+            )
         if rid:
             spent = sum(x.cost_usd for x in group)
             budget = run_budget_usd(store, rid, app.settings)
             remaining = step_remaining_s(store, rid, now=now)
             projected = sum(projected_cost(x, remaining) for x in group)
-            table.add_row("", f"run total (budget ${budget:.2f})", "", "", "", "", _money(spent),
-                          _money(_sum(x.on_demand_usd for x in group)), _money(_sum(x.savings_usd for x in group)),
-                          f"projected ${projected:.2f} at step end" if remaining else "")
-    table.add_row("", "TOTAL", "", "", f"{sum(x.hours for x in lines):.2f}", "", _money(sum(x.cost_usd for x in lines)),
-                  _money(_sum(x.on_demand_usd for x in lines)), _money(_sum(x.savings_usd for x in lines)), "")
+            table.add_row(
+                "",
+                f"run total (budget ${budget:.2f})",
+                "",
+                "",
+                "",
+                "",
+                _money(spent),
+                _money(_sum(x.on_demand_usd for x in group)),
+                _money(_sum(x.savings_usd for x in group)),
+                f"projected ${projected:.2f} at step end" if remaining else "",
+            )
+    table.add_row(
+        "",
+        "TOTAL",
+        "",
+        "",
+        f"{sum(x.hours for x in lines):.2f}",
+        "",
+        _money(sum(x.cost_usd for x in lines)),
+        _money(_sum(x.on_demand_usd for x in lines)),
+        _money(_sum(x.savings_usd for x in lines)),
+        "",
+    )
     # Piped or captured output keeps every column whole rather than wrapping at 80.
     output_console().print(table)
-    click.echo(f"today (UTC): ${daily_spend(store, now=now):.2f} of the ${app.settings.budget.daily_usd:.2f} daily budget")
+    click.echo(
+        f"today (UTC): ${daily_spend(store, now=now):.2f} of the ${app.settings.budget.daily_usd:.2f} daily budget"
+    )
 
 
 def _sum(values) -> float | None:
@@ -73,10 +110,21 @@ def _money(value: float | None, digits: int = 2) -> str:
 
 
 def _as_dict(line: InstanceCost) -> dict:
-    return {"run_id": line.run_id, "instance_id": line.instance_id, "instance_type": line.instance_type,
-            "zone": line.zone, "live": line.live, "hours": line.hours, "rate_usd_per_h": line.rate_usd_per_h,
-            "cost_usd": line.cost_usd, "spot_usd": line.spot_usd, "storage_usd": line.storage_usd,
-            "on_demand_usd": line.on_demand_usd, "savings_usd": line.savings_usd, "source": line.source}
+    return {
+        "run_id": line.run_id,
+        "instance_id": line.instance_id,
+        "instance_type": line.instance_type,
+        "zone": line.zone,
+        "live": line.live,
+        "hours": line.hours,
+        "rate_usd_per_h": line.rate_usd_per_h,
+        "cost_usd": line.cost_usd,
+        "spot_usd": line.spot_usd,
+        "storage_usd": line.storage_usd,
+        "on_demand_usd": line.on_demand_usd,
+        "savings_usd": line.savings_usd,
+        "source": line.source,
+    }
 
 
 def register(cli: click.Group) -> None:

@@ -56,8 +56,16 @@ def data_group() -> None:
 @click.option("--no-fundamentals", is_flag=True, help="Skip CoinGecko fundamentals.")
 @common_options
 @pass_app
-def fetch_cmd(app: App, symbols: str | None, timeframes: str, days: int | None, start: str | None, end: str | None,
-              data_dir: str | None, no_fundamentals: bool) -> None:
+def fetch_cmd(
+    app: App,
+    symbols: str | None,
+    timeframes: str,
+    days: int | None,
+    start: str | None,
+    end: str | None,
+    data_dir: str | None,
+    no_fundamentals: bool,
+) -> None:
     """Fetch candles (resuming an interrupted fetch) and fundamentals into the store."""
     syms = _symbols(symbols, app)
     tfs = _timeframes(timeframes)
@@ -66,8 +74,14 @@ def fetch_cmd(app: App, symbols: str | None, timeframes: str, days: int | None, 
     lo, hi = fetch_range(days, start, end)
     root = data_root_for(app, data_dir)
     err = Console(stderr=True)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err, transient=False) as bar:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    ) as bar:
         tasks: dict[str, TaskID] = {}
 
         def progress(label: str, done: int, total: int) -> None:
@@ -75,8 +89,9 @@ def fetch_cmd(app: App, symbols: str | None, timeframes: str, days: int | None, 
                 tasks[label] = bar.add_task(label, total=total)
             bar.update(tasks[label], completed=done, total=total)
 
-        outcome = fetch_all(app.resources, syms, tfs, lo, hi, fundamentals=not no_fundamentals,
-                            data_root=root, progress=progress)
+        outcome = fetch_all(
+            app.resources, syms, tfs, lo, hi, fundamentals=not no_fundamentals, data_root=root, progress=progress
+        )
     for report in outcome.reports:
         click.echo(report.summary())
     for symbol, rows in outcome.fundamentals_rows.items():
@@ -85,8 +100,10 @@ def fetch_cmd(app: App, symbols: str | None, timeframes: str, days: int | None, 
     for check in outcome.checks:
         click.echo(check.summary())
     if bad:
-        raise DataCheckFailed(f"{len(bad)} timeframe(s) disagree with resampled 1m candles",
-                              hint="see the lines above; fetch again or report the exchange data")
+        raise DataCheckFailed(
+            f"{len(bad)} timeframe(s) disagree with resampled 1m candles",
+            hint="see the lines above; fetch again or report the exchange data",
+        )
 
 
 @data_group.command("import")
@@ -109,7 +126,9 @@ def import_cmd(app: App, symbol: str, timeframe: str, file: str, data_dir: str |
 @data_group.command("gaps")
 @click.option("--symbols", help="Comma-separated symbols (default: every symbol in the store).")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Data directory (default: <state>/data).")
-@click.option("--limit", type=click.IntRange(0, 1000), default=5, show_default=True, help="Longest gaps listed per file.")
+@click.option(
+    "--limit", type=click.IntRange(0, 1000), default=5, show_default=True, help="Longest gaps listed per file."
+)
 @common_options
 @pass_app
 def gaps_cmd(app: App, symbols: str | None, limit: int, data_dir: str | None) -> None:

@@ -15,8 +15,13 @@ from console.errors import GateFailed
 
 @click.command("dryrun")
 @click.option("--symbols", help="Comma-separated symbols (default: every symbol with a model).")
-@click.option("--iterations", type=click.IntRange(1, 10_000), default=5, show_default=True,
-              help="Predictions to print per symbol, over the newest bars.")
+@click.option(
+    "--iterations",
+    type=click.IntRange(1, 10_000),
+    default=5,
+    show_default=True,
+    help="Predictions to print per symbol, over the newest bars.",
+)
 @click.option("--models", "models", type=click.Path(file_okay=False), help="Models directory (default <data>/models).")
 @common_options
 @pass_app

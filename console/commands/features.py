@@ -73,7 +73,9 @@ def build_cmd(app: App, symbols: str | None, data_dir: str | None, out: str | No
 def list_cmd(app: App, symbol: str) -> None:
     """Every feature of a symbol, in order: name, family, description."""
     spec = spec_for(check_symbol(symbol), app.resources.feature_config())
-    table = Table(title=f"{symbol}: {spec.count} features (spec {spec.version}, {spec.hash[:19]})", title_justify="left")
+    table = Table(
+        title=f"{symbol}: {spec.count} features (spec {spec.version}, {spec.hash[:19]})", title_justify="left"
+    )
     for col in ("#", "name", "family", "description"):
         table.add_column(col, justify="right" if col == "#" else "left")
     for i, f in enumerate(spec.features, 1):
@@ -102,12 +104,16 @@ def verify_cmd(app: App, symbols: str | None, out: str | None) -> None:
         raise UsageError(unreadable[0].problem)
     if unreadable:
         names = ",".join(r.symbol for r in unreadable)
-        raise UsageError(f"the feature files of {names.replace(',', ', ')} are damaged, unreadable or missing",
-                         hint=f"rebuild them with `console features build --symbols {names}`")
+        raise UsageError(
+            f"the feature files of {names.replace(',', ', ')} are damaged, unreadable or missing",
+            hint=f"rebuild them with `console features build --symbols {names}`",
+        )
     bad = [r for r in rows if not r.ok]
     if bad:
-        raise CountMismatch(f"feature counts differ for {', '.join(r.symbol for r in bad)}",
-                            hint="rebuild with `console features build` or fix [features] in the config")
+        raise CountMismatch(
+            f"feature counts differ for {', '.join(r.symbol for r in bad)}",
+            hint="rebuild with `console features build` or fix [features] in the config",
+        )
 
 
 def register(cli: click.Group) -> None:

@@ -87,8 +87,12 @@ def live_cmd(app: App, models: str | None, command: tuple[str, ...]) -> None:
     if program is None:
         raise UsageError(f"cannot run {command[0]!r}: not found or not executable", hint="give the live runtime's path")
     record = glue.verify(app.resources, app.store, folder)  # GateFailed (exit 4) before anything runs
-    env = {**os.environ, "RC_MODELS_DIR": str(folder.resolve()), "MODELS_DIR": str(folder.resolve()),
-           "RC_GATE_ID": str(record["id"])}
+    env = {
+        **os.environ,
+        "RC_MODELS_DIR": str(folder.resolve()),
+        "MODELS_DIR": str(folder.resolve()),
+        "RC_GATE_ID": str(record["id"]),
+    }
     os.execvpe(program, list(command), env)
 
 

@@ -32,16 +32,33 @@ def prices_cmd(app: App, types: tuple[str, ...], json_out: bool) -> None:
     _check_types(wanted)
     prices = app.resources.provider().prices(wanted)
     if json_out:
-        click.echo(json.dumps([{"instance_type": p.instance_type, "zone": p.zone, "spot_usd_per_hour": p.spot_usd_per_hour,
-                                "on_demand_usd_per_hour": p.on_demand_usd_per_hour, "source": p.source}
-                               for p in prices]))
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "instance_type": p.instance_type,
+                        "zone": p.zone,
+                        "spot_usd_per_hour": p.spot_usd_per_hour,
+                        "on_demand_usd_per_hour": p.on_demand_usd_per_hour,
+                        "source": p.source,
+                    }
+                    for p in prices
+                ]
+            )
+        )
         return
     table = Table(title=f"spot prices ({prices[0].source if prices else 'none'})", title_justify="left")
     for col in ("type", "zone", "spot $/h", "on-demand $/h", "saving", "source"):
         table.add_column(col, justify="right" if "$" in col or col == "saving" else "left")
     for p in prices:
-        table.add_row(p.instance_type, p.zone, _money(p.spot_usd_per_hour, 4), _money(p.on_demand_usd_per_hour, 3),
-                      f"{p.saving:.0%}" if p.saving is not None else "-", p.source)
+        table.add_row(
+            p.instance_type,
+            p.zone,
+            _money(p.spot_usd_per_hour, 4),
+            _money(p.on_demand_usd_per_hour, 3),
+            f"{p.saving:.0%}" if p.saving is not None else "-",
+            p.source,
+        )
     output_console().print(table)
 
 
@@ -54,24 +71,47 @@ def prices_cmd(app: App, types: tuple[str, ...], json_out: bool) -> None:
 @click.option("--json", "json_out", is_flag=True, help="Print as JSON.")
 @common_options
 @pass_app
-def launch_cmd(app: App, run_id: str | None, instance_type: str | None, alt_type: str | None,
-               budget_usd: float | None, max_hours: float | None, json_out: bool) -> None:
+def launch_cmd(
+    app: App,
+    run_id: str | None,
+    instance_type: str | None,
+    alt_type: str | None,
+    budget_usd: float | None,
+    max_hours: float | None,
+    json_out: bool,
+) -> None:
     """Launch a spot instance by hand (with the dead-man switch, tags and the operator-only SSH rule)."""
     s = app.settings
     run_id = run_id or time.strftime("manual-%Y%m%d-%H%M%S", time.gmtime())
     launched = app.instances.launch_for_run(
-        run_id, instance_type=instance_type or s.cloud.instance_type, alt_type=alt_type or s.cloud.alt_instance_type,
-        budget_usd=budget_usd or s.budget.run_usd, max_runtime_hours=max_hours or s.max_runtime_hours,
-        record_run=app.store.get_run(run_id) is not None, extra={"manual": True})
+        run_id,
+        instance_type=instance_type or s.cloud.instance_type,
+        alt_type=alt_type or s.cloud.alt_instance_type,
+        budget_usd=budget_usd or s.budget.run_usd,
+        max_runtime_hours=max_hours or s.max_runtime_hours,
+        record_run=app.store.get_run(run_id) is not None,
+        extra={"manual": True},
+    )
     o = launched.outputs
     if json_out:
-        click.echo(json.dumps({"reused": launched.reused, "reason": launched.reason,
-                               "tried": [str(a) for a in launched.attempts], **o.model_dump()}, default=str))
+        click.echo(
+            json.dumps(
+                {
+                    "reused": launched.reused,
+                    "reason": launched.reason,
+                    "tried": [str(a) for a in launched.attempts],
+                    **o.model_dump(),
+                },
+                default=str,
+            )
+        )
         return
     click.echo(f"{'reused' if launched.reused else 'launched'} {o.instance_id} for run {run_id}: {launched.reason}")
     click.echo(f"  ssh {o.user}@{o.host} -p {o.port} -i {o.key_path}")
-    click.echo("  the dead-man switch terminates it without heartbeats; "
-               f"end it with `console instance terminate {o.instance_id}`")
+    click.echo(
+        "  the dead-man switch terminates it without heartbeats; "
+        f"end it with `console instance terminate {o.instance_id}`"
+    )
 
 
 @instance_group.command("list")
@@ -82,10 +122,25 @@ def list_cmd(app: App, json_out: bool) -> None:
     """Every instance tagged as the console's that is not terminated."""
     instances = app.resources.provider().list_managed()
     if json_out:
-        click.echo(json.dumps([{"id": i.id, "state": i.state, "instance_type": i.instance_type, "zone": i.zone,
-                                "run_id": i.run_id, "public_address": i.public_address,
-                                "launched_at": i.launched_at, "spot_usd_per_hour": i.spot_usd_per_hour,
-                                "state_reason": i.state_reason} for i in instances], default=str))
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "id": i.id,
+                        "state": i.state,
+                        "instance_type": i.instance_type,
+                        "zone": i.zone,
+                        "run_id": i.run_id,
+                        "public_address": i.public_address,
+                        "launched_at": i.launched_at,
+                        "spot_usd_per_hour": i.spot_usd_per_hour,
+                        "state_reason": i.state_reason,
+                    }
+                    for i in instances
+                ],
+                default=str,
+            )
+        )
         return
     if not instances:
         click.echo("no instances")
@@ -96,8 +151,16 @@ def list_cmd(app: App, json_out: bool) -> None:
     now = time.time()
     for i in instances:
         up = f"{(now - i.launched_at.timestamp()) / 60:.0f} min" if i.launched_at else "-"
-        table.add_row(i.id, i.state, i.instance_type, i.zone, i.run_id or "(untagged)", i.public_address or "-",
-                      up, _money(i.spot_usd_per_hour, 4))
+        table.add_row(
+            i.id,
+            i.state,
+            i.instance_type,
+            i.zone,
+            i.run_id or "(untagged)",
+            i.public_address or "-",
+            up,
+            _money(i.spot_usd_per_hour, 4),
+        )
     output_console().print(table)
 
 

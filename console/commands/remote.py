@@ -52,15 +52,18 @@ def sync_cmd(app: App, local: str, destination: str, delete: bool, exclude: tupl
     if not sep or not remote_dir:
         raise UsageError(f"{destination!r} is not INSTANCE:REMOTE", hint="e.g. i-0abc:rc/data")
     with _runner(app, instance_id) as runner:
-        report = sync_dir(runner, Path(local), remote_dir, excludes=exclude, delete=delete,
-                          cache_dir=app.resources.paths.sync_cache)
+        report = sync_dir(
+            runner, Path(local), remote_dir, excludes=exclude, delete=delete, cache_dir=app.resources.paths.sync_cache
+        )
     click.echo(f"{instance_id}:{remote_dir}: {report.summary()}")
 
 
 @click.command("exec", context_settings={"ignore_unknown_options": True})
 @click.argument("instance_id", metavar="INSTANCE")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-@click.option("--timeout", "timeout_s", type=click.FloatRange(min=1), default=None, help="Give up after this many seconds.")
+@click.option(
+    "--timeout", "timeout_s", type=click.FloatRange(min=1), default=None, help="Give up after this many seconds."
+)
 @common_options
 @pass_app
 def exec_cmd(app: App, instance_id: str, command: tuple[str, ...], timeout_s: float | None) -> None:
@@ -106,8 +109,13 @@ def models_upload(app: App, local: str, run_id: str, gpu: str, trained_date: str
 
 @models_group.command("download")
 @click.argument("version", default="latest")
-@click.option("--to", "dest", type=click.Path(file_okay=False), default=None,
-              help="Models directory (default: <data_root>/models).")
+@click.option(
+    "--to",
+    "dest",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Models directory (default: <data_root>/models).",
+)
 @common_options
 @pass_app
 def models_download(app: App, version: str, dest: str | None) -> None:
@@ -134,16 +142,36 @@ def models_list(app: App, json_out: bool) -> None:
     versions = store.list_versions()
     latest = store.latest()
     if json_out:
-        click.echo(json.dumps([{"version": v.version, "run_id": v.tags.run_id, "trained_date": v.tags.trained_date,
-                                "gpu": v.tags.gpu, "files": len(v.files), "bytes": v.total_bytes,
-                                "latest": latest is not None and v.version == latest.version} for v in versions]))
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "version": v.version,
+                        "run_id": v.tags.run_id,
+                        "trained_date": v.tags.trained_date,
+                        "gpu": v.tags.gpu,
+                        "files": len(v.files),
+                        "bytes": v.total_bytes,
+                        "latest": latest is not None and v.version == latest.version,
+                    }
+                    for v in versions
+                ]
+            )
+        )
         return
     table = Table(title=f"model versions in {store.describe()}", title_justify="left")
     for col in ("version", "run", "trained", "gpu", "files", "MiB", "latest"):
         table.add_column(col, justify="right" if col in ("files", "MiB") else "left")
     for v in versions:
-        table.add_row(v.version, v.tags.run_id, v.tags.trained_date, v.tags.gpu, str(len(v.files)),
-                      f"{v.total_bytes / (1 << 20):.1f}", "*" if latest and v.version == latest.version else "")
+        table.add_row(
+            v.version,
+            v.tags.run_id,
+            v.tags.trained_date,
+            v.tags.gpu,
+            str(len(v.files)),
+            f"{v.total_bytes / (1 << 20):.1f}",
+            "*" if latest and v.version == latest.version else "",
+        )
     output_console().print(table)
 
 

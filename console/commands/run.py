@@ -68,7 +68,10 @@ def _drive(app: App, spec: ChecklistSpec, run_id: str, *, json_lines: bool, **se
         renderer.close()
     if not json_lines:
         print_summary(app.store, run_id)
-        click.echo(f"run {run_id}: {outcome.status}" + (f" at {outcome.failed_step}: {outcome.message}" if outcome.failed_step else ""))
+        click.echo(
+            f"run {run_id}: {outcome.status}"
+            + (f" at {outcome.failed_step}: {outcome.message}" if outcome.failed_step else "")
+        )
     if outcome.status is RunStatus.CANCELLED:
         raise Interrupted(f"run {run_id} cancelled at {outcome.failed_step}; {_still_costing(app, run_id)}")
     if outcome.exit_code:
@@ -76,9 +79,13 @@ def _drive(app: App, spec: ChecklistSpec, run_id: str, *, json_lines: bool, **se
 
 
 @click.command("run")
-@click.option("--checklist", "checklist", required=True, help="A shipped checklist name (retrain) or a path to a .toml file.")
+@click.option(
+    "--checklist", "checklist", required=True, help="A shipped checklist name (retrain) or a path to a .toml file."
+)
 @click.option("--symbols", help="Comma-separated symbols, e.g. BTC-USD,ETH-USD (overrides the checklist).")
-@click.option("--backend", help="Where training runs: a registered training backend, e.g. ssh (overrides the checklist).")
+@click.option(
+    "--backend", help="Where training runs: a registered training backend, e.g. ssh (overrides the checklist)."
+)
 @click.option("--from", "from_step", help="Start at this step; earlier unfinished steps are recorded as skipped.")
 @click.option("--only", help="Run only this step.")
 @click.option("--skip", multiple=True, help="Skip a step: NAME or NAME:REASON (repeatable).")
@@ -88,9 +95,19 @@ def _drive(app: App, spec: ChecklistSpec, run_id: str, *, json_lines: bool, **se
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation of costly steps.")
 @common_options
 @pass_app
-def run_cmd(app: App, checklist: str, symbols: str | None, backend: str | None, from_step: str | None,
-            only: str | None, skip: tuple[str, ...], reason: str | None, new_run: bool, json_lines: bool,
-            yes: bool) -> None:
+def run_cmd(
+    app: App,
+    checklist: str,
+    symbols: str | None,
+    backend: str | None,
+    from_step: str | None,
+    only: str | None,
+    skip: tuple[str, ...],
+    reason: str | None,
+    new_run: bool,
+    json_lines: bool,
+    yes: bool,
+) -> None:
     """Run a checklist (resuming the unfinished run of the same checklist and parameters)."""
     spec = _spec(app, checklist, _symbols(symbols), backend)
     for name in [*(s.partition(":")[0] for s in skip), *(n for n in (from_step, only) if n)]:
@@ -115,8 +132,10 @@ def _confirm_costs(app: App, spec: ChecklistSpec, *, yes: bool) -> None:
         return
     launch = next(s for s in spec.steps if s.step == "launch")
     p = launch.params
-    what = (f"this run launches a {getattr(p, 'instance_type', 'GPU')} spot instance on {app.settings.profile} "
-            f"(budget ${getattr(p, 'budget_usd', 0):.2f}, at most {getattr(p, 'max_runtime_hours', 0):g} h)")
+    what = (
+        f"this run launches a {getattr(p, 'instance_type', 'GPU')} spot instance on {app.settings.profile} "
+        f"(budget ${getattr(p, 'budget_usd', 0):.2f}, at most {getattr(p, 'max_runtime_hours', 0):g} h)"
+    )
     if not sys.stdin.isatty():
         raise UsageError(f"{what}; pass --yes to confirm")
     if not click.confirm(f"{what}. Go ahead?", default=False):
@@ -148,8 +167,10 @@ def _find_run(app: App, run_id: str | None, *, unfinished: bool = False) -> RunR
         return run
     run = app.store.latest_unfinished_run() if unfinished else next(iter(app.store.list_runs(1)), None)
     if run is None:
-        raise UsageError("no run to show" if not unfinished else "no unfinished run to resume",
-                         hint="start one with `console run --checklist retrain`")
+        raise UsageError(
+            "no run to show" if not unfinished else "no unfinished run to resume",
+            hint="start one with `console run --checklist retrain`",
+        )
     return run
 
 
@@ -164,13 +185,33 @@ def status_cmd(app: App, run_id: str | None, json_out: bool) -> None:
     steps = app.store.steps(run.id)
     driven = RunLock.is_held(run_dir(app.settings, run.id))
     if json_out:
-        click.echo(json.dumps({
-            "run_id": run.id, "checklist": run.checklist, "profile": run.profile, "status": run.status,
-            "driven_now": driven, "created_at": run.created_at, "params": run.params,
-            "steps": [{"name": s.name, "state": s.state, "attempt": s.attempt, "elapsed_s": s.elapsed,
-                       "plan": s.plan, "summary": s.summary, "details": s.details} for s in steps],
-            "instances": [i.__dict__ for i in app.store.instances(run_id=run.id)],
-        }, default=str))
+        click.echo(
+            json.dumps(
+                {
+                    "run_id": run.id,
+                    "checklist": run.checklist,
+                    "profile": run.profile,
+                    "status": run.status,
+                    "driven_now": driven,
+                    "created_at": run.created_at,
+                    "params": run.params,
+                    "steps": [
+                        {
+                            "name": s.name,
+                            "state": s.state,
+                            "attempt": s.attempt,
+                            "elapsed_s": s.elapsed,
+                            "plan": s.plan,
+                            "summary": s.summary,
+                            "details": s.details,
+                        }
+                        for s in steps
+                    ],
+                    "instances": [i.__dict__ for i in app.store.instances(run_id=run.id)],
+                },
+                default=str,
+            )
+        )
         return
     console = output_console()
     title = f"run {run.id} · {run.checklist} · {run.profile} · {run.status}" + (" · being driven now" if driven else "")

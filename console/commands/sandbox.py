@@ -27,14 +27,25 @@ def up_cmd(app: App, json_out: bool) -> None:
     """Start the sandbox if it is not running; print its endpoints."""
     endpoints = app.resources.sandbox()
     if json_out:
-        click.echo(json.dumps({"pid": endpoints.pid, "moto_url": endpoints.moto_url,
-                               "market_url": endpoints.market_url, "region": endpoints.region,
-                               "market_mode": endpoints.market_mode, "market_seed": endpoints.market_seed}))
+        click.echo(
+            json.dumps(
+                {
+                    "pid": endpoints.pid,
+                    "moto_url": endpoints.moto_url,
+                    "market_url": endpoints.market_url,
+                    "region": endpoints.region,
+                    "market_mode": endpoints.market_mode,
+                    "market_seed": endpoints.market_seed,
+                }
+            )
+        )
         return
     click.echo(f"sandbox up (pid {endpoints.pid})")
     click.echo(f"  cloud (moto):     {endpoints.moto_url}  region {endpoints.region}, prices: {endpoints.price_source}")
-    click.echo(f"  market simulator: {endpoints.market_url or 'not available'}"
-               + (f"  ({endpoints.market_mode} market, seed {endpoints.market_seed})" if endpoints.market_url else ""))
+    click.echo(
+        f"  market simulator: {endpoints.market_url or 'not available'}"
+        + (f"  ({endpoints.market_mode} market, seed {endpoints.market_seed})" if endpoints.market_url else "")
+    )
 
 
 @sandbox_group.command("down")
@@ -59,11 +70,20 @@ def status_cmd(app: App, json_out: bool) -> None:
     hosts = report.endpoints.ssh_endpoints() if report.endpoints else {}
     if json_out:
         ep = report.endpoints
-        click.echo(json.dumps({
-            "running": report.running, "pid": report.pid,
-            "moto_url": ep.moto_url if ep else None, "market_url": ep.market_url if ep else None,
-            "instances": {iid: {"host": h.host, "port": h.port, "fingerprint": h.fingerprint,
-                                "root": str(h.root_dir)} for iid, h in hosts.items()}}))
+        click.echo(
+            json.dumps(
+                {
+                    "running": report.running,
+                    "pid": report.pid,
+                    "moto_url": ep.moto_url if ep else None,
+                    "market_url": ep.market_url if ep else None,
+                    "instances": {
+                        iid: {"host": h.host, "port": h.port, "fingerprint": h.fingerprint, "root": str(h.root_dir)}
+                        for iid, h in hosts.items()
+                    },
+                }
+            )
+        )
         return
     if not report.running or report.endpoints is None:
         click.echo("sandbox: not running (start it with `console sandbox up`)")

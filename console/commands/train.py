@@ -23,8 +23,7 @@ from console.state import RunRecord, StateStore
 from console.steps import load_checklist
 
 TRAIN_STEP = "train"
-NO_LEASE_HINT = ("launch and sync one first: `console run --checklist retrain --only launch`, "
-                 "then `--only sync`")
+NO_LEASE_HINT = "launch and sync one first: `console run --checklist retrain --only launch`, then `--only sync`"
 
 
 def leased_run(app: App, run_id: str | None) -> tuple[RunRecord, str]:
@@ -48,8 +47,10 @@ def leased_run(app: App, run_id: str | None) -> tuple[RunRecord, str]:
 def _train_step_name(store: StateStore, run: RunRecord) -> str:
     names = [s.name for s in store.steps(run.id)]
     if TRAIN_STEP not in names:
-        raise UsageError(f"run {run.id} ({run.checklist}) has no train step",
-                         hint="use a run of a checklist that trains, e.g. retrain")
+        raise UsageError(
+            f"run {run.id} ({run.checklist}) has no train step",
+            hint="use a run of a checklist that trains, e.g. retrain",
+        )
     return TRAIN_STEP
 
 
@@ -92,8 +93,16 @@ def train_group() -> None:
 @click.option("--json", "json_lines", is_flag=True, help="One JSON event per line.")
 @common_options
 @pass_app
-def train_remote(app: App, symbols: str | None, epochs: int | None, mode: str | None, max_concurrent: int | None,
-                 force: bool, run_id: str | None, json_lines: bool) -> None:
+def train_remote(
+    app: App,
+    symbols: str | None,
+    epochs: int | None,
+    mode: str | None,
+    max_concurrent: int | None,
+    force: bool,
+    run_id: str | None,
+    json_lines: bool,
+) -> None:
     """Run the train step on the current run's leased instance, following its progress."""
     from console.commands.run import _drive, _symbols
 
@@ -102,17 +111,25 @@ def train_remote(app: App, symbols: str | None, epochs: int | None, mode: str | 
     synced = list(run.params.get("symbols") or [])
     missing = [s for s in chosen or [] if s not in synced]
     if missing:
-        raise UsageError(f"{', '.join(missing)} not synced to run {run.id}'s instance (it has {', '.join(synced)})",
-                         hint="start a run with those symbols: `console run --checklist retrain --symbols ...`")
-    overrides = {"symbols": chosen, "epochs": epochs, "mode": mode, "max_concurrent": max_concurrent,
-                 "force": True if force else None}
+        raise UsageError(
+            f"{', '.join(missing)} not synced to run {run.id}'s instance (it has {', '.join(synced)})",
+            hint="start a run with those symbols: `console run --checklist retrain --symbols ...`",
+        )
+    overrides = {
+        "symbols": chosen,
+        "epochs": epochs,
+        "mode": mode,
+        "max_concurrent": max_concurrent,
+        "force": True if force else None,
+    }
     spec = _spec_for(run, {k: v for k, v in overrides.items() if v is not None}, force=force)
     record = app.store.get_step(run.id, step_name)
     if record is not None and StepState(record.state).finished:
         from console.checklist.engine import Engine
 
         Engine(app.settings, app.store, resources=app.resources).reset_step(
-            run.id, step_name, "run again by `console train remote`")
+            run.id, step_name, "run again by `console train remote`"
+        )
     if not json_lines:
         instance_id = app.store.step_outputs(run.id, "launch").get("instance_id")
         click.echo(f"training for run {run.id} on {instance_id}")

@@ -55,14 +55,26 @@ def parse_size(text: str) -> tuple[int, int]:
 
 @click.command("tui")
 @click.option("--attach", "attach", metavar="RUN_ID", help="Follow a run (started headless or elsewhere).")
-@click.option("--checklist", help="Open this checklist's unfinished run, or a new run of it (nothing starts until you ask).")
-@click.option("--screenshot", "screenshot", metavar="PATH", type=click.Path(dir_okay=False),
-              help="Render the screen once, headless, save it as SVG at PATH and exit.")
+@click.option(
+    "--checklist", help="Open this checklist's unfinished run, or a new run of it (nothing starts until you ask)."
+)
+@click.option(
+    "--screenshot",
+    "screenshot",
+    metavar="PATH",
+    type=click.Path(dir_okay=False),
+    help="Render the screen once, headless, save it as SVG at PATH and exit.",
+)
 @click.option("--size", "size", metavar="COLSxROWS", help="Screen size for --screenshot (default 160x45).")
 @common_options
 @pass_app
-def tui_cmd(app: App, attach: str | None = None, checklist: str | None = None,
-            screenshot: str | None = None, size: str | None = None) -> None:
+def tui_cmd(
+    app: App,
+    attach: str | None = None,
+    checklist: str | None = None,
+    screenshot: str | None = None,
+    size: str | None = None,
+) -> None:
     """The operator console: drive or follow a run, with GPU, cost and log panes."""
     if size is not None and screenshot is None:
         raise UsageError("--size goes with --screenshot", hint="add --screenshot PATH, or drop --size")

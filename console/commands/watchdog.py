@@ -57,17 +57,25 @@ def status_cmd(app: App, json_out: bool) -> None:
     """Say whether the watchdog runs, and what its last pass saw and did."""
     status = watchdog_status(app.settings)
     if json_out:
-        click.echo(json.dumps({"running": status.running, "pid": status.pid, "last_pass": status.last_pass}, default=str))
+        click.echo(
+            json.dumps({"running": status.running, "pid": status.pid, "last_pass": status.last_pass}, default=str)
+        )
         return
     click.echo(f"watchdog: running (pid {status.pid})" if status.running else "watchdog: not running")
     last = status.last_pass
     if last:
         ago = time.time() - float(last.get("last_pass_at", 0))
-        click.echo(f"last pass {ago:.0f}s ago: {last.get('seen', 0)} instance(s) seen, "
-                   f"terminated {', '.join(last.get('terminated') or []) or 'none'}"
-                   + (f", NOT confirmed: {', '.join(last['failed'])}" if last.get("failed") else "")
-                   + (f", waiting for upload: {', '.join(last['waiting_for_upload'])}" if last.get("waiting_for_upload") else "")
-                   + (f"; error: {last['error']}" if last.get("error") else ""))
+        click.echo(
+            f"last pass {ago:.0f}s ago: {last.get('seen', 0)} instance(s) seen, "
+            f"terminated {', '.join(last.get('terminated') or []) or 'none'}"
+            + (f", NOT confirmed: {', '.join(last['failed'])}" if last.get("failed") else "")
+            + (
+                f", waiting for upload: {', '.join(last['waiting_for_upload'])}"
+                if last.get("waiting_for_upload")
+                else ""
+            )
+            + (f"; error: {last['error']}" if last.get("error") else "")
+        )
     if not status.running:
         click.echo("start it with `console watchdog start` (a launch starts it too)")
 
@@ -91,12 +99,16 @@ def _describe(report: PassReport) -> str:
         return f"watchdog pass: {report.error}"
     lines = [f"watchdog pass: {report.seen} instance(s) seen"]
     for v in report.verdicts:
-        state = ("terminated" if v.instance_id in report.terminated else
-                 "waiting for upload" if v.instance_id in report.waiting_for_upload else "NOT confirmed; retry")
+        state = (
+            "terminated"
+            if v.instance_id in report.terminated
+            else "waiting for upload"
+            if v.instance_id in report.waiting_for_upload
+            else "NOT confirmed; retry"
+        )
         lines.append(f"  {v.instance_id} ({v.rule}): {v.reason} -> {state}")
     return "\n".join(lines)
 
 
 def register(cli: click.Group) -> None:
     cli.add_command(watchdog_group)
-

@@ -22,8 +22,18 @@ from console.state.schema import DB_NAME, MIGRATIONS, SCHEMA_VERSION
 from console.state.store import OUTPUTS_SUPERSEDED, StateStore
 
 __all__ = [
-    "DB_NAME", "FINISHED", "MIGRATIONS", "OUTPUTS_SUPERSEDED", "SCHEMA_VERSION", "EventRecord", "InstanceRecord",
-    "RunRecord", "RunStatus", "StateStore", "StepRecord", "iter_step_logs",
+    "DB_NAME",
+    "FINISHED",
+    "MIGRATIONS",
+    "OUTPUTS_SUPERSEDED",
+    "SCHEMA_VERSION",
+    "EventRecord",
+    "InstanceRecord",
+    "RunRecord",
+    "RunStatus",
+    "StateStore",
+    "StepRecord",
+    "iter_step_logs",
 ]
 
 

@@ -121,15 +121,36 @@ def to_json(data: Any) -> str:
 
 def run_from_row(r: sqlite3.Row) -> RunRecord:
     return RunRecord(
-        r["id"], r["checklist"], r["checklist_path"], r["profile"], json.loads(r["params"]), RunStatus(r["status"]),
-        r["created_at"], r["updated_at"], r["finished_at"], r["heartbeat_at"], r["driver_pid"], r["summary"],
+        r["id"],
+        r["checklist"],
+        r["checklist_path"],
+        r["profile"],
+        json.loads(r["params"]),
+        RunStatus(r["status"]),
+        r["created_at"],
+        r["updated_at"],
+        r["finished_at"],
+        r["heartbeat_at"],
+        r["driver_pid"],
+        r["summary"],
     )
 
 
 def step_from_row(r: sqlite3.Row) -> StepRecord:
     return StepRecord(
-        r["run_id"], r["idx"], r["name"], r["step"], r["state"], r["attempt"], r["plan"], r["started_at"],
-        r["finished_at"], r["summary"], json.loads(r["details"]), json.loads(r["outputs"]), json.loads(r["policy"]),
+        r["run_id"],
+        r["idx"],
+        r["name"],
+        r["step"],
+        r["state"],
+        r["attempt"],
+        r["plan"],
+        r["started_at"],
+        r["finished_at"],
+        r["summary"],
+        json.loads(r["details"]),
+        json.loads(r["outputs"]),
+        json.loads(r["policy"]),
     )
 
 
@@ -139,7 +160,14 @@ def event_from_row(r: sqlite3.Row) -> EventRecord:
 
 def instance_from_row(r: sqlite3.Row) -> InstanceRecord:
     return InstanceRecord(
-        r["id"], r["run_id"], r["provider"], r["instance_type"], r["zone"], r["state"],
-        r["launched_at"], r["terminated_at"], r["terminate_reason"], json.loads(r["data"]),
+        r["id"],
+        r["run_id"],
+        r["provider"],
+        r["instance_type"],
+        r["zone"],
+        r["state"],
+        r["launched_at"],
+        r["terminated_at"],
+        r["terminate_reason"],
+        json.loads(r["data"]),
     )
-

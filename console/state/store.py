@@ -158,7 +158,9 @@ class StateStore:
                     " VALUES (?, ?, ?, ?, 'pending', ?, ?)",
                     (run_id, idx, name, step, redact(plan), to_json((policies or {}).get(name, {}))),
                 )
-            _insert_event(conn, run_id, None, "run.created", f"run {run_id} created ({checklist})", {"profile": profile})
+            _insert_event(
+                conn, run_id, None, "run.created", f"run {run_id} created ({checklist})", {"profile": profile}
+            )
 
     def get_run(self, run_id: str) -> RunRecord | None:
         rows = self._query("SELECT * FROM runs WHERE id = ?", (run_id,))
@@ -177,8 +179,9 @@ class StateStore:
         rows = self._query(sql + " ORDER BY created_at DESC LIMIT 1", args)
         return run_from_row(rows[0]) if rows else None
 
-    def set_run_status(self, run_id: str, status: RunStatus, *, summary: str | None = None,
-                       pid: int | None = None) -> None:
+    def set_run_status(
+        self, run_id: str, status: RunStatus, *, summary: str | None = None, pid: int | None = None
+    ) -> None:
         now = time.time()
         status = RunStatus(status)
         finished = now if status in FINISHED else None
@@ -219,24 +222,62 @@ class StateStore:
         policy: dict[str, float] | None = None,
     ) -> None:
         """Record a step transition and its event in one transaction (nothing happens before it is stored)."""
-        sets = {"state": state, "attempt": attempt, "started_at": started_at, "finished_at": finished_at,
-                "summary": summary, "details": details, "outputs": outputs, "policy": policy}
-        self._write_step(run_id, name, sets, clear_finished=clear_finished, event=f"step.{state}", message=message,
-                         data={"attempt": attempt} if attempt else {})
+        sets = {
+            "state": state,
+            "attempt": attempt,
+            "started_at": started_at,
+            "finished_at": finished_at,
+            "summary": summary,
+            "details": details,
+            "outputs": outputs,
+            "policy": policy,
+        }
+        self._write_step(
+            run_id,
+            name,
+            sets,
+            clear_finished=clear_finished,
+            event=f"step.{state}",
+            message=message,
+            data={"attempt": attempt} if attempt else {},
+        )
 
-    def supersede_step_outputs(self, run_id: str, name: str, *, outputs: dict[str, Any], message: str,
-                               summary: str | None = None, details: dict[str, Any] | None = None) -> None:
+    def supersede_step_outputs(
+        self,
+        run_id: str,
+        name: str,
+        *,
+        outputs: dict[str, Any],
+        message: str,
+        summary: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
         """Replace a finished step's outputs (and summary, details) without a new transition.
 
         For a later step that learned what the steps after it must use instead (a replacement
         instance): the step stays as it was, and one ``outputs.superseded`` event says why.
         The engine calls it (`Engine.supersede_outputs`); nothing else writes step state.
         """
-        self._write_step(run_id, name, {"outputs": outputs, "summary": summary, "details": details},
-                         event=OUTPUTS_SUPERSEDED, message=message, data={})
+        self._write_step(
+            run_id,
+            name,
+            {"outputs": outputs, "summary": summary, "details": details},
+            event=OUTPUTS_SUPERSEDED,
+            message=message,
+            data={},
+        )
 
-    def _write_step(self, run_id: str, name: str, values: dict[str, Any], *, event: str, message: str,
-                    data: dict[str, Any], clear_finished: bool = False) -> None:
+    def _write_step(
+        self,
+        run_id: str,
+        name: str,
+        values: dict[str, Any],
+        *,
+        event: str,
+        message: str,
+        data: dict[str, Any],
+        clear_finished: bool = False,
+    ) -> None:
         """Set the given step columns (None leaves one as it is) and log ``event``, in one transaction."""
         encode = {"summary": redact, "details": to_json, "outputs": to_json, "policy": to_json}
         given = {column: value for column, value in values.items() if value is not None}
@@ -256,7 +297,9 @@ class StateStore:
 
     # -- events ------------------------------------------------------------------------
 
-    def add_event(self, run_id: str | None, step: str | None, kind: str, message: str, data: dict[str, Any] | None = None) -> int:
+    def add_event(
+        self, run_id: str | None, step: str | None, kind: str, message: str, data: dict[str, Any] | None = None
+    ) -> int:
         with self._tx() as conn:
             return _insert_event(conn, run_id, step, kind, message, data or {})
 
@@ -290,7 +333,16 @@ class StateStore:
                 " ON CONFLICT(id) DO UPDATE SET state = excluded.state,"
                 " run_id = COALESCE(excluded.run_id, instances.run_id),"
                 " data = CASE WHEN excluded.data = '{}' THEN instances.data ELSE excluded.data END",
-                (instance_id, run_id, provider, instance_type, zone, state, launched_at or time.time(), to_json(data or {})),
+                (
+                    instance_id,
+                    run_id,
+                    provider,
+                    instance_type,
+                    zone,
+                    state,
+                    launched_at or time.time(),
+                    to_json(data or {}),
+                ),
             )
 
     def mark_instance_terminated(self, instance_id: str, reason: str) -> None:
@@ -301,7 +353,14 @@ class StateStore:
                 (time.time(), redact(reason), instance_id),
             )
             row = conn.execute("SELECT run_id FROM instances WHERE id = ?", (instance_id,)).fetchone()
-            _insert_event(conn, row[0] if row else None, None, "instance.terminated", f"{instance_id} terminated: {reason}", {"instance_id": instance_id})
+            _insert_event(
+                conn,
+                row[0] if row else None,
+                None,
+                "instance.terminated",
+                f"{instance_id} terminated: {reason}",
+                {"instance_id": instance_id},
+            )
 
     def instances(self, *, run_id: str | None = None, active_only: bool = False) -> list[InstanceRecord]:
         sql = "SELECT * FROM instances WHERE 1 = 1"
@@ -315,7 +374,12 @@ class StateStore:
         return [instance_from_row(r) for r in rows]
 
     def add_cost_sample(
-        self, instance_id: str, run_id: str | None, spot_usd_per_h: float, on_demand_usd_per_h: float | None, source: str
+        self,
+        instance_id: str,
+        run_id: str | None,
+        spot_usd_per_h: float,
+        on_demand_usd_per_h: float | None,
+        source: str,
     ) -> None:
         with self._tx() as conn:
             conn.execute(
@@ -329,7 +393,15 @@ class StateStore:
 
     # -- gates -------------------------------------------------------------------------
 
-    def add_gate(self, *, passed: bool, expires_at: float, feature_hash: str, model_hashes: dict[str, str], record: dict[str, Any]) -> int:
+    def add_gate(
+        self,
+        *,
+        passed: bool,
+        expires_at: float,
+        feature_hash: str,
+        model_hashes: dict[str, str],
+        record: dict[str, Any],
+    ) -> int:
         with self._tx() as conn:
             cur = conn.execute(
                 "INSERT INTO gates (created_at, expires_at, passed, feature_hash, model_hashes, record)"
@@ -374,11 +446,11 @@ class _Transaction:
                 raise self.store._corrupt(exc) from None
 
 
-def _insert_event(conn: sqlite3.Connection, run_id: str | None, step: str | None, kind: str, message: str, data: dict[str, Any]) -> int:
+def _insert_event(
+    conn: sqlite3.Connection, run_id: str | None, step: str | None, kind: str, message: str, data: dict[str, Any]
+) -> int:
     cur = conn.execute(
         "INSERT INTO events (run_id, step, ts, kind, message, data) VALUES (?, ?, ?, ?, ?, ?)",
         (run_id, step, time.time(), kind, redact(message), to_json(data)),
     )
     return int(cur.lastrowid or 0)
-
-

@@ -52,7 +52,8 @@ def catalog() -> StepCatalog:
     return dict(_REGISTRY)
 
 
-def load_checklist(name_or_path: str, *, profile: str = "sandbox",
-                   overrides: dict[str, Any] | None = None) -> _spec.ChecklistSpec:
+def load_checklist(
+    name_or_path: str, *, profile: str = "sandbox", overrides: dict[str, Any] | None = None
+) -> _spec.ChecklistSpec:
     """`console.checklist.spec.load_checklist` against the shipped steps."""
     return _spec.load_checklist(name_or_path, steps=catalog(), profile=profile, overrides=overrides)

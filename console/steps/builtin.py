@@ -31,8 +31,13 @@ class Command(Step):
     def run(self, ctx: StepContext) -> StepResult:
         try:
             proc = subprocess.Popen(
-                ctx.params.argv, cwd=ctx.run_dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                text=True, errors="replace", start_new_session=True,
+                ctx.params.argv,
+                cwd=ctx.run_dir,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                errors="replace",
+                start_new_session=True,
             )
         except OSError as exc:
             return StepResult.failed(f"cannot run {ctx.params.argv[0]!r}: {exc.strerror}")

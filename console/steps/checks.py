@@ -35,8 +35,11 @@ class Alignment(Step):
         bad = [r for r in results if not r.passed]
         if bad:
             return StepResult.failed("; ".join(r.summary for r in bad), details)
-        return StepResult.ok(f"{len(results)} symbols aligned", details,
-                             outputs=AlignmentOutputs(aligned=[r.symbol for r in results], **watch.outputs()))
+        return StepResult.ok(
+            f"{len(results)} symbols aligned",
+            details,
+            outputs=AlignmentOutputs(aligned=[r.symbol for r in results], **watch.outputs()),
+        )
 
 
 @register
@@ -55,15 +58,19 @@ class Dryrun(Step):
         outcome = dryrun(ctx.resources, ctx.state, ctx.params.symbols, models_dir(ctx.resources),
                          ctx.params.iterations, on_line=lambda line: ctx.log.info("%s", line), run_id=ctx.run_id,
                          step=ctx.step_name, watch=watch)  # fmt: skip
-        details = {"results": [r.to_dict() for r in outcome.results], "gate": outcome.record["reasons"],
-                   **watch.outputs()}
+        details = {
+            "results": [r.to_dict() for r in outcome.results],
+            "gate": outcome.record["reasons"],
+            **watch.outputs(),
+        }
         if not outcome.passed:
             reasons = outcome.record["reasons"]
-            failed = GateFailed(f"gate failed: {reasons[0]}", hint=f"{len(reasons)} reason(s); see `console gate status`")
+            failed = GateFailed(
+                f"gate failed: {reasons[0]}", hint=f"{len(reasons)} reason(s); see `console gate status`"
+            )
             ctx.log.error("%s", failed)
             # Not raised: the figures (and the seconds spent fetching) stay with the result.
             return StepResult.failed(str(failed), {**details, "exit_code": failed.exit_code})
         return StepResult.ok(f"gate passed for {', '.join(outcome.record['symbols'])}, expires in "
                              f"{ctx.settings.gate.expiry_hours:g} h", details,
                              outputs=DryrunOutputs(gate_id=outcome.record["id"], **watch.outputs()))  # fmt: skip
-

@@ -44,22 +44,35 @@ class Launch(Step):
             return f"nothing: the {p.backend} backend manages its own instances"
         res = ctx.resources
         where = "the sandbox" if res.sandboxed else f"{res.settings.cloud_provider} {res.settings.aws_region}"
-        return (f"launch a {p.instance_type} spot instance (else {p.alt_instance_type}) on {where}, "
-                f"budget ${p.budget_usd:.2f}, at most {p.max_runtime_hours:g}h; reuse the run's own if it exists")
+        return (
+            f"launch a {p.instance_type} spot instance (else {p.alt_instance_type}) on {where}, "
+            f"budget ${p.budget_usd:.2f}, at most {p.max_runtime_hours:g}h; reuse the run's own if it exists"
+        )
 
     def run(self, ctx: StepContext) -> StepResult:
         skipped = not_needed_by_backend(ctx, "launch")
         if skipped is not None:
             return skipped
         p = ctx.params
-        launched = ctx.instances.launch_for_run(ctx.run_id, instance_type=p.instance_type, alt_type=p.alt_instance_type,
-                                                budget_usd=p.budget_usd, max_runtime_hours=p.max_runtime_hours,
-                                                attempt=ctx.attempt)
+        launched = ctx.instances.launch_for_run(
+            ctx.run_id,
+            instance_type=p.instance_type,
+            alt_type=p.alt_instance_type,
+            budget_usd=p.budget_usd,
+            max_runtime_hours=p.max_runtime_hours,
+            attempt=ctx.attempt,
+        )
         o = launched.outputs
         rate = launched.rate
-        ctx.emit("instance.reused" if launched.reused else "instance.launched", launched.reason,
-                 instance_id=o.instance_id, instance_type=o.instance_type, zone=o.zone,
-                 spot_usd_per_hour=rate[0] if rate else None, source=rate[2] if rate else None)
+        ctx.emit(
+            "instance.reused" if launched.reused else "instance.launched",
+            launched.reason,
+            instance_id=o.instance_id,
+            instance_type=o.instance_type,
+            zone=o.zone,
+            spot_usd_per_hour=rate[0] if rate else None,
+            source=rate[2] if rate else None,
+        )
         if ctx.settings.watchdog.autostart:
             from console.watchdog import ensure_watchdog_running
 
@@ -69,8 +82,11 @@ class Launch(Step):
             except Exception as exc:  # noqa: BLE001 - the instance's own dead-man switch still guards it
                 ctx.log.warning("could not start the watchdog: %s", exc)
                 ctx.emit("watchdog.not_started", f"could not start the watchdog: {exc}")
-        return StepResult.ok(launched.summary(), details={"reason": launched.reason,
-                                                          "tried": [str(a) for a in launched.attempts]}, outputs=o)
+        return StepResult.ok(
+            launched.summary(),
+            details={"reason": launched.reason, "tried": [str(a) for a in launched.attempts]},
+            outputs=o,
+        )
 
 
 @register
@@ -90,9 +106,12 @@ class Terminate(Step):
         skipped = not_needed_by_backend(ctx, "terminate")
         if skipped is not None:
             return skipped
-        backend = ctx.resources.backend(ctx.params.backend, run_id=ctx.run_id, hosts=RunHosts(ctx), log=ctx.log,
-                                        should_stop=ctx.cancelled.is_set)
+        backend = ctx.resources.backend(
+            ctx.params.backend, run_id=ctx.run_id, hosts=RunHosts(ctx), log=ctx.log, should_stop=ctx.cancelled.is_set
+        )
         done = backend.release(ctx.run_id)
         if not done:
             return StepResult.ok("no instance of this run is running", outputs=TerminateOutputs())
-        return StepResult.ok(f"terminated {', '.join(done)} (confirmed)", outputs=TerminateOutputs(terminated=list(done)))
+        return StepResult.ok(
+            f"terminated {', '.join(done)} (confirmed)", outputs=TerminateOutputs(terminated=list(done))
+        )

@@ -35,8 +35,10 @@ class Sync(Step):
     Outputs = SyncOutputs
 
     def plan(self, ctx: StepContext) -> str:
-        return (f"send the training code and {len(ctx.params.symbols)} feature files to the instance "
-                f"(changed files only), check its Python and GPU, and write the run's lease there")
+        return (
+            f"send the training code and {len(ctx.params.symbols)} feature files to the instance "
+            f"(changed files only), check its Python and GPU, and write the run's lease there"
+        )
 
     def run(self, ctx: StepContext) -> StepResult:
         skipped = not_needed_by_backend(ctx, "sync")
@@ -46,8 +48,15 @@ class Sync(Step):
         if launched is None:
             raise StepFailed("no SSH coordinates for the instance", hint="run the launch step first")
         with ctx.resources.runner(launched) as runner:
-            done = ready_host(ctx.resources, runner, launched, run_id=ctx.run_id, symbols=list(ctx.params.symbols),
-                              log=ctx.log, cancelled=ctx.cancelled)
+            done = ready_host(
+                ctx.resources,
+                runner,
+                launched,
+                run_id=ctx.run_id,
+                symbols=list(ctx.params.symbols),
+                log=ctx.log,
+                cancelled=ctx.cancelled,
+            )
         return StepResult.ok(done.summary, details=done.details, outputs=done.outputs)
 
 
@@ -60,8 +69,10 @@ class Upload(Step):
     Outputs = UploadOutputs
 
     def plan(self, ctx: StepContext) -> str:
-        return (f"collect the trained artifacts through the {ctx.params.backend} backend and upload them with "
-                "sha256 and tags as a new version; move models/latest.json to it")
+        return (
+            f"collect the trained artifacts through the {ctx.params.backend} backend and upload them with "
+            "sha256 and tags as a new version; move models/latest.json to it"
+        )
 
     def run(self, ctx: StepContext) -> StepResult:
         trained = ctx.output_of("train", TrainOutputs)
@@ -69,21 +80,28 @@ class Upload(Step):
         if not refs:
             # No train step output (trained by hand, or an older run): the run's host holds the artifacts.
             refs = [JobRef(ctx.params.backend, f"train-{ctx.run_id}", f"train-{ctx.run_id}", ctx.run_id)]
-        backend = ctx.resources.backend(ctx.params.backend, run_id=ctx.run_id, hosts=RunHosts(ctx), log=ctx.log,
-                                        should_stop=ctx.cancelled.is_set)
+        backend = ctx.resources.backend(
+            ctx.params.backend, run_id=ctx.run_id, hosts=RunHosts(ctx), log=ctx.log, should_stop=ctx.cancelled.is_set
+        )
         last = None
         for n, ref in enumerate(refs):
             staging = Path(ctx.run_dir) / f"artifacts-{ctx.attempt}-{n}"
             if staging.exists():
                 shutil.rmtree(staging)
             last = backend.collect(ref, staging)
-            ctx.emit("artifacts.uploaded", f"version {last.version}", version=last.version, files=last.files,
-                     bytes=last.bytes)
+            ctx.emit(
+                "artifacts.uploaded",
+                f"version {last.version}",
+                version=last.version,
+                files=last.files,
+                bytes=last.bytes,
+            )
         assert last is not None
         return StepResult.ok(
             f"uploaded {last.files} files ({last.bytes / (1 << 20):.1f} MiB) as version {last.version} to "
             f"{last.where}; latest points at it",
-            outputs=UploadOutputs(version=last.version, store=last.where, files=last.files))
+            outputs=UploadOutputs(version=last.version, store=last.where, files=last.files),
+        )
 
 
 @register
@@ -102,5 +120,6 @@ class Download(Step):
         version = uploaded.version if uploaded is not None else "latest"
         paths = ctx.resources.paths
         placed = place_version(ctx.resources.artifact_store(), version, paths.models, paths.downloads)
-        return StepResult.ok(f"downloaded version {placed.version} ({placed.files} files) into {paths.models}",
-                             outputs=placed)
+        return StepResult.ok(
+            f"downloaded version {placed.version} ({placed.files} files) into {paths.models}", outputs=placed
+        )

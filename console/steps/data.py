@@ -32,7 +32,11 @@ class Fetch(Step):
         start, end = fetch_range(p.days, None, None)
         try:
             outcome = fetch_all(
-                ctx.resources, p.symbols, p.timeframes, start, end,
+                ctx.resources,
+                p.symbols,
+                p.timeframes,
+                start,
+                end,
                 fundamentals=p.fundamentals,
                 progress=lambda label, d, t: ctx.progress(d, t, label),
                 cancelled=ctx.cancelled,
@@ -44,12 +48,16 @@ class Fetch(Step):
         store = CandleStore(ctx.resources.paths.data)
         gaps = {f"{r.symbol} {r.timeframe}": store.gap_report(r.symbol, r.timeframe).summary() for r in outcome.reports}
         disagreements = [c.summary() for c in outcome.checks if not c.ok]
-        details = {"gaps": gaps, "resample_checks": [c.summary() for c in outcome.checks],
-                   "fundamentals_rows": outcome.fundamentals_rows}
+        details = {
+            "gaps": gaps,
+            "resample_checks": [c.summary() for c in outcome.checks],
+            "fundamentals_rows": outcome.fundamentals_rows,
+        }
         if disagreements:
             return StepResult.failed("higher timeframes disagree with 1m candles: " + "; ".join(disagreements), details)
-        return StepResult.ok(outcome.summary(), details,
-                             outputs=FetchOutputs(candles=sum(r.candles for r in outcome.reports)))
+        return StepResult.ok(
+            outcome.summary(), details, outputs=FetchOutputs(candles=sum(r.candles for r in outcome.reports))
+        )
 
 
 @register
@@ -93,4 +101,6 @@ class VerifyCounts(Step):
             return StepResult.failed(
                 "feature counts differ: " + "; ".join(f"{r.symbol}: {r.problem}" for r in bad), {"table": table}
             )
-        return StepResult.ok("feature counts match: " + ", ".join(f"{r.symbol} {r.found}" for r in rows), {"table": table})
+        return StepResult.ok(
+            "feature counts match: " + ", ".join(f"{r.symbol} {r.found}" for r in rows), {"table": table}
+        )

@@ -47,8 +47,18 @@ FAMILY = "lstm"
 """The model family the retrain checklist trains (`training.families`)."""
 MODEL_SHAPE = ("hidden_size", "num_layers", "sample_stride", "weight_decay")
 """Training settings a checklist may set; unset ones keep the trainer's defaults."""
-TABLE_COLUMNS = ["symbol", "state", "epochs", "accuracy", "majority", "last move", "AUC", "net after cost",
-                 "champion", "why"]
+TABLE_COLUMNS = [
+    "symbol",
+    "state",
+    "epochs",
+    "accuracy",
+    "majority",
+    "last move",
+    "AUC",
+    "net after cost",
+    "champion",
+    "why",
+]
 
 
 def is_this_machine(host: str) -> bool:
@@ -82,8 +92,13 @@ def job_params(ctx: StepContext) -> dict[str, Any]:
     p = ctx.params
     settings = ctx.settings
     return {
-        "train": {"epochs": p.epochs, "window": p.window, "horizon": p.horizon, "threshold": p.threshold,
-                  **{k: getattr(p, k) for k in MODEL_SHAPE if getattr(p, k) is not None}},
+        "train": {
+            "epochs": p.epochs,
+            "window": p.window,
+            "horizon": p.horizon,
+            "threshold": p.threshold,
+            **{k: getattr(p, k) for k in MODEL_SHAPE if getattr(p, k) is not None},
+        },
         "costs": settings.training.costs,
         "gates": settings.training.promotion_gates,
         "features": {"multi_timeframe_symbols": list(settings.features.multi_timeframe_symbols)},
@@ -94,9 +109,14 @@ def job_params(ctx: StepContext) -> dict[str, Any]:
 def job_specs(ctx: StepContext, backend: TrainingBackend) -> list[JobSpec]:
     """One job for every symbol when the backend runs arrays, else one job per symbol."""
     p = ctx.params
-    common: dict[str, Any] = {"run_id": ctx.run_id, "family": FAMILY, "params": job_params(ctx),
-                              "instance_type": p.instance_type, "max_runtime_s": int(p.max_runtime_hours * 3600),
-                              "tags": {"run-id": ctx.run_id}}
+    common: dict[str, Any] = {
+        "run_id": ctx.run_id,
+        "family": FAMILY,
+        "params": job_params(ctx),
+        "instance_type": p.instance_type,
+        "max_runtime_s": int(p.max_runtime_hours * 3600),
+        "tags": {"run-id": ctx.run_id},
+    }
     if BackendCapability.RUNS_ARRAYS in backend.capabilities:
         return [JobSpec(name=f"train-{ctx.run_id}", units=tuple(p.symbols), array_size=len(p.symbols), **common)]
     return [JobSpec(name=f"train-{ctx.run_id}-{s.lower()}", units=(s,), **common) for s in p.symbols]
@@ -117,10 +137,14 @@ class Train(Step):
         if BackendCapability.MANAGES_INSTANCES not in capabilities:
             where += ", on the leased instance, following its log"
         if BackendCapability.RECOVERS_SPOT in capabilities and BackendCapability.MANAGES_INSTANCES not in capabilities:
-            where += (f"; checkpoints copied off the host each epoch, up to {p.max_relaunches} replacement "
-                      "instance(s) if the host is lost")
-        return (f"train {len(p.symbols)} per-coin LSTMs ({p.epochs} epochs, window {p.window}, horizon {p.horizon}, "
-                f"{p.mode} up to {p.max_concurrent} at once) {where}")
+            where += (
+                f"; checkpoints copied off the host each epoch, up to {p.max_relaunches} replacement "
+                "instance(s) if the host is lost"
+            )
+        return (
+            f"train {len(p.symbols)} per-coin LSTMs ({p.epochs} epochs, window {p.window}, horizon {p.horizon}, "
+            f"{p.mode} up to {p.max_concurrent} at once) {where}"
+        )
 
     def preflight(self, ctx: StepContext) -> None:
         if BackendCapability.MANAGES_INSTANCES in backend_class(ctx.params.backend).capabilities:
@@ -136,8 +160,9 @@ class Train(Step):
             )
         synced = ctx.output_of("sync", SyncOutputs)
         if synced is None or not synced.lease_path:
-            raise GuardRefused("refusing to train locally: the instance holds no lease for this run",
-                               hint="run the sync step first")
+            raise GuardRefused(
+                "refusing to train locally: the instance holds no lease for this run", hint="run the sync step first"
+            )
         if not ctx.settings.is_sandbox and synced.host_kind == "static":
             from training.guard import machine_id
 
@@ -146,10 +171,23 @@ class Train(Step):
 
     def run(self, ctx: StepContext) -> StepResult:
         p = ctx.params
-        backend = ctx.resources.backend(p.backend, run_id=ctx.run_id, hosts=RunHosts(ctx, max_replacements=p.max_relaunches),
-                                        log=ctx.log, should_stop=ctx.cancelled.is_set)
-        prepared = backend.prepare(RunPlan(ctx.run_id, p.instance_type, (p.alt_instance_type,), p.budget_usd,
-                                           int(p.max_runtime_hours * 3600), units=tuple(p.symbols)))
+        backend = ctx.resources.backend(
+            p.backend,
+            run_id=ctx.run_id,
+            hosts=RunHosts(ctx, max_replacements=p.max_relaunches),
+            log=ctx.log,
+            should_stop=ctx.cancelled.is_set,
+        )
+        prepared = backend.prepare(
+            RunPlan(
+                ctx.run_id,
+                p.instance_type,
+                (p.alt_instance_type,),
+                p.budget_usd,
+                int(p.max_runtime_hours * 3600),
+                units=tuple(p.symbols),
+            )
+        )
         ctx.log.info("%s", prepared.summary)
         rows: dict[str, list[Any]] = {}
         on_event = _Progress(ctx, rows)
@@ -166,10 +204,14 @@ class Train(Step):
                     raise Interrupted(f"step {ctx.step_name} was cancelled")
             if status.phase is not JobPhase.SUCCEEDED:
                 if status.secondary == GUARD_REFUSED:
-                    raise GuardRefused(status.reason, hint="the lease is missing, expired or for another host; rerun sync")
+                    raise GuardRefused(
+                        status.reason, hint="the lease is missing, expired or for another host; rerun sync"
+                    )
                 table = _table(rows)
-                return StepResult.failed(status.reason or f"training job {ref.name} {status.phase.value}",
-                                         details={"table": table, "job": status.secondary})
+                return StepResult.failed(
+                    status.reason or f"training job {ref.name} {status.phase.value}",
+                    details={"table": table, "job": status.secondary},
+                )
         leased = BackendCapability.MANAGES_INSTANCES not in backend.capabilities
         relaunches = ctx.instances.replacements(ctx.run_id) if leased else 0
         launched = ctx.output_of("launch", LaunchOutputs)
@@ -179,7 +221,8 @@ class Train(Step):
         return StepResult.ok(
             f"trained {trained} of {len(p.symbols)} symbols in {seconds:.0f}s{on}; {promoted} promoted to champion",
             details={"table": _table(rows), "relaunches": relaunches},
-            outputs=TrainOutputs(backend=p.backend, jobs=[r.to_dict() for r in refs], relaunches=relaunches))
+            outputs=TrainOutputs(backend=p.backend, jobs=[r.to_dict() for r in refs], relaunches=relaunches),
+        )
 
 
 class _Progress:
@@ -198,21 +241,35 @@ class _Progress:
             data = dict(event.data)
             ctx.emit("train.progress", event.message, **data)
             self.epochs[event.unit] = int(data.get("epoch") or 0)
-            ctx.progress(sum(self.epochs.values()), p.epochs * len(p.symbols), f"{event.unit} epoch {data.get('epoch')}")
+            ctx.progress(
+                sum(self.epochs.values()), p.epochs * len(p.symbols), f"{event.unit} epoch {data.get('epoch')}"
+            )
         elif event.kind == "state":
             what = str(event.data.get("what") or "state")
             ctx.log.warning("%s", event.message)
             ctx.emit(f"instance.{what}", event.message, **{k: v for k, v in event.data.items() if k != "what"})
         elif event.kind == "done":
             d = event.data
-            self.rows[event.unit] = [event.unit, d.get("state"), d.get("epochs"), d.get("accuracy"), d.get("majority"),
-                                     d.get("last_move"), d.get("auc"), d.get("net_return"),
-                                     "yes" if d.get("promoted") else "no", d.get("why") or ""]
+            self.rows[event.unit] = [
+                event.unit,
+                d.get("state"),
+                d.get("epochs"),
+                d.get("accuracy"),
+                d.get("majority"),
+                d.get("last_move"),
+                d.get("auc"),
+                d.get("net_return"),
+                "yes" if d.get("promoted") else "no",
+                d.get("why") or "",
+            ]
         elif event.kind == "error":
             ctx.log.warning("%s: %s", event.unit, event.message)
 
 
 def _table(rows: dict[str, list[Any]]) -> dict[str, Any]:
     """Per-symbol test metrics against the two baselines, for the run summary."""
-    return {"title": "per-symbol test metrics (model against baselines)", "columns": TABLE_COLUMNS,
-            "rows": list(rows.values())}
+    return {
+        "title": "per-symbol test metrics (model against baselines)",
+        "columns": TABLE_COLUMNS,
+        "rows": list(rows.values()),
+    }

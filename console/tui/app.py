@@ -70,10 +70,14 @@ class OperatorApp(RunViewer):
             return
         step = self._main.query_one(ChecklistPane).selected
         assert step is not None
-        self._confirm_drive(f"Retry {step.name} (attempt {step.attempt + 1})", [step.name], {"only": step.name}, "Retry")
+        self._confirm_drive(
+            f"Retry {step.name} (attempt {step.attempt + 1})", [step.name], {"only": step.name}, "Retry"
+        )
 
     def _confirm_drive(self, title: str, names: list[str], selection: dict[str, Any], label: str) -> None:
-        instance_type = str((self.spec.params if self.spec else {}).get("instance_type") or self.settings.cloud.instance_type)
+        instance_type = str(
+            (self.spec.params if self.spec else {}).get("instance_type") or self.settings.cloud.instance_type
+        )
         cost = run_cost(names, settings=self.settings, instance_type=instance_type, active=self._active_instances())
 
         def answered(yes: bool | None) -> None:
@@ -103,7 +107,9 @@ class OperatorApp(RunViewer):
                 self._engine.cancelled.set()
 
         self.push_screen(
-            ConfirmModal("Cancel the running step", "The running step is stopped; the run can be resumed later.", "Cancel step"),
+            ConfirmModal(
+                "Cancel the running step", "The running step is stopped; the run can be resumed later.", "Cancel step"
+            ),
             answered,
         )
 
@@ -126,8 +132,7 @@ class OperatorApp(RunViewer):
         gate_id = self.gate.gate_id
         assert gate_id is not None
         body = (
-            f"Models checked by gate pass #{gate_id} start trading with real money at the exchange. "
-            f"{self.gate.reason}."
+            f"Models checked by gate pass #{gate_id} start trading with real money at the exchange. {self.gate.reason}."
         )
 
         def answered(yes: bool | None) -> None:
@@ -227,7 +232,9 @@ class OperatorApp(RunViewer):
     def on_drive_finished(self, message: DriveFinished) -> None:
         outcome = message.outcome
         where = f" at {outcome.failed_step}: {outcome.message}" if outcome.failed_step else f": {outcome.message}"
-        severity = {"succeeded": "information", "paused": "information", "blocked": "warning"}.get(outcome.status, "error")
+        severity = {"succeeded": "information", "paused": "information", "blocked": "warning"}.get(
+            outcome.status, "error"
+        )
         self.notify(f"run {outcome.run_id} {outcome.status}{where}", severity=severity)  # type: ignore[arg-type]
 
     @while_on_screen

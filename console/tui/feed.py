@@ -157,7 +157,8 @@ class RunFeed:
         cost = run_cost_figures(self.store, self.settings, run.id, now=self.clock()) if run and instances else None
         gate_row = self.store.latest_gate()
         gate = _row(gate_row) if gate_row is not None else None
-        from console.checklist.engine import RunLock, run_dir  # the engine (pydantic) loads in the feed thread
+        from console.checklist.engine import run_dir  # the engine (pydantic) loads in the feed thread
+        from console.checklist.lock import RunLock
 
         held = run is not None and RunLock.is_held(run_dir(self.settings, run.id))
         watchdog = None
@@ -173,7 +174,11 @@ class RunFeed:
         if self.gate_verifier is None or gate is None or not gate.get("passed"):
             return None
         now = time.monotonic()
-        if self._verified is not None and self._verified[0] == gate.get("id") and now - self._verified[1] < VERIFY_EVERY_S:
+        if (
+            self._verified is not None
+            and self._verified[0] == gate.get("id")
+            and now - self._verified[1] < VERIFY_EVERY_S
+        ):
             return self._verified[2]
         try:
             self.gate_verifier()
@@ -224,7 +229,7 @@ class RunFeed:
             start = data.rfind(b"\n", 0, start) if start > 0 else -1
             if start < 0:
                 break
-        lines = data[start + 1:-1].decode("utf-8", "replace").split("\n")
+        lines = data[start + 1 : -1].decode("utf-8", "replace").split("\n")
         self.dropped_lines += count - len(lines)
         return lines
 

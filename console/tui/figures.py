@@ -94,7 +94,11 @@ def run_cost_figures(store: StateStore, settings: Settings, run_id: str, *, now:
     if not records:
         return None
     lines = [instance_cost(store, r, now=now) for r in records]
-    live = [(r, line) for r, line in zip(records, lines, strict=True) if line.live and r.state not in ("terminated", "shutting-down")]
+    live = [
+        (r, line)
+        for r, line in zip(records, lines, strict=True)
+        if line.live and r.state not in ("terminated", "shutting-down")
+    ]
     record, line = (live or list(zip(records, lines, strict=True)))[-1]
     sandbox = settings.is_sandbox or record.provider == "sandbox" or "sandbox" in line.source
     return CostFigures(
@@ -143,7 +147,12 @@ def gate_status(row: Mapping[str, Any] | None, *, now: float, refusal: str | Non
 
 
 def watchdog_label(
-    running: bool | None, last_pass_at: float | None, *, now: float, interval_s: float, last_event_at: float | None = None
+    running: bool | None,
+    last_pass_at: float | None,
+    *,
+    now: float,
+    interval_s: float,
+    last_event_at: float | None = None,
 ) -> str:
     """``watchdog: ok (last pass 4s ago)``, ``watchdog: NOT RUNNING``, ...
 

@@ -23,7 +23,9 @@ def opening_outlines() -> list[Widget]:
             Vertical(_outline("gpu", GpuPane.BORDER_TITLE), _outline("cost", CostPane.BORDER_TITLE), id="side"),
             id="top",
         ),
-        Horizontal(_outline("logs", LogPane.BORDER_TITLE), _outline("training", TrainingView.BORDER_TITLE), id="bottom"),
+        Horizontal(
+            _outline("logs", LogPane.BORDER_TITLE), _outline("training", TrainingView.BORDER_TITLE), id="bottom"
+        ),
     ]
 
 

@@ -68,7 +68,7 @@ class LogPane(Vertical):
         count = max(read or 0, len(lines))
         self.total_lines += count
         follow = self.following
-        kept = lines[-self.cap:] if len(lines) > self.cap else lines
+        kept = lines[-self.cap :] if len(lines) > self.cap else lines
         self.log_widget.write_lines(kept, scroll_end=follow)
         if not follow:
             self.new_lines += count

@@ -77,7 +77,9 @@ class SpecLoaded(Message):
 class StateOpened(Message):
     """The opener's settings, store and run (or the error that stopped it)."""
 
-    def __init__(self, opened: "tuple[Settings, StateStore, str | None] | None", error: BaseException | None = None) -> None:
+    def __init__(
+        self, opened: "tuple[Settings, StateStore, str | None] | None", error: BaseException | None = None
+    ) -> None:
         super().__init__()
         self.opened = opened
         self.error = error

@@ -127,7 +127,10 @@ class RunPicker(ModalScreen["str | None"]):
             if not self.runs:
                 yield Static("no runs yet: start one with `console tui --checklist retrain`", classes="dialog-body")
             yield OptionList(
-                *[Option(f"{r.id}  {r.checklist:<10} {r.profile:<7} {r.status:<9} {r.summary[:40]}", id=r.id) for r in self.runs],
+                *[
+                    Option(f"{r.id}  {r.checklist:<10} {r.profile:<7} {r.status:<9} {r.summary[:40]}", id=r.id)
+                    for r in self.runs
+                ],
                 id="runs",
             )
 

@@ -29,8 +29,13 @@ STATE_STYLE = {
     "blocked": "yellow",
 }
 STATE_MARK = {
-    "pending": "·", "running": "▶", "succeeded": "✓", "failed": "✗",
-    "skipped": "↷", "cancelled": "■", "blocked": "⊘",
+    "pending": "·",
+    "running": "▶",
+    "succeeded": "✓",
+    "failed": "✗",
+    "skipped": "↷",
+    "cancelled": "■",
+    "blocked": "⊘",
 }
 
 HISTORY = 150

@@ -63,8 +63,13 @@ def gpu_reading_from_event(data: Mapping[str, Any]) -> Reading:
 
     used, total = num("mem_used_mib", "gpu_mem_used_mib"), num("mem_total_mib", "gpu_mem_total_mib")
     if data.get("kind") == "cpu":  # the instance has no GPU: its CPU, labelled as such
-        return Reading("cpu", util_pct=num("cpu_pct"), mem_pct=(100.0 * used / total) if used is not None and total else None,
-                       mem_used_mib=used, mem_total_mib=total)
+        return Reading(
+            "cpu",
+            util_pct=num("cpu_pct"),
+            mem_pct=(100.0 * used / total) if used is not None and total else None,
+            mem_used_mib=used,
+            mem_total_mib=total,
+        )
     return Reading(
         "gpu",
         util_pct=num("util_pct", "gpu_util_pct"),
@@ -81,11 +86,23 @@ def reading_from_remote(host: Any) -> Reading:
     if host.kind == "gpu" and host.gpus:
         gpu = host.gpus[0]
         used, total = gpu.memory_used_mib, gpu.memory_total_mib
-        return Reading("gpu", util_pct=gpu.utilization_pct, mem_pct=(100.0 * used / total) if used is not None and total else None,
-                       mem_used_mib=used, mem_total_mib=total, temp_c=gpu.temperature_c, power_w=gpu.power_w)
+        return Reading(
+            "gpu",
+            util_pct=gpu.utilization_pct,
+            mem_pct=(100.0 * used / total) if used is not None and total else None,
+            mem_used_mib=used,
+            mem_total_mib=total,
+            temp_c=gpu.temperature_c,
+            power_w=gpu.power_w,
+        )
     used, total = host.memory_used_mib, host.memory_total_mib
-    return Reading("cpu", util_pct=host.cpu_pct, mem_pct=(100.0 * used / total) if used is not None and total else None,
-                   mem_used_mib=used, mem_total_mib=total)
+    return Reading(
+        "cpu",
+        util_pct=host.cpu_pct,
+        mem_pct=(100.0 * used / total) if used is not None and total else None,
+        mem_used_mib=used,
+        mem_total_mib=total,
+    )
 
 
 def reading_label(reading: Reading | None, *, sandbox: bool) -> str:

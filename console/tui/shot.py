@@ -46,8 +46,14 @@ def shareable(svg: str, home: Path | None = None) -> str:
     return text
 
 
-def save_screenshot(app: OperatorApp, path: Path, size: tuple[int, int], *, readings: int = READINGS,
-                    timeout_s: float = SETTLE_TIMEOUT_S) -> Path:
+def save_screenshot(
+    app: OperatorApp,
+    path: Path,
+    size: tuple[int, int],
+    *,
+    readings: int = READINGS,
+    timeout_s: float = SETTLE_TIMEOUT_S,
+) -> Path:
     """Run ``app`` headless at ``size`` until it has settled (``readings`` hardware readings
     taken), save its screen as SVG at ``path``.
 
@@ -70,8 +76,10 @@ def save_screenshot(app: OperatorApp, path: Path, size: tuple[int, int], *, read
     if app.open_error is not None:
         raise app.open_error
     if not shots:
-        raise ConsoleError(f"the screen did not fill in within {timeout_s:.0f} s; nothing saved",
-                           hint="try again, or open `console tui` to see what it waits for")
+        raise ConsoleError(
+            f"the screen did not fill in within {timeout_s:.0f} s; nothing saved",
+            hint="try again, or open `console tui` to see what it waits for",
+        )
     with atomic_path(path) as tmp:
         tmp.write_text(shareable(shots[0]), encoding="utf-8")
     return path

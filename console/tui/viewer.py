@@ -242,8 +242,15 @@ class RunViewer(App[None]):
         self._feed_id += 1
         if self.run_id is not None:
             self.load_spec(self.run_id, self._feed_id)
-        self._feed = RunFeed(self.store, self.settings, self.run_id, keep_lines=self.log_cap, clock=self.clock,
-                             gate_verifier=self.gate_verifier, watchdog_status=self.watchdog_status)
+        self._feed = RunFeed(
+            self.store,
+            self.settings,
+            self.run_id,
+            keep_lines=self.log_cap,
+            clock=self.clock,
+            gate_verifier=self.gate_verifier,
+            watchdog_status=self.watchdog_status,
+        )
         self.follow(self._feed, self._feed_id)
 
     @work(thread=True, group="spec", exclusive=True, exit_on_error=False)
@@ -255,7 +262,9 @@ class RunViewer(App[None]):
         try:
             if run is None:
                 raise ConsoleError(f"no run {run_id!r}")
-            self.post_message(SpecLoaded(feed_id, load_checklist(run.checklist_path, profile=run.profile, overrides=run.params)))
+            self.post_message(
+                SpecLoaded(feed_id, load_checklist(run.checklist_path, profile=run.profile, overrides=run.params))
+            )
         except Exception as exc:  # noqa: BLE001 - the run is then followed only, and the reason shown
             self.post_message(SpecLoaded(feed_id, None, one_line(exc)))
 
@@ -372,8 +381,11 @@ class RunViewer(App[None]):
         parts = [f"profile {self.settings.profile}"]
         view = snap.watchdog if snap else None
         watchdog = watchdog_label(
-            view.running if view else None, view.last_pass_at if view else None, now=self.clock(),
-            interval_s=self.settings.watchdog.interval_s, last_event_at=self.watchdog_seen_at,
+            view.running if view else None,
+            view.last_pass_at if view else None,
+            now=self.clock(),
+            interval_s=self.settings.watchdog.interval_s,
+            last_event_at=self.watchdog_seen_at,
         )
         if run is None:
             parts += ["no run", watchdog]
@@ -401,11 +413,19 @@ class RunViewer(App[None]):
         """The screen's state for the rules of `console.tui.policy`."""
         snap = self.snapshot
         selected = self._main.query_one(ChecklistPane).selected if self.main_up else None
-        return View(opened=self.opened, run=snap.run if snap else None, steps=snap.steps if snap else [],
-                    spec_loaded=self.spec is not None, spec_error=self._spec_error, driving=self.driving,
-                    driven_elsewhere=bool(snap and snap.driven_elsewhere_or_here), selected=selected,
-                    active_instances=self._active_instances(), gate_passed=self.gate.passed,
-                    gate_reason=self.gate.reason)
+        return View(
+            opened=self.opened,
+            run=snap.run if snap else None,
+            steps=snap.steps if snap else [],
+            spec_loaded=self.spec is not None,
+            spec_error=self._spec_error,
+            driving=self.driving,
+            driven_elsewhere=bool(snap and snap.driven_elsewhere_or_here),
+            selected=selected,
+            active_instances=self._active_instances(),
+            gate_passed=self.gate.passed,
+            gate_reason=self.gate.reason,
+        )
 
     def _refusal(self, action: str) -> str | None:
         """Why ``action`` cannot be done now (one line), or None when it can."""

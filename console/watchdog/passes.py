@@ -81,7 +81,9 @@ class Watchdog:
         self._provider = provider if provider is not None else (lambda: resources.provider(start_sandbox=False))
         self.clock = clock
         w = self.settings.watchdog
-        self.confirm_timeout_s = confirm_timeout_s if confirm_timeout_s is not None else min(120.0, max(10.0, 4 * w.interval_s))
+        self.confirm_timeout_s = (
+            confirm_timeout_s if confirm_timeout_s is not None else min(120.0, max(10.0, 4 * w.interval_s))
+        )
         self.retry_pause_s = retry_pause_s
         self.readings = readings or default_readings(resources, store)
         self.directory = resources.paths.watchdog
@@ -137,9 +139,14 @@ class Watchdog:
         report.took_s = self.clock() - report.started_at
         self.last_report = report
         status = {
-            "pid": os.getpid(), "last_pass_at": report.started_at, "took_s": round(report.took_s, 3),
-            "seen": report.seen, "terminated": report.terminated, "failed": report.failed,
-            "waiting_for_upload": report.waiting_for_upload, "error": report.error,
+            "pid": os.getpid(),
+            "last_pass_at": report.started_at,
+            "took_s": round(report.took_s, 3),
+            "seen": report.seen,
+            "terminated": report.terminated,
+            "failed": report.failed,
+            "waiting_for_upload": report.waiting_for_upload,
+            "error": report.error,
             "interval_s": self.settings.watchdog.interval_s,
             "verdicts": [asdict(v) for v in report.verdicts],
         }
@@ -159,8 +166,14 @@ class Watchdog:
             if run_id is None:
                 data["orphan_run_tag"] = inst.run_id or ""
             self.store.upsert_instance(
-                inst.id, run_id=run_id, provider=provider.name, state=inst.state, instance_type=inst.instance_type,
-                zone=inst.zone, launched_at=_launched_ts(inst, now), data=data,
+                inst.id,
+                run_id=run_id,
+                provider=provider.name,
+                state=inst.state,
+                instance_type=inst.instance_type,
+                zone=inst.zone,
+                launched_at=_launched_ts(inst, now),
+                data=data,
             )
 
     def _record_rates(self, provider: "Provider", live: list["Instance"], now: float) -> None:
@@ -188,9 +201,14 @@ class Watchdog:
             self._priced_at[inst.id] = now
             if first:
                 with contextlib.suppress(Exception):
-                    self.relay.announce_launch(inst.id, instance_type=inst.instance_type, zone=inst.zone,
-                                               rate_usd_per_h=spot, source=source,
-                                               run_id=record.run_id if record else inst.run_id)
+                    self.relay.announce_launch(
+                        inst.id,
+                        instance_type=inst.instance_type,
+                        zone=inst.zone,
+                        rate_usd_per_h=spot,
+                        source=source,
+                        run_id=record.run_id if record else inst.run_id,
+                    )
 
     def _judge(self, live: list["Instance"], now: float) -> list[Verdict]:
         """The first rule each live (or stopped) instance of ours breaks (`console.watchdog.rules`)."""
@@ -207,8 +225,9 @@ class Watchdog:
         # Another operator's console on the same account tags its instances with its own
         # owner: those are not ours to judge (their own watchdog does), orphans included.
         owner = self.settings.cloud.owner
-        candidates = [i for i in live if i.state not in ("shutting-down", "terminated")
-                      and i.tags.get("owner", owner) == owner]
+        candidates = [
+            i for i in live if i.state not in ("shutting-down", "terminated") and i.tags.get("owner", owner) == owner
+        ]
         breach_for = self._budgets([i.id for i in candidates], now)
         verdicts = []
         for inst in candidates:
@@ -219,15 +238,21 @@ class Watchdog:
             run = run_of(run_id)
             launched = _launched_ts(inst, record.launched_at if record else None) or now
             facts = Facts(
-                inst.id, run, inst.run_id, launched,
+                inst.id,
+                run,
+                inst.run_id,
+                launched,
                 max_runtime_minutes(inst.tags.get("max-runtime-minutes"), run, self.settings.max_runtime_hours)
-                if run is not None else float("inf"),
-                budget_reason=breach_for.get(inst.id))
+                if run is not None
+                else float("inf"),
+                budget_reason=breach_for.get(inst.id),
+            )
             verdict = first_rule(facts, now, self.settings.watchdog)
             if verdict is None and run is not None:
                 # Idleness costs a reading (maybe over SSH): asked only when nothing else decided.
-                verdict = first_rule(replace(facts, idle_s=self._idle_for(inst, run.id, now)), now,
-                                     self.settings.watchdog)
+                verdict = first_rule(
+                    replace(facts, idle_s=self._idle_for(inst, run.id, now)), now, self.settings.watchdog
+                )
             if verdict is not None:
                 verdicts.append(verdict)
         return verdicts
@@ -241,10 +266,18 @@ class Watchdog:
             key = f"{breach.kind}:{breach.subject}"
             if key not in self._budget_told:
                 self._budget_told.add(key)
-                self.store.add_event(breach.subject if breach.kind == "run" else None, None, "budget.reached",
-                                     breach.reason, {"kind": breach.kind, "spent_usd": round(breach.spent_usd, 4),
-                                                     "limit_usd": breach.limit_usd,
-                                                     "instance_ids": list(breach.instance_ids)})
+                self.store.add_event(
+                    breach.subject if breach.kind == "run" else None,
+                    None,
+                    "budget.reached",
+                    breach.reason,
+                    {
+                        "kind": breach.kind,
+                        "spent_usd": round(breach.spent_usd, 4),
+                        "limit_usd": breach.limit_usd,
+                        "instance_ids": list(breach.instance_ids),
+                    },
+                )
         return breach_for
 
     def _idle_for(self, inst: "Instance", run_id: str, now: float) -> float | None:
@@ -269,23 +302,35 @@ class Watchdog:
         grace = self.settings.watchdog.upload_grace_s
         reason = verdict.reason
         run_id = verdict.run_id
-        if verdict.rule != "orphan" and run_id and models_pending_upload(self.store.steps(run_id),
-                                                                          self.store.events(run_id)):
+        if (
+            verdict.rule != "orphan"
+            and run_id
+            and models_pending_upload(self.store.steps(run_id), self.store.events(run_id))
+        ):
             since = self._grace_since.get(verdict.instance_id)
             if since is None:
                 self._grace_since[verdict.instance_id] = now
-                self.store.add_event(run_id, None, "watchdog.awaiting_upload",
-                                     f"{verdict.instance_id} must go ({reason}); waiting up to {grace:g}s "
-                                     "for its models to be uploaded first",
-                                     {"instance_id": verdict.instance_id, "rule": verdict.rule})
+                self.store.add_event(
+                    run_id,
+                    None,
+                    "watchdog.awaiting_upload",
+                    f"{verdict.instance_id} must go ({reason}); waiting up to {grace:g}s "
+                    "for its models to be uploaded first",
+                    {"instance_id": verdict.instance_id, "rule": verdict.rule},
+                )
                 since = now
             if now - since < grace:
                 report.waiting_for_upload.append(verdict.instance_id)
                 return
             reason += f"; models still not uploaded after {grace:g}s"
         if verdict.instance_id not in self._failures:
-            self.store.add_event(run_id, None, "watchdog.terminate", f"terminating {verdict.instance_id}: {reason}",
-                                 {"instance_id": verdict.instance_id, "rule": verdict.rule})
+            self.store.add_event(
+                run_id,
+                None,
+                "watchdog.terminate",
+                f"terminating {verdict.instance_id}: {reason}",
+                {"instance_id": verdict.instance_id, "rule": verdict.rule},
+            )
         if self._terminate_confirmed(instances, verdict, reason):
             report.terminated.append(verdict.instance_id)
         else:
@@ -297,8 +342,9 @@ class Watchdog:
         error = ""
         for attempt in range(3):
             try:
-                ended = instances.terminate(iid, reason=f"watchdog ({verdict.rule}): {reason}",
-                                            timeout_s=self.confirm_timeout_s)
+                ended = instances.terminate(
+                    iid, reason=f"watchdog ({verdict.rule}): {reason}", timeout_s=self.confirm_timeout_s
+                )
                 if ended.confirmed:
                     self._failures.pop(iid, None)
                     self._grace_since.pop(iid, None)
@@ -313,9 +359,13 @@ class Watchdog:
         count = self._failures[iid] = self._failures.get(iid, 0) + 1
         log.warning("%s", f"terminate {iid} not confirmed ({error}); retrying next pass")
         if count == 1 or count % 10 == 0:
-            self.store.add_event(verdict.run_id, None, "watchdog.terminate_failed",
-                                 f"terminate {iid} not confirmed ({error}); retrying every pass",
-                                 {"instance_id": iid, "failures": count})
+            self.store.add_event(
+                verdict.run_id,
+                None,
+                "watchdog.terminate_failed",
+                f"terminate {iid} not confirmed ({error}); retrying every pass",
+                {"instance_id": iid, "failures": count},
+            )
         return False
 
     def _settle_vanished(self, provider: "Provider", listed: set[str]) -> None:

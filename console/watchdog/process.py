@@ -75,7 +75,8 @@ class WatchdogLock:
         if not self.acquire():
             raise WatchdogRunning(
                 f"a watchdog is already running for {self.directory.parent} (pid {read_pid(self.directory)})",
-                hint="see `console watchdog status`")
+                hint="see `console watchdog status`",
+            )
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -149,8 +150,9 @@ def _setup_logging(directory: Path, *, foreground: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def run_foreground(resources: Resources, store: StateStore, *, watchdog: Watchdog | None = None,
-                   stop: threading.Event | None = None) -> None:
+def run_foreground(
+    resources: Resources, store: StateStore, *, watchdog: Watchdog | None = None, stop: threading.Event | None = None
+) -> None:
     """`console watchdog run`: hold the lock and pass every interval until SIGTERM/SIGINT."""
     settings = resources.settings
     directory = watchdog_dir(settings)
@@ -179,22 +181,34 @@ def run_once(resources: Resources, store: StateStore, *, watchdog: Watchdog | No
         lock.release()
 
 
-def start_background(settings: "Settings", *, config_path: str | os.PathLike[str] | None = None,
-                     wait_s: float = 10.0) -> int:
+def start_background(
+    settings: "Settings", *, config_path: str | os.PathLike[str] | None = None, wait_s: float = 10.0
+) -> int:
     """Start `console watchdog run` detached for this state dir; its pid. Refuses if one runs."""
     directory = watchdog_dir(settings)
     directory.mkdir(parents=True, exist_ok=True)
     if WatchdogLock.is_held(directory):
-        raise WatchdogRunning(f"a watchdog is already running (pid {read_pid(directory)})",
-                              hint="see `console watchdog status`")
-    argv = [sys.executable, "-m", "console", "watchdog", "run",
-            "--state-dir", str(Path(settings.state_dir).expanduser()), "--profile", settings.profile]
+        raise WatchdogRunning(
+            f"a watchdog is already running (pid {read_pid(directory)})", hint="see `console watchdog status`"
+        )
+    argv = [
+        sys.executable,
+        "-m",
+        "console",
+        "watchdog",
+        "run",
+        "--state-dir",
+        str(Path(settings.state_dir).expanduser()),
+        "--profile",
+        settings.profile,
+    ]
     if config_path:
         argv += ["--config", str(config_path)]
     # The child reads secrets from the same environment; nothing secret goes on its command line.
     with open(directory / "watchdog.out", "ab") as out:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True, close_fds=True)
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True
+        )
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         if WatchdogLock.is_held(directory) and read_pid(directory) == proc.pid:

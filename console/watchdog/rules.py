@@ -77,14 +77,20 @@ def first_rule(facts: Facts, now: float, settings: WatchdogSettings) -> Verdict 
         return verdict("budget", facts.budget_reason)
     up_s = now - facts.launched_at
     if up_s > facts.max_runtime_minutes * 60:
-        return verdict("max-runtime", f"up {up_s / 60:.1f} min, past its max runtime of {facts.max_runtime_minutes:g} min")
+        return verdict(
+            "max-runtime", f"up {up_s / 60:.1f} min, past its max runtime of {facts.max_runtime_minutes:g} min"
+        )
     silent = now - max(run.heartbeat_at or 0.0, facts.launched_at)
     if silent > settings.heartbeat_timeout_s:
-        return verdict("heartbeat", f"no heartbeat from the console driving run {run.id} for {silent:.0f}s "
-                                    f"(timeout {settings.heartbeat_timeout_s:g}s)")
+        return verdict(
+            "heartbeat",
+            f"no heartbeat from the console driving run {run.id} for {silent:.0f}s "
+            f"(timeout {settings.heartbeat_timeout_s:g}s)",
+        )
     if facts.idle_s is not None and facts.idle_s > settings.idle_timeout_s:
-        return verdict("idle", f"GPU idle for {facts.idle_s:.0f}s (timeout {settings.idle_timeout_s:g}s) "
-                               "with no step using it")
+        return verdict(
+            "idle", f"GPU idle for {facts.idle_s:.0f}s (timeout {settings.idle_timeout_s:g}s) with no step using it"
+        )
     return None
 
 

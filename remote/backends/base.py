@@ -63,8 +63,10 @@ _JOB_NAME = re.compile(r"^[A-Za-z0-9](-*[A-Za-z0-9]){0,62}$")
 def check_job_name(value: str) -> str:
     """A job name every backend accepts: letters, digits and inner hyphens, at most 63."""
     if not isinstance(value, str) or not _JOB_NAME.fullmatch(value):
-        raise ValueError(f"{value!r} is not a job name (letters, digits and hyphens, at most 63, "
-                         "starting and ending with a letter or digit)")
+        raise ValueError(
+            f"{value!r} is not a job name (letters, digits and hyphens, at most 63, "
+            "starting and ending with a letter or digit)"
+        )
     return value
 
 
@@ -167,8 +169,9 @@ class JobRef:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> "JobRef":
-        return cls(str(raw["backend"]), str(raw["name"]), str(raw["job_id"]), str(raw["run_id"]),
-                   dict(raw.get("data") or {}))
+        return cls(
+            str(raw["backend"]), str(raw["name"]), str(raw["job_id"]), str(raw["run_id"]), dict(raw.get("data") or {})
+        )
 
 
 GUARD_REFUSED = "guard-refused"

@@ -17,10 +17,19 @@ from remote.errors import CredentialsMissing, InstanceNotFound, ProviderError, U
 
 T = TypeVar("T")
 
-_CREDENTIAL_CODES = frozenset({
-    "AuthFailure", "UnauthorizedOperation", "InvalidClientTokenId", "SignatureDoesNotMatch",
-    "AccessDenied", "AccessDeniedException", "ExpiredToken", "RequestExpired", "OptInRequired",
-})
+_CREDENTIAL_CODES = frozenset(
+    {
+        "AuthFailure",
+        "UnauthorizedOperation",
+        "InvalidClientTokenId",
+        "SignatureDoesNotMatch",
+        "AccessDenied",
+        "AccessDeniedException",
+        "ExpiredToken",
+        "RequestExpired",
+        "OptInRequired",
+    }
+)
 _NOT_FOUND_CODES = frozenset({"InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"})
 
 
@@ -103,7 +112,10 @@ def make_client(service: str, target: AwsTarget) -> Any:
             # lookup's that a session would have kept.
             session = _shared_session() if creds else _fresh_session()
             return session.client(
-                service, region_name=target.region, endpoint_url=target.endpoint_url, config=config,
+                service,
+                region_name=target.region,
+                endpoint_url=target.endpoint_url,
+                config=config,
                 aws_access_key_id=creds.access_key_id if creds else None,
                 aws_secret_access_key=creds.secret_access_key if creds else None,
                 aws_session_token=creds.session_token if creds else None,
@@ -127,11 +139,11 @@ def call(target: AwsTarget, operation: str, fn: Callable[..., T], **kwargs: Any)
             f"no AWS credentials for {operation} (set AWS_PROFILE or AWS_ACCESS_KEY_ID and "
             "AWS_SECRET_ACCESS_KEY, or use the sandbox profile)"
         ) from exc
-    except (bx.EndpointConnectionError, bx.ConnectTimeoutError, bx.ReadTimeoutError,
-            bx.ConnectionClosedError) as exc:
+    except (bx.EndpointConnectionError, bx.ConnectTimeoutError, bx.ReadTimeoutError, bx.ConnectionClosedError) as exc:
         hint = "run `console sandbox up`" if target.endpoint_url else "check the network"
-        raise ProviderError(f"cannot reach EC2 at {target.where} during {operation} ({hint})",
-                            code="Unreachable") from exc
+        raise ProviderError(
+            f"cannot reach EC2 at {target.where} during {operation} ({hint})", code="Unreachable"
+        ) from exc
     except bx.ClientError as exc:
         raise translate(exc, operation) from exc
     except bx.BotoCoreError as exc:

@@ -43,6 +43,7 @@ from remote.providers.base import (
     ProviderCapability,
     check_instance_type,
 )
+from remote.providers.ec2_access import Ec2Access, ec2_tags
 
 AWS_ON_DEMAND_USD_PER_HOUR: Mapping[str, float] = {
     "g4dn.xlarge": 0.526,
@@ -54,11 +55,18 @@ AWS_ON_DEMAND_USD_PER_HOUR: Mapping[str, float] = {
 }
 """On-demand Linux list prices (us-east-1, USD/hour) for comparison; unknown types show none."""
 
-CAPACITY_CODES = frozenset({
-    "InsufficientInstanceCapacity", "InsufficientCapacity", "InsufficientHostCapacity",
-    "SpotMaxPriceTooLow", "Unsupported", "InsufficientFreeAddressesInSubnet",
-    "InstanceLimitExceeded", "MaxSpotInstanceCountExceeded",
-})
+CAPACITY_CODES = frozenset(
+    {
+        "InsufficientInstanceCapacity",
+        "InsufficientCapacity",
+        "InsufficientHostCapacity",
+        "SpotMaxPriceTooLow",
+        "Unsupported",
+        "InsufficientFreeAddressesInSubnet",
+        "InstanceLimitExceeded",
+        "MaxSpotInstanceCountExceeded",
+    }
+)
 """Refusals that mean "not here, not now": the launch moves on to the next zone or type."""
 
 SPOT_PRICE_TAG = "spot-usd-per-hour"
@@ -66,12 +74,18 @@ SPOT_MAX_TAG = "spot-max-usd-per-hour"
 _NOT_TERMINATED = ["pending", "running", "shutting-down", "stopping", "stopped"]
 
 
-class Ec2SpotProvider:
+class Ec2SpotProvider(Ec2Access):
     """EC2 spot through boto3. Raises only `remote.errors.ProviderError` subclasses."""
 
     name = "ec2"
-    capabilities: ClassVar[frozenset[ProviderCapability]] = frozenset({ProviderCapability.RENTS_MACHINES, ProviderCapability.DEAD_MAN_SWITCH,
-                              ProviderCapability.SPOT_NOTICES, ProviderCapability.PUBLISHES_HOST_KEYS})
+    capabilities: ClassVar[frozenset[ProviderCapability]] = frozenset(
+        {
+            ProviderCapability.RENTS_MACHINES,
+            ProviderCapability.DEAD_MAN_SWITCH,
+            ProviderCapability.SPOT_NOTICES,
+            ProviderCapability.PUBLISHES_HOST_KEYS,
+        }
+    )
 
     def __init__(
         self,
@@ -102,9 +116,14 @@ class Ec2SpotProvider:
         offered = self._zones_offering(types)
         latest: dict[tuple[str, str], tuple[float, datetime | None]] = {}
         paginator = self._ec2.get_paginator("describe_spot_price_history")
-        pages = call(self.target, "DescribeSpotPriceHistory", lambda **kw: list(paginator.paginate(**kw)),
-                     InstanceTypes=types, ProductDescriptions=["Linux/UNIX"],
-                     StartTime=datetime.now(timezone.utc))
+        pages = call(
+            self.target,
+            "DescribeSpotPriceHistory",
+            lambda **kw: list(paginator.paginate(**kw)),
+            InstanceTypes=types,
+            ProductDescriptions=["Linux/UNIX"],
+            StartTime=datetime.now(timezone.utc),
+        )
         for page in pages:
             for row in page.get("SpotPriceHistory", []):
                 key = (row["InstanceType"], row["AvailabilityZone"])
@@ -116,8 +135,9 @@ class Ec2SpotProvider:
             for zone in offered.get(itype, []):
                 spot, stamp = latest.get((itype, zone), (None, None))
                 prices.append(Price(itype, zone, spot, self.on_demand.get(itype), self.price_source, stamp))
-        return sorted(prices, key=lambda p: (p.spot_usd_per_hour is None, p.spot_usd_per_hour or 0.0,
-                                             p.instance_type, p.zone))
+        return sorted(
+            prices, key=lambda p: (p.spot_usd_per_hour is None, p.spot_usd_per_hour or 0.0, p.instance_type, p.zone)
+        )
 
     def launch(self, spec: LaunchSpec) -> LaunchOutcome:
         """The run's live instance if there is one, else a new one-time spot instance."""
@@ -127,9 +147,14 @@ class Ec2SpotProvider:
             if inst.key_path is None:
                 raise ProviderError(
                     f"instance {inst.id} of run {spec.run_id} is live but its private key is missing "
-                    f"under {self.key_dir}; terminate it with `console instance terminate {inst.id}`")
-            return LaunchOutcome(inst, True, f"reusing {inst.id} ({inst.instance_type} in {inst.zone}, "
-                                             f"{inst.state}) already launched for run {spec.run_id}")
+                    f"under {self.key_dir}; terminate it with `console instance terminate {inst.id}`"
+                )
+            return LaunchOutcome(
+                inst,
+                True,
+                f"reusing {inst.id} ({inst.instance_type} in {inst.zone}, "
+                f"{inst.state}) already launched for run {spec.run_id}",
+            )
         prices = self.prices(spec.instance_types)
         image_id = spec.ami_id or self._newest_ami(spec.ami_name_pattern, spec.ami_owners)
         key_name = self._ensure_key_pair(spec.run_id)
@@ -138,10 +163,16 @@ class Ec2SpotProvider:
         for itype in spec.instance_types:
             max_price = spec.max_price_usd_per_hour or self.on_demand.get(itype)
             for price in self._zone_order(prices, itype, spec.zones):
-                if max_price is not None and price.spot_usd_per_hour is not None \
-                        and price.spot_usd_per_hour > max_price:
-                    attempts.append(LaunchAttempt(itype, price.zone,
-                                                  f"spot ${price.spot_usd_per_hour:.4f}/h above max ${max_price:.4f}/h"))
+                if (
+                    max_price is not None
+                    and price.spot_usd_per_hour is not None
+                    and price.spot_usd_per_hour > max_price
+                ):
+                    attempts.append(
+                        LaunchAttempt(
+                            itype, price.zone, f"spot ${price.spot_usd_per_hour:.4f}/h above max ${max_price:.4f}/h"
+                        )
+                    )
                     continue
                 try:
                     raw = self._run_instance(spec, itype, price, max_price, image_id, key_name, group_id)
@@ -157,7 +188,9 @@ class Ec2SpotProvider:
         raise NoCapacity(
             f"no spot capacity for {' or '.join(spec.instance_types)} in {self.target.region} "
             f"(tried {len(tried)}: {'; '.join(tried) or 'no zone offers it'}); "
-            "try later, another region or a higher max price", tried=tried)
+            "try later, another region or a higher max price",
+            tried=tried,
+        )
 
     def describe(self, instance_id: str) -> Instance:
         """The instance now; `InstanceNotFound` when EC2 does not know it."""
@@ -169,10 +202,12 @@ class Ec2SpotProvider:
 
     def list_managed(self) -> list[Instance]:
         """Every not-terminated instance tagged managed-by=retrain-console, oldest first."""
-        found = self._describe_filtered([
-            {"Name": f"tag:{MANAGED_BY_TAG}", "Values": [MANAGED_BY_VALUE]},
-            {"Name": "instance-state-name", "Values": _NOT_TERMINATED},
-        ])
+        found = self._describe_filtered(
+            [
+                {"Name": f"tag:{MANAGED_BY_TAG}", "Values": [MANAGED_BY_VALUE]},
+                {"Name": "instance-state-name", "Values": _NOT_TERMINATED},
+            ]
+        )
         return sorted(found, key=lambda i: (i.launched_at or datetime.min.replace(tzinfo=timezone.utc), i.id))
 
     def terminate(self, instance_id: str, *, timeout_s: float = 300.0) -> Instance:
@@ -188,7 +223,8 @@ class Ec2SpotProvider:
                 if time.monotonic() >= deadline:
                     raise TerminateUnconfirmed(
                         f"instance {instance_id} is still {inst.state} {timeout_s:.0f}s after terminate; "
-                        f"run `console instance terminate {instance_id}` again or check the EC2 console")
+                        f"run `console instance terminate {instance_id}` again or check the EC2 console"
+                    )
                 time.sleep(self.poll_interval_s)
         if inst.run_id and not self._live_instances_of_run(inst.run_id):
             self._delete_security_group_quietly(inst.run_id)
@@ -202,8 +238,7 @@ class Ec2SpotProvider:
         cloud-init prints the SSH host keys there; it is the trusted publication the SSH
         runner pins the host key from (`remote.hostkeys.parse_publication`).
         """
-        out = call(self.target, "GetConsoleOutput", self._ec2.get_console_output, InstanceId=instance_id,
-                   Latest=True)
+        out = call(self.target, "GetConsoleOutput", self._ec2.get_console_output, InstanceId=instance_id, Latest=True)
         return str(out.get("Output") or "")
 
     def host_key_publication(self, instance_id: str) -> str:
@@ -225,13 +260,18 @@ class Ec2SpotProvider:
             if exc.code in ("InvalidInstanceType", "InvalidParameterValue"):
                 raise UnknownInstanceType(
                     f"unknown instance type among {', '.join(types)} in {self.target.region} "
-                    "(for example g5.xlarge or g4dn.xlarge)") from exc
+                    "(for example g5.xlarge or g4dn.xlarge)"
+                ) from exc
             raise
 
     def _zones_offering(self, types: list[str]) -> dict[str, list[str]]:
-        out = call(self.target, "DescribeInstanceTypeOfferings", self._ec2.describe_instance_type_offerings,
-                   LocationType="availability-zone",
-                   Filters=[{"Name": "instance-type", "Values": types}])
+        out = call(
+            self.target,
+            "DescribeInstanceTypeOfferings",
+            self._ec2.describe_instance_type_offerings,
+            LocationType="availability-zone",
+            Filters=[{"Name": "instance-type", "Values": types}],
+        )
         zones: dict[str, list[str]] = {}
         for row in out.get("InstanceTypeOfferings", []):
             zones.setdefault(row["InstanceType"], []).append(row["Location"])
@@ -243,69 +283,36 @@ class Ec2SpotProvider:
         return [p for p in prices if p.instance_type == itype and (not zones or p.zone in zones)]
 
     def _newest_ami(self, pattern: str, owners: tuple[str, ...]) -> str:
-        out = call(self.target, "DescribeImages", self._ec2.describe_images, Owners=list(owners),
-                   Filters=[{"Name": "name", "Values": [pattern]}, {"Name": "state", "Values": ["available"]},
-                            # g4dn/g5 are x86_64; a broad pattern must not pick an ARM image.
-                            {"Name": "architecture", "Values": ["x86_64"]}])
+        out = call(
+            self.target,
+            "DescribeImages",
+            self._ec2.describe_images,
+            Owners=list(owners),
+            Filters=[
+                {"Name": "name", "Values": [pattern]},
+                {"Name": "state", "Values": ["available"]},
+                # g4dn/g5 are x86_64; a broad pattern must not pick an ARM image.
+                {"Name": "architecture", "Values": ["x86_64"]},
+            ],
+        )
         images = sorted(out.get("Images", []), key=lambda i: str(i.get("CreationDate", "")), reverse=True)
         if not images:
-            raise NoAmiFound(f"no machine image named like {pattern!r} owned by {', '.join(owners)} "
-                             f"in {self.target.region}; set the AMI pattern or id in the config")
+            raise NoAmiFound(
+                f"no machine image named like {pattern!r} owned by {', '.join(owners)} "
+                f"in {self.target.region}; set the AMI pattern or id in the config"
+            )
         return str(images[0]["ImageId"])
 
-    def _ensure_key_pair(self, run_id: str) -> str:
-        key_name = f"rc-{run_id}"
-        files, created = keys.load_or_create(self.key_dir, key_name)
-        exists = True
-        try:
-            call(self.target, "DescribeKeyPairs", self._ec2.describe_key_pairs, KeyNames=[key_name])
-        except ProviderError as exc:
-            if exc.code != "InvalidKeyPair.NotFound":
-                raise
-            exists = False
-        if exists and created:
-            # The cloud holds a public key whose private half we lost: replace it.
-            call(self.target, "DeleteKeyPair", self._ec2.delete_key_pair, KeyName=key_name)
-            exists = False
-        if not exists:
-            call(self.target, "ImportKeyPair", self._ec2.import_key_pair, KeyName=key_name,
-                 PublicKeyMaterial=files.public_line.encode("ascii"),
-                 TagSpecifications=[{"ResourceType": "key-pair", "Tags": _tags(
-                     {MANAGED_BY_TAG: MANAGED_BY_VALUE, RUN_ID_TAG: run_id})}])
-        return key_name
-
-    def _ensure_security_group(self, run_id: str, ssh_cidr: str) -> str:
-        name = f"rc-ssh-{run_id}"
-        vpcs = call(self.target, "DescribeVpcs", self._ec2.describe_vpcs,
-                    Filters=[{"Name": "is-default", "Values": ["true"]}]).get("Vpcs", [])
-        if not vpcs:
-            raise ProviderError(f"no default VPC in {self.target.region}; create one with "
-                                "`aws ec2 create-default-vpc`", code="NoDefaultVpc")
-        vpc_id = vpcs[0]["VpcId"]
-        groups = call(self.target, "DescribeSecurityGroups", self._ec2.describe_security_groups,
-                      Filters=[{"Name": "group-name", "Values": [name]},
-                               {"Name": "vpc-id", "Values": [vpc_id]}]).get("SecurityGroups", [])
-        if groups:
-            group = groups[0]
-            group_id = group["GroupId"]
-            admitted = {r.get("CidrIp") for p in group.get("IpPermissions", []) if p.get("FromPort") == 22
-                        for r in p.get("IpRanges", [])}
-            if ssh_cidr in admitted:
-                return group_id
-        else:
-            group_id = call(self.target, "CreateSecurityGroup", self._ec2.create_security_group,
-                            GroupName=name, VpcId=vpc_id,
-                            Description=f"retrain-console run {run_id}: SSH from the operator only",
-                            TagSpecifications=[{"ResourceType": "security-group", "Tags": _tags(
-                                {MANAGED_BY_TAG: MANAGED_BY_VALUE, RUN_ID_TAG: run_id})}])["GroupId"]
-        call(self.target, "AuthorizeSecurityGroupIngress", self._ec2.authorize_security_group_ingress,
-             GroupId=group_id, IpPermissions=[{
-                 "IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
-                 "IpRanges": [{"CidrIp": ssh_cidr, "Description": "operator"}]}])
-        return group_id
-
-    def _run_instance(self, spec: LaunchSpec, itype: str, price: Price, max_price: float | None,
-                      image_id: str, key_name: str, group_id: str) -> dict[str, Any]:
+    def _run_instance(
+        self,
+        spec: LaunchSpec,
+        itype: str,
+        price: Price,
+        max_price: float | None,
+        image_id: str,
+        key_name: str,
+        group_id: str,
+    ) -> dict[str, Any]:
         tags = {
             "Name": f"retrain-console {spec.run_id}",
             MANAGED_BY_TAG: MANAGED_BY_VALUE,
@@ -318,53 +325,55 @@ class Ec2SpotProvider:
         }
         if price.spot_usd_per_hour is not None:
             tags[SPOT_PRICE_TAG] = f"{price.spot_usd_per_hour:.4f}"
-        spot_options: dict[str, Any] = {"SpotInstanceType": "one-time",
-                                        "InstanceInterruptionBehavior": "terminate"}
+        spot_options: dict[str, Any] = {"SpotInstanceType": "one-time", "InstanceInterruptionBehavior": "terminate"}
         if max_price is not None:
             spot_options["MaxPrice"] = f"{max_price:.4f}"
             tags[SPOT_MAX_TAG] = f"{max_price:.4f}"
         kwargs: dict[str, Any] = dict(
-            ImageId=image_id, InstanceType=itype, MinCount=1, MaxCount=1, KeyName=key_name,
-            SecurityGroupIds=[group_id], UserData=spec.user_data,
+            ImageId=image_id,
+            InstanceType=itype,
+            MinCount=1,
+            MaxCount=1,
+            KeyName=key_name,
+            SecurityGroupIds=[group_id],
+            UserData=spec.user_data,
             InstanceInitiatedShutdownBehavior="terminate",
             Placement={"AvailabilityZone": price.zone},
             InstanceMarketOptions={"MarketType": "spot", "SpotOptions": spot_options},
             MetadataOptions={"HttpTokens": "required"},
-            TagSpecifications=[{"ResourceType": "instance", "Tags": _tags(tags)},
-                               {"ResourceType": "volume", "Tags": _tags(
-                                   {MANAGED_BY_TAG: MANAGED_BY_VALUE, RUN_ID_TAG: spec.run_id})}],
+            TagSpecifications=[
+                {"ResourceType": "instance", "Tags": ec2_tags(tags)},
+                {
+                    "ResourceType": "volume",
+                    "Tags": ec2_tags({MANAGED_BY_TAG: MANAGED_BY_VALUE, RUN_ID_TAG: spec.run_id}),
+                },
+            ],
         )
         if spec.volume_gb:
-            kwargs["BlockDeviceMappings"] = [{"DeviceName": "/dev/sda1", "Ebs": {
-                "VolumeSize": spec.volume_gb, "VolumeType": "gp3", "DeleteOnTermination": True}}]
+            kwargs["BlockDeviceMappings"] = [
+                {
+                    "DeviceName": "/dev/sda1",
+                    "Ebs": {"VolumeSize": spec.volume_gb, "VolumeType": "gp3", "DeleteOnTermination": True},
+                }
+            ]
         out = call(self.target, "RunInstances", self._ec2.run_instances, **kwargs)
         return out["Instances"][0]
 
     def _live_instances_of_run(self, run_id: str) -> list[Instance]:
-        return self._describe_filtered([
-            {"Name": f"tag:{MANAGED_BY_TAG}", "Values": [MANAGED_BY_VALUE]},
-            {"Name": f"tag:{RUN_ID_TAG}", "Values": [run_id]},
-            {"Name": "instance-state-name", "Values": sorted(LIVE_STATES)},
-        ])
+        return self._describe_filtered(
+            [
+                {"Name": f"tag:{MANAGED_BY_TAG}", "Values": [MANAGED_BY_VALUE]},
+                {"Name": f"tag:{RUN_ID_TAG}", "Values": [run_id]},
+                {"Name": "instance-state-name", "Values": sorted(LIVE_STATES)},
+            ]
+        )
 
     def _describe_filtered(self, filters: list[dict[str, Any]]) -> list[Instance]:
         paginator = self._ec2.get_paginator("describe_instances")
-        pages = call(self.target, "DescribeInstances", lambda **kw: list(paginator.paginate(**kw)),
-                     Filters=filters)
-        return [self._to_instance(i) for page in pages for r in page.get("Reservations", [])
-                for i in r.get("Instances", [])]
-
-    def _delete_security_group_quietly(self, run_id: str) -> None:
-        # Best effort: AWS may refuse for a while after termination (DependencyViolation);
-        # a leftover group costs nothing and the next terminate of the run retries.
-        try:
-            groups = call(self.target, "DescribeSecurityGroups", self._ec2.describe_security_groups,
-                          Filters=[{"Name": "group-name", "Values": [f"rc-ssh-{run_id}"]}])
-            for group in groups.get("SecurityGroups", []):
-                call(self.target, "DeleteSecurityGroup", self._ec2.delete_security_group,
-                     GroupId=group["GroupId"])
-        except ProviderError:
-            pass
+        pages = call(self.target, "DescribeInstances", lambda **kw: list(paginator.paginate(**kw)), Filters=filters)
+        return [
+            self._to_instance(i) for page in pages for r in page.get("Reservations", []) for i in r.get("Instances", [])
+        ]
 
     def _to_instance(self, raw: Mapping[str, Any]) -> Instance:
         tags = {t["Key"]: t["Value"] for t in raw.get("Tags", []) or []}
@@ -395,12 +404,9 @@ def _why(chosen: Price, attempts: list[LaunchAttempt]) -> str:
     od = f", on-demand ${chosen.on_demand_usd_per_hour:.3f}/h" if chosen.on_demand_usd_per_hour else ""
     refused = [str(a) for a in attempts if a.outcome != "launched"]
     tried = f"; before it: {'; '.join(refused)}" if refused else ""
-    return (f"{chosen.instance_type} in {chosen.zone}: cheapest zone with capacity at {spot} "
-            f"({chosen.source}){od}{tried}")
-
-
-def _tags(values: Mapping[str, str]) -> list[dict[str, str]]:
-    return [{"Key": k, "Value": v} for k, v in values.items()]
+    return (
+        f"{chosen.instance_type} in {chosen.zone}: cheapest zone with capacity at {spot} ({chosen.source}){od}{tried}"
+    )
 
 
 def _float(value: str | None) -> float | None:
@@ -408,4 +414,3 @@ def _float(value: str | None) -> float | None:
         return float(value) if value is not None else None
     except ValueError:
         return None
-

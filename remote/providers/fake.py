@@ -48,7 +48,8 @@ class FakeProvider:
 
     name: ClassVar[str] = "fake"
     capabilities: ClassVar[frozenset[ProviderCapability]] = frozenset(
-        {ProviderCapability.RENTS_MACHINES, ProviderCapability.SPOT_NOTICES})
+        {ProviderCapability.RENTS_MACHINES, ProviderCapability.SPOT_NOTICES}
+    )
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -58,8 +59,10 @@ class FakeProvider:
     # --- the five verbs ------------------------------------------------------------------
 
     def prices(self, instance_types: Sequence[str]) -> list[Price]:
-        return [Price(t, FAKE_ZONE, FAKE_SPOT_USD_PER_HOUR, 3 * FAKE_SPOT_USD_PER_HOUR, FAKE_PRICE_SOURCE)
-                for t in dict.fromkeys(instance_types)]
+        return [
+            Price(t, FAKE_ZONE, FAKE_SPOT_USD_PER_HOUR, 3 * FAKE_SPOT_USD_PER_HOUR, FAKE_PRICE_SOURCE)
+            for t in dict.fromkeys(instance_types)
+        ]
 
     def launch(self, spec: LaunchSpec) -> LaunchOutcome:
         """The run's live machine, else a new directory tagged with the run."""
@@ -69,9 +72,13 @@ class FakeProvider:
                 if m["tags"].get(RUN_ID_TAG) == spec.run_id and m["state"] in LIVE:
                     return LaunchOutcome(self._instance(iid, m), True, f"reusing {iid} of run {spec.run_id}")
             iid = "fake-" + secrets.token_hex(6)
-            machines[iid] = {"state": "running", "type": spec.instance_type, "reason": None,
-                             "launched_at": datetime.now(timezone.utc).isoformat(),
-                             "tags": {MANAGED_BY_TAG: MANAGED_BY_VALUE, RUN_ID_TAG: spec.run_id, "owner": spec.owner}}
+            machines[iid] = {
+                "state": "running",
+                "type": spec.instance_type,
+                "reason": None,
+                "launched_at": datetime.now(timezone.utc).isoformat(),
+                "tags": {MANAGED_BY_TAG: MANAGED_BY_VALUE, RUN_ID_TAG: spec.run_id, "owner": spec.owner},
+            }
             self._boot(iid)
             self._write(machines)
             return LaunchOutcome(self._instance(iid, machines[iid]), False, f"{iid}: a fake {spec.instance_type}")
@@ -100,9 +107,11 @@ class FakeProvider:
         """A runner on the machine's directory: its commands say which machine they run on, and
         ``python3`` is this interpreter (the machine stands in for one with the libraries)."""
         self.describe(instance_id)
-        env = {"RC_SANDBOX_INSTANCE_ID": instance_id,
-               "RC_SANDBOX_SPOT_NOTICE": str(self._bin(instance_id).parent / "instance-action"),
-               "PATH": f"{self._bin(instance_id)}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
+        env = {
+            "RC_SANDBOX_INSTANCE_ID": instance_id,
+            "RC_SANDBOX_SPOT_NOTICE": str(self._bin(instance_id).parent / "instance-action"),
+            "PATH": f"{self._bin(instance_id)}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        }
         return LocalRunner(LocalTarget(instance_id, self.root / instance_id, env=env))
 
     # --- pieces ------------------------------------------------------------------------------
@@ -129,10 +138,20 @@ class FakeProvider:
             return self._instance(instance_id, machines[instance_id])
 
     def _instance(self, iid: str, m: dict[str, Any]) -> Instance:
-        return Instance(id=iid, state=m["state"], instance_type=m["type"], zone=FAKE_ZONE,
-                        public_address=str(self.root / iid), port=0, ssh_user="fake",
-                        launched_at=datetime.fromisoformat(m["launched_at"]), tags=dict(m["tags"]),
-                        spot_usd_per_hour=FAKE_SPOT_USD_PER_HOUR, state_reason=m["reason"], provider=self.name)
+        return Instance(
+            id=iid,
+            state=m["state"],
+            instance_type=m["type"],
+            zone=FAKE_ZONE,
+            public_address=str(self.root / iid),
+            port=0,
+            ssh_user="fake",
+            launched_at=datetime.fromisoformat(m["launched_at"]),
+            tags=dict(m["tags"]),
+            spot_usd_per_hour=FAKE_SPOT_USD_PER_HOUR,
+            state_reason=m["reason"],
+            provider=self.name,
+        )
 
     def _state_file(self) -> Path:
         return self.root / "machines.json"

@@ -54,9 +54,7 @@ def public_line_of(private_path: Path) -> str:
         private = serialization.load_ssh_private_key(private_path.read_bytes(), password=None)
     except (OSError, ValueError) as exc:
         raise ProviderError(f"cannot read the SSH key {private_path} (delete it to get a new one)") from exc
-    public = private.public_key().public_bytes(
-        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-    )
+    public = private.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
     return public.decode("ascii")
 
 

@@ -76,7 +76,9 @@ class StaticHostProvider:
         """The host already leased to this run, else the first free one (leased atomically)."""
         for host in self.hosts.values():
             if self._lease_of(host) == spec.run_id:
-                return LaunchOutcome(self._instance(host), True, f"reusing {host.name} already leased to run {spec.run_id}")
+                return LaunchOutcome(
+                    self._instance(host), True, f"reusing {host.name} already leased to run {spec.run_id}"
+                )
         self.lease_dir.mkdir(parents=True, exist_ok=True)
         for host in self.hosts.values():
             try:
@@ -88,9 +90,11 @@ class StaticHostProvider:
             with os.fdopen(fd, "w") as fh:
                 json.dump({"run_id": spec.run_id, "leased_at": datetime.now(timezone.utc).isoformat()}, fh)
             return LaunchOutcome(self._instance(host), False, f"{host.name} ({host.address}): first free static host")
-        raise NoCapacity(f"all {len(self.hosts)} static hosts are leased to other runs; "
-                         "terminate one with `console instance terminate` or add a host to the config",
-                         tried=tuple(h.name for h in self.hosts.values()))
+        raise NoCapacity(
+            f"all {len(self.hosts)} static hosts are leased to other runs; "
+            "terminate one with `console instance terminate` or add a host to the config",
+            tried=tuple(h.name for h in self.hosts.values()),
+        )
 
     def describe(self, instance_id: str) -> Instance:
         host = self.hosts.get(instance_id)
@@ -122,7 +126,16 @@ class StaticHostProvider:
     def _instance(self, host: StaticHost) -> Instance:
         run_id = self._lease_of(host)
         tags = {MANAGED_BY_TAG: MANAGED_BY_VALUE, RUN_ID_TAG: run_id} if run_id else {}
-        return Instance(id=host.instance_id, state="running" if run_id else "available",
-                        instance_type=host.label, zone=host.name, public_address=host.address, port=host.port,
-                        ssh_user=host.user, key_path=host.key_path, tags=tags, lifecycle="static",
-                        provider=self.name)
+        return Instance(
+            id=host.instance_id,
+            state="running" if run_id else "available",
+            instance_type=host.label,
+            zone=host.name,
+            public_address=host.address,
+            port=host.port,
+            ssh_user=host.user,
+            key_path=host.key_path,
+            tags=tags,
+            lifecycle="static",
+            provider=self.name,
+        )

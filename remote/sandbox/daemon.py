@@ -155,8 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, shutdown.on_signal)
     paths.pid_file.write_text(f"{os.getpid()}\n")
-    threading.Thread(target=_watch_pid_file, args=(paths, shutdown, PID_CHECK_S), name="pid-file-watch",
-                     daemon=True).start()
+    threading.Thread(
+        target=_watch_pid_file, args=(paths, shutdown, PID_CHECK_S), name="pid-file-watch", daemon=True
+    ).start()
     try:
         return asyncio.run(_serve(paths, args, shutdown))
     finally:
@@ -185,8 +186,12 @@ async def _serve(paths: SandboxPaths, args: argparse.Namespace, shutdown: Shutdo
     from remote.sandbox.fleet import Fleet
     from remote.sandbox.front import Ec2Front
 
-    base: dict[str, Any] = {"pid": os.getpid(), "region": REGION, "price_source": SANDBOX_PRICE_SOURCE,
-                            "started_at": datetime.now(timezone.utc).isoformat()}
+    base: dict[str, Any] = {
+        "pid": os.getpid(),
+        "region": REGION,
+        "price_source": SANDBOX_PRICE_SOURCE,
+        "started_at": datetime.now(timezone.utc).isoformat(),
+    }
 
     def publish(hosts: dict[str, Any]) -> None:
         _write_json(paths.endpoints_file, {**base, "hosts": hosts})
@@ -194,8 +199,11 @@ async def _serve(paths: SandboxPaths, args: argparse.Namespace, shutdown: Shutdo
     fleet = Fleet(paths.root, None, REGION, loop, publish)
     moto = _FrontedMotoServer(lambda app: Ec2Front(app, fleet))
     moto_url = moto.start()
-    session = boto3.session.Session(aws_access_key_id="SANDBOX" + secrets.token_hex(6).upper(),
-                                    aws_secret_access_key=secrets.token_urlsafe(30), region_name=REGION)
+    session = boto3.session.Session(
+        aws_access_key_id="SANDBOX" + secrets.token_hex(6).upper(),
+        aws_secret_access_key=secrets.token_urlsafe(30),
+        region_name=REGION,
+    )
     ec2 = session.client("ec2", endpoint_url=moto_url, config=Config(retries={"max_attempts": 2}))
     fleet.ec2 = ec2
     log.info("moto listening after %.2fs", time.monotonic() - started)
@@ -205,8 +213,12 @@ async def _serve(paths: SandboxPaths, args: argparse.Namespace, shutdown: Shutdo
     market = await asyncio.to_thread(_start_market, args)
     log.info("market up after %.2fs", time.monotonic() - started)
     await warm
-    base.update(moto_url=moto_url, market_url=market.url if market else None,
-                market_mode=args.market_mode, market_seed=args.market_seed)
+    base.update(
+        moto_url=moto_url,
+        market_url=market.url if market else None,
+        market_mode=args.market_mode,
+        market_seed=args.market_seed,
+    )
     publish({})
     log.info("sandbox up in %.2fs: moto %s, market %s", time.monotonic() - started, moto_url, base["market_url"])
     try:

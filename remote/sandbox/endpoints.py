@@ -94,18 +94,35 @@ class SandboxEndpoints:
     def read(cls, state_dir: Path) -> "SandboxEndpoints":
         """The endpoints the daemon published; `SandboxNotRunning` if there are none."""
         doc = _read_doc(SandboxPaths.under(state_dir))
-        return cls(Path(state_dir), doc["moto_url"], doc.get("market_url"), doc["region"], int(doc["pid"]),
-                   doc.get("price_source", "sandbox table"), str(doc.get("market_mode", "structured")),
-                   int(doc.get("market_seed", 7)))
+        return cls(
+            Path(state_dir),
+            doc["moto_url"],
+            doc.get("market_url"),
+            doc["region"],
+            int(doc["pid"]),
+            doc.get("price_source", "sandbox table"),
+            str(doc.get("market_mode", "structured")),
+            int(doc.get("market_seed", 7)),
+        )
 
     # --- SSH endpoints ----------------------------------------------------------------
 
     def ssh_endpoints(self) -> dict[str, SshEndpoint]:
         """Every live sandbox instance's SSH endpoint, by instance id (read fresh)."""
         hosts = _read_doc(SandboxPaths.under(self.state_dir)).get("hosts", {})
-        return {iid: SshEndpoint(iid, h["host"], int(h["port"]), h["host_key"], h["fingerprint"],
-                                 Path(h["root"]), h.get("user", "ubuntu"), h.get("public_address"))
-                for iid, h in hosts.items()}
+        return {
+            iid: SshEndpoint(
+                iid,
+                h["host"],
+                int(h["port"]),
+                h["host_key"],
+                h["fingerprint"],
+                Path(h["root"]),
+                h.get("user", "ubuntu"),
+                h.get("public_address"),
+            )
+            for iid, h in hosts.items()
+        }
 
     def ssh_endpoint(self, instance_id: str, *, wait_s: float = 0.0) -> SshEndpoint:
         """The SSH endpoint of a live instance; `SandboxHostUnknown` if it has none (after `wait_s`)."""
@@ -117,7 +134,8 @@ class SandboxEndpoints:
             if time.monotonic() >= deadline:
                 raise SandboxHostUnknown(
                     f"the sandbox has no SSH endpoint for {instance_id} (not running or terminated); "
-                    "see `console instance list`")
+                    "see `console instance list`"
+                )
             time.sleep(0.05)
 
     def endpoint_for_address(self, public_address: str) -> SshEndpoint:
@@ -139,16 +157,20 @@ class SandboxEndpoints:
         from remote.providers.aws_client import AwsCredentials, AwsTarget
 
         creds = AwsCredentials("SANDBOX" + secrets.token_hex(6).upper(), secrets.token_urlsafe(30))
-        return AwsTarget(self.region, self.moto_url, creds, max_attempts=3, connect_timeout_s=2.0,
-                         read_timeout_s=30.0)
+        return AwsTarget(self.region, self.moto_url, creds, max_attempts=3, connect_timeout_s=2.0, read_timeout_s=30.0)
 
     def ec2_provider(self, key_dir: Path) -> "Ec2SpotProvider":
         """The EC2 spot provider pointed at the sandbox, prices labelled as sandbox figures."""
         from remote.providers.ec2 import Ec2SpotProvider
         from remote.sandbox.prices import SANDBOX_ON_DEMAND_USD_PER_HOUR
 
-        return Ec2SpotProvider(self.aws_target(), key_dir=key_dir, price_source=self.price_source,
-                               on_demand_usd_per_hour=SANDBOX_ON_DEMAND_USD_PER_HOUR, poll_interval_s=0.1)
+        return Ec2SpotProvider(
+            self.aws_target(),
+            key_dir=key_dir,
+            price_source=self.price_source,
+            on_demand_usd_per_hour=SANDBOX_ON_DEMAND_USD_PER_HOUR,
+            poll_interval_s=0.1,
+        )
 
     # --- fault injection --------------------------------------------------------------
 
@@ -169,8 +191,12 @@ class SandboxEndpoints:
             return False
 
     def _control(self, name: str, payload: dict[str, Any]) -> None:
-        request = urllib.request.Request(f"{self.moto_url}/_sandbox/{name}", data=json.dumps(payload).encode(),
-                                         headers={"Content-Type": "application/json"}, method="POST")
+        request = urllib.request.Request(
+            f"{self.moto_url}/_sandbox/{name}",
+            data=json.dumps(payload).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
         try:
             with urllib.request.urlopen(request, timeout=10):
                 return

@@ -37,15 +37,23 @@ log = logging.getLogger("remote.sandbox.fleet")
 
 _LIVE = ("pending", "running")
 SPOT_TERMINATION = ("Server.SpotInstanceTermination", "Server.SpotInstanceTermination: Spot instance termination")
-OS_SHUTDOWN = ("Client.InstanceInitiatedShutdown",
-               "Client.InstanceInitiatedShutdown: Instance initiated shutdown")
+OS_SHUTDOWN = ("Client.InstanceInitiatedShutdown", "Client.InstanceInitiatedShutdown: Instance initiated shutdown")
 
 
 class Fleet:
     """SSH hosts for moto's instances. All methods except the thread-safe ones run on `loop`."""
 
-    def __init__(self, sandbox_dir: Path, ec2: Any, region: str, loop: asyncio.AbstractEventLoop,
-                 publish: Callable[[dict[str, Any]], None], *, poll_s: float = 2.0, tick_s: float = 0.2) -> None:
+    def __init__(
+        self,
+        sandbox_dir: Path,
+        ec2: Any,
+        region: str,
+        loop: asyncio.AbstractEventLoop,
+        publish: Callable[[dict[str, Any]], None],
+        *,
+        poll_s: float = 2.0,
+        tick_s: float = 0.2,
+    ) -> None:
         self.sandbox_dir = sandbox_dir
         self.ec2 = ec2
         self.region = region
@@ -133,8 +141,12 @@ class Fleet:
     async def _boot(self, raw: dict[str, Any]) -> None:
         iid = raw["InstanceId"]
         keys, user_data = await asyncio.to_thread(self._boot_material, raw)
-        host = SandboxHost(iid, self.sandbox_dir / "instances" / iid,
-                           self.sandbox_dir / "hostkeys" / iid, public_address=raw.get("PublicIpAddress"))
+        host = SandboxHost(
+            iid,
+            self.sandbox_dir / "instances" / iid,
+            self.sandbox_dir / "hostkeys" / iid,
+            public_address=raw.get("PublicIpAddress"),
+        )
         await host.start(keys, user_data)
         self.hosts[iid] = host
         log.info("instance %s: SSH on 127.0.0.1:%d", iid, host.port)

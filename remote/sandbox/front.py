@@ -70,7 +70,7 @@ class Ec2Front:
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path.startswith("/_sandbox/"):
-            return self._control(path[len("/_sandbox/"):], environ, start_response)
+            return self._control(path[len("/_sandbox/") :], environ, start_response)
         params, region = self._ec2_params(environ)
         action = params.get("Action") if params else None
         if params is None:
@@ -87,7 +87,9 @@ class Ec2Front:
                 return _xml(start_response, 200, _console_xml(params["InstanceId"], text))
         return self._pass_through(environ, start_response, action)
 
-    def _pass_through(self, environ: dict[str, Any], start_response: StartResponse, action: str | None) -> Iterable[bytes]:
+    def _pass_through(
+        self, environ: dict[str, Any], start_response: StartResponse, action: str | None
+    ) -> Iterable[bytes]:
         """The request as moto answers it (the fleet follows the EC2 calls that change it)."""
         body = self.app(environ, start_response)
         if action in _CHANGES_FLEET:
@@ -106,15 +108,19 @@ class Ec2Front:
         zone = params.get("Placement.AvailabilityZone", "")
         with self._lock:
             if (itype, zone) in self._no_capacity or (itype, "*") in self._no_capacity:
-                return ("InsufficientInstanceCapacity",
-                        f"We currently do not have sufficient {itype} capacity in the Availability Zone "
-                        f"you requested ({zone or 'any'}). (sandbox)")
+                return (
+                    "InsufficientInstanceCapacity",
+                    f"We currently do not have sufficient {itype} capacity in the Availability Zone "
+                    f"you requested ({zone or 'any'}). (sandbox)",
+                )
         max_price = params.get("InstanceMarketOptions.SpotOptions.MaxPrice")
         spot = sandbox_spot_price(itype, zone) if zone else None
         if max_price and spot is not None and float(max_price) < spot:
-            return ("SpotMaxPriceTooLow",
-                    f"Your Spot request price of {max_price} is lower than the minimum required "
-                    f"Spot request fulfillment price of {spot:.4f}. (sandbox)")
+            return (
+                "SpotMaxPriceTooLow",
+                f"Your Spot request price of {max_price} is lower than the minimum required "
+                f"Spot request fulfillment price of {spot:.4f}. (sandbox)",
+            )
         return None
 
     # --- control API --------------------------------------------------------------------
@@ -128,8 +134,9 @@ class Ec2Front:
             if name == "endpoints":
                 return _json(start_response, 200, {"pid": os.getpid(), "hosts": self.fleet.endpoints()})
             if name == "capacity" and environ.get("REQUEST_METHOD") == "POST":
-                self.set_capacity(str(data["instance_type"]), str(data.get("zone", "*")),
-                                  bool(data.get("available", False)))
+                self.set_capacity(
+                    str(data["instance_type"]), str(data.get("zone", "*")), bool(data.get("available", False))
+                )
                 return _json(start_response, 200, {"ok": True})
             if name == "interrupt" and environ.get("REQUEST_METHOD") == "POST":
                 self.fleet.interrupt(str(data["instance_id"]), float(data.get("notice_s", 2.0)))
@@ -186,36 +193,48 @@ def _spot_history_xml(params: dict[str, str], region: str) -> str:
             zone = f"{region}{letter}"
             if zones is not None and zone not in zones:
                 continue
-            items.append(f"<item><instanceType>{itype}</instanceType>"
-                         f"<productDescription>Linux/UNIX</productDescription>"
-                         f"<spotPrice>{price:.6f}</spotPrice><timestamp>{stamp}</timestamp>"
-                         f"<availabilityZone>{zone}</availabilityZone></item>")
-    return (f'<DescribeSpotPriceHistoryResponse xmlns="{_EC2_NS}"><requestId>{uuid.uuid4()}</requestId>'
-            f"<spotPriceHistorySet>{''.join(items)}</spotPriceHistorySet></DescribeSpotPriceHistoryResponse>")
+            items.append(
+                f"<item><instanceType>{itype}</instanceType>"
+                f"<productDescription>Linux/UNIX</productDescription>"
+                f"<spotPrice>{price:.6f}</spotPrice><timestamp>{stamp}</timestamp>"
+                f"<availabilityZone>{zone}</availabilityZone></item>"
+            )
+    return (
+        f'<DescribeSpotPriceHistoryResponse xmlns="{_EC2_NS}"><requestId>{uuid.uuid4()}</requestId>'
+        f"<spotPriceHistorySet>{''.join(items)}</spotPriceHistorySet></DescribeSpotPriceHistoryResponse>"
+    )
 
 
 def _console_xml(instance_id: str, text: str) -> str:
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
     output = base64.b64encode(text.encode()).decode("ascii")
-    return (f'<GetConsoleOutputResponse xmlns="{_EC2_NS}"><requestId>{uuid.uuid4()}</requestId>'
-            f"<instanceId>{instance_id}</instanceId><timestamp>{stamp}</timestamp>"
-            f"<output>{output}</output></GetConsoleOutputResponse>")
+    return (
+        f'<GetConsoleOutputResponse xmlns="{_EC2_NS}"><requestId>{uuid.uuid4()}</requestId>'
+        f"<instanceId>{instance_id}</instanceId><timestamp>{stamp}</timestamp>"
+        f"<output>{output}</output></GetConsoleOutputResponse>"
+    )
 
 
 def _error_xml(code: str, message: str) -> str:
-    return (f"<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors>"
-            f"<RequestID>{uuid.uuid4()}</RequestID></Response>")
+    return (
+        f"<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors>"
+        f"<RequestID>{uuid.uuid4()}</RequestID></Response>"
+    )
 
 
 def _xml(start_response: StartResponse, status: int, text: str) -> list[bytes]:
     body = text.encode()
-    start_response(f"{status} {'OK' if status == 200 else 'Error'}",
-                   [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))])
+    start_response(
+        f"{status} {'OK' if status == 200 else 'Error'}",
+        [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))],
+    )
     return [body]
 
 
 def _json(start_response: StartResponse, status: int, data: Any) -> list[bytes]:
     body = json.dumps(data).encode()
-    start_response(f"{status} {'OK' if status == 200 else 'Error'}",
-                   [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    start_response(
+        f"{status} {'OK' if status == 200 else 'Error'}",
+        [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+    )
     return [body]

@@ -65,8 +65,15 @@ exec "$@"
 class SandboxHost:
     """An SSH server for one instance. `start` boots it, `stop` takes it away."""
 
-    def __init__(self, instance_id: str, root: Path, host_key_path: Path, *,
-                 public_address: str | None = None, user: str = "ubuntu") -> None:
+    def __init__(
+        self,
+        instance_id: str,
+        root: Path,
+        host_key_path: Path,
+        *,
+        public_address: str | None = None,
+        user: str = "ubuntu",
+    ) -> None:
         self.instance_id = instance_id
         self.root = root
         self.host_key_path = host_key_path
@@ -90,10 +97,15 @@ class SandboxHost:
         self._write_shims()
         self._host_key = self._load_or_make_host_key()
         self._server = await asyncssh.create_server(
-            lambda: _AuthOnlyAuthorizedKeys(self.root), "127.0.0.1", 0,
-            server_host_keys=[self._host_key], process_factory=self._run_process,
-            sftp_factory=lambda chan: _HomeSftp(chan, self.root), encoding=None,
-            allow_scp=True, keepalive_interval=15,
+            lambda: _AuthOnlyAuthorizedKeys(self.root),
+            "127.0.0.1",
+            0,
+            server_host_keys=[self._host_key],
+            process_factory=self._run_process,
+            sftp_factory=lambda chan: _HomeSftp(chan, self.root),
+            encoding=None,
+            allow_scp=True,
+            keepalive_interval=15,
         )
         self.port = self._server.sockets[0].getsockname()[1]
         self.booted_at = datetime.now(timezone.utc)
@@ -132,10 +144,16 @@ class SandboxHost:
 
     def endpoint(self) -> dict[str, Any]:
         """This host's entry in the endpoints document."""
-        return {"host": "127.0.0.1", "port": self.port, "host_key": self.host_key_line,
-                "fingerprint": self.fingerprint, "root": str(self.root), "user": self.user,
-                "public_address": self.public_address,
-                "booted_at": self.booted_at.isoformat() if self.booted_at else None}
+        return {
+            "host": "127.0.0.1",
+            "port": self.port,
+            "host_key": self.host_key_line,
+            "fingerprint": self.fingerprint,
+            "root": str(self.root),
+            "user": self.user,
+            "public_address": self.public_address,
+            "booted_at": self.booted_at.isoformat() if self.booted_at else None,
+        }
 
     def console_output(self) -> str:
         """Console text in cloud-init's format, host keys included (how EC2 publishes them)."""
@@ -173,9 +191,14 @@ class SandboxHost:
     def _write_shims(self) -> None:
         bin_dir = self.root / ".sandbox" / "bin"
         python = f'#!/bin/sh\nexec {shlex.quote(sys.executable)} "$@"\n'
-        for name, text in (("shutdown", _SHUTDOWN_SHIM), ("poweroff", _SHUTDOWN_SHIM),
-                           ("halt", _SHUTDOWN_SHIM), ("sudo", _SUDO_SHIM),
-                           ("python3", python), ("python", python)):
+        for name, text in (
+            ("shutdown", _SHUTDOWN_SHIM),
+            ("poweroff", _SHUTDOWN_SHIM),
+            ("halt", _SHUTDOWN_SHIM),
+            ("sudo", _SUDO_SHIM),
+            ("python3", python),
+            ("python", python),
+        ):
             path = bin_dir / name
             path.write_text(text)
             path.chmod(0o755)
@@ -202,8 +225,14 @@ class SandboxHost:
         argv = [str(script)] if user_data.startswith(b"#!") else ["/bin/sh", str(script)]
         try:
             self._user_data = subprocess.Popen(
-                argv, cwd=self.root, env=self.environment(), stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                argv,
+                cwd=self.root,
+                env=self.environment(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         finally:
             log.close()
 
@@ -212,8 +241,14 @@ class SandboxHost:
         argv = ["/bin/sh", "-c", command] if command else ["/bin/sh"]
         try:
             proc = await asyncio.create_subprocess_exec(
-                *argv, cwd=self.root, env=self.environment(), stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True)
+                *argv,
+                cwd=self.root,
+                env=self.environment(),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+            )
         except OSError as exc:
             process.stderr.write(f"sandbox: cannot start /bin/sh: {exc}\n".encode())
             process.exit(127)

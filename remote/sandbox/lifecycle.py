@@ -53,9 +53,15 @@ UNHEALTHY_AFTER_S = 15.0
 machine can make a healthy one slow; replacing it ends every sandbox instance)."""
 
 
-def ensure_up(state_dir: Path, *, timeout_s: float = 60.0, market_seed: int = 7,
-              market_mode: str = "structured", unhealthy_after_s: float = UNHEALTHY_AFTER_S,
-              grace_s: float = STOP_GRACE_S) -> SandboxEndpoints:
+def ensure_up(
+    state_dir: Path,
+    *,
+    timeout_s: float = 60.0,
+    market_seed: int = 7,
+    market_mode: str = "structured",
+    unhealthy_after_s: float = UNHEALTHY_AFTER_S,
+    grace_s: float = STOP_GRACE_S,
+) -> SandboxEndpoints:
     """The running sandbox's endpoints, starting the daemon first if it is not running.
 
     A daemon that is alive but has not answered within ``unhealthy_after_s`` is stopped
@@ -196,10 +202,25 @@ def _spawn(paths: SandboxPaths, state_dir: Path, seed: int, mode: str) -> int:
     env["PYTHONUNBUFFERED"] = "1"
     with open(paths.log_file, "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "remote.sandbox.daemon", "--state-dir", str(Path(state_dir).resolve()),
-             "--market-seed", str(seed), "--market-mode", mode],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-            cwd=str(paths.root), start_new_session=True, close_fds=True)
+            [
+                sys.executable,
+                "-m",
+                "remote.sandbox.daemon",
+                "--state-dir",
+                str(Path(state_dir).resolve()),
+                "--market-seed",
+                str(seed),
+                "--market-mode",
+                mode,
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=str(paths.root),
+            start_new_session=True,
+            close_fds=True,
+        )
     return proc.pid
 
 
@@ -213,8 +234,9 @@ def _wait_published(paths: SandboxPaths, state_dir: Path, pid: int, timeout_s: f
         except SandboxError:
             pass
         if not pid_alive(pid):
-            raise SandboxError(f"the sandbox daemon exited at start: {_last_line(paths.log_file)} "
-                               f"(see {paths.log_file})")
+            raise SandboxError(
+                f"the sandbox daemon exited at start: {_last_line(paths.log_file)} (see {paths.log_file})"
+            )
         time.sleep(0.05)
     raise SandboxError(f"the sandbox daemon did not come up in {timeout_s:.0f}s (see {paths.log_file})")
 

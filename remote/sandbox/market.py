@@ -226,7 +226,7 @@ def generate_minutes(
         wick[i] = np.abs(rng.standard_normal((2, 1440)))
         vol_noise[i] = rng.lognormal(0.0, 0.5, 1440)
         trade_u[i] = rng.random(1440)
-    blocks = (days[:, None] * BLOCKS_PER_DAY + (np.arange(1440) // BLOCK_MINUTES)[None, :])
+    blocks = days[:, None] * BLOCKS_PER_DAY + (np.arange(1440) // BLOCK_MINUTES)[None, :]
     regime = path.regime[blocks]
     structured = mode == "structured"
     sigma = _SIGMA[regime] * coin.vol_scale * _VOL_SEASON[None, :]

@@ -58,8 +58,7 @@ class MarketApi(Protocol):
     def answer(self, parts: list[str], query: dict[str, str], headers: Any) -> Answer | None: ...
 
 
-EXTRA_APIS: tuple[str, ...] = (
-)
+EXTRA_APIS: tuple[str, ...] = ()
 """``module:Class`` of each further API; the class is called with the `MarketSimulator`."""
 
 
@@ -183,7 +182,9 @@ class MarketSimulator:
     def count(self, path_prefix: str = "/", status: int | None = None) -> int:
         """How many requests under ``path_prefix`` were answered (with ``status``, if given)."""
         with self._lock:
-            return sum(1 for r in self.requests if r.path.startswith(path_prefix) and (status is None or r.status == status))
+            return sum(
+                1 for r in self.requests if r.path.startswith(path_prefix) and (status is None or r.status == status)
+            )
 
     def _take_fault(self, path: str) -> _Fault | None:
         with self._lock:
@@ -241,7 +242,11 @@ class MarketSimulator:
         )
         if given == self._require_key:
             return None
-        return 401, {}, {"status": {"error_code": 401, "error_message": "You need a valid API key to access this endpoint"}}
+        return (
+            401,
+            {},
+            {"status": {"error_code": 401, "error_message": "You need a valid API key to access this endpoint"}},
+        )
 
     def _candles(self, product_id: str, query: dict[str, str]) -> tuple[int, dict[str, str], Any]:
         if product_id not in COINS:
@@ -266,16 +271,27 @@ class MarketSimulator:
         if end <= start:
             return 400, {}, {"message": "start must be before end"}
         if (end - start) / g > MAX_CANDLES:
-            return 400, {}, {
-                "message": "granularity too small for the requested time range. Count of aggregations requested exceeds 300"
-            }
-        minutes = generate_minutes(product_id, start // g * g, min(end, last_closed + 60), seed=self.seed, mode=self.mode)
+            return (
+                400,
+                {},
+                {
+                    "message": "granularity too small for the requested time range. Count of aggregations requested exceeds 300"
+                },
+            )
+        minutes = generate_minutes(
+            product_id, start // g * g, min(end, last_closed + 60), seed=self.seed, mode=self.mode
+        )
         data = aggregate(minutes, g)
         keep = (data["time"] >= start) & (data["time"] < end)
         rows = [
             [int(t), float(lo), float(hi), float(op), float(cl), float(v)]
             for t, lo, hi, op, cl, v in zip(
-                data["time"][keep], data["low"][keep], data["high"][keep], data["open"][keep], data["close"][keep], data["volume"][keep],
+                data["time"][keep],
+                data["low"][keep],
+                data["high"][keep],
+                data["open"][keep],
+                data["close"][keep],
+                data["volume"][keep],
                 strict=True,
             )
         ]
@@ -290,18 +306,22 @@ class MarketSimulator:
         ath, ath_time = all_time_high(coin.product_id, now, seed=self.seed, mode=self.mode)
         current = fundamentals_at(coin.product_id, np.array([now // 60 * 60]), seed=self.seed, mode=self.mode)
         iso = datetime.fromtimestamp(ath_time, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-        return 200, {}, {
-            "id": coin.coingecko_id,
-            "symbol": coin.product_id.split("-")[0].lower(),
-            "name": coin.name,
-            "market_data": {
-                "current_price": {"usd": float(current["price"][0])},
-                "market_cap": {"usd": float(current["market_cap"][0])},
-                "total_volume": {"usd": float(current["total_volume"][0])},
-                "ath": {"usd": ath},
-                "ath_date": {"usd": iso},
+        return (
+            200,
+            {},
+            {
+                "id": coin.coingecko_id,
+                "symbol": coin.product_id.split("-")[0].lower(),
+                "name": coin.name,
+                "market_data": {
+                    "current_price": {"usd": float(current["price"][0])},
+                    "market_cap": {"usd": float(current["market_cap"][0])},
+                    "total_volume": {"usd": float(current["total_volume"][0])},
+                    "ath": {"usd": ath},
+                    "ath_date": {"usd": iso},
+                },
             },
-        }
+        )
 
     def _market_chart(self, coin_id: str, query: dict[str, str]) -> tuple[int, dict[str, str], Any]:
         coin = _BY_GECKO_ID.get(coin_id)
@@ -320,11 +340,15 @@ class MarketSimulator:
         times = np.arange(-(-start // step) * step, end + 1, step, dtype=np.int64)
         values = fundamentals_at(coin.product_id, times, seed=self.seed, mode=self.mode)
         ms = (times * 1000).tolist()
-        return 200, {}, {
-            "prices": [[t, float(v)] for t, v in zip(ms, values["price"], strict=True)],
-            "market_caps": [[t, float(v)] for t, v in zip(ms, values["market_cap"], strict=True)],
-            "total_volumes": [[t, float(v)] for t, v in zip(ms, values["total_volume"], strict=True)],
-        }
+        return (
+            200,
+            {},
+            {
+                "prices": [[t, float(v)] for t, v in zip(ms, values["price"], strict=True)],
+                "market_caps": [[t, float(v)] for t, v in zip(ms, values["market_cap"], strict=True)],
+                "total_volumes": [[t, float(v)] for t, v in zip(ms, values["total_volume"], strict=True)],
+            },
+        )
 
 
 def _load_api(target: str, sim: "MarketSimulator") -> MarketApi:
@@ -376,5 +400,3 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(k, v)
         self.end_headers()
         self.wfile.write(body)
-
-

@@ -27,8 +27,9 @@ SSHD = Path("/usr/sbin/sshd")
 def write_ed25519_key(path: Path) -> str:
     """Write a fresh OpenSSH ed25519 private key (0600) at ``path``; return its public line."""
     key = ed25519.Ed25519PrivateKey.generate()
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                                serialization.NoEncryption())
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+    )
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as fh:
         fh.write(private)
@@ -55,8 +56,10 @@ class RunningSSHD:
     @property
     def console_output(self) -> str:
         """The host key as EC2's console output publishes it."""
-        return ("cloud-init: generating keys\n-----BEGIN SSH HOST KEY KEYS-----\n"
-                f"{self.host_public_key} root@ip-10-0-0-1\n-----END SSH HOST KEY KEYS-----\n")
+        return (
+            "cloud-init: generating keys\n-----BEGIN SSH HOST KEY KEYS-----\n"
+            f"{self.host_public_key} root@ip-10-0-0-1\n-----END SSH HOST KEY KEYS-----\n"
+        )
 
     def kill_sessions(self) -> int:
         """Kill every per-connection sshd process (drops all live connections); the
@@ -92,17 +95,35 @@ def start_sshd(directory: Path, authorized_keys: Path, extra_config: tuple[str, 
     for _ in range(5):
         port = _free_port()
         config = directory / "sshd_config"
-        config.write_text("\n".join([
-            f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {host_key}",
-            f"AuthorizedKeysFile {authorized_keys}", f"PidFile {directory / 'sshd.pid'}",
-            "PasswordAuthentication no", "KbdInteractiveAuthentication no", "PubkeyAuthentication yes",
-            "UsePAM no", "StrictModes no", "PermitRootLogin yes", f"AllowUsers {getpass.getuser()}",
-            "Subsystem sftp internal-sftp", "MaxSessions 50", "MaxStartups 50", "LogLevel ERROR",
-            "ClientAliveInterval 0", *extra_config, "",
-        ]))
+        config.write_text(
+            "\n".join(
+                [
+                    f"Port {port}",
+                    "ListenAddress 127.0.0.1",
+                    f"HostKey {host_key}",
+                    f"AuthorizedKeysFile {authorized_keys}",
+                    f"PidFile {directory / 'sshd.pid'}",
+                    "PasswordAuthentication no",
+                    "KbdInteractiveAuthentication no",
+                    "PubkeyAuthentication yes",
+                    "UsePAM no",
+                    "StrictModes no",
+                    "PermitRootLogin yes",
+                    f"AllowUsers {getpass.getuser()}",
+                    "Subsystem sftp internal-sftp",
+                    "MaxSessions 50",
+                    "MaxStartups 50",
+                    "LogLevel ERROR",
+                    "ClientAliveInterval 0",
+                    *extra_config,
+                    "",
+                ]
+            )
+        )
         log = open(directory / "sshd.log", "ab")
-        proc = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(config)], stdout=log, stderr=log,
-                                stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [str(SSHD), "-D", "-e", "-f", str(config)], stdout=log, stderr=log, stdin=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and proc.poll() is None:
             try:

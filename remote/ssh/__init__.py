@@ -24,5 +24,14 @@ from remote.runner import (
 from remote.ssh.connection import SSHTarget
 from remote.ssh.runner import SSHRunner
 
-__all__ = ["CommandResult", "FollowResult", "JobState", "JobStatus", "SSHRunner", "SSHTarget", "check_job_name",
-           "check_remote_path", "quote_command"]
+__all__ = [
+    "CommandResult",
+    "FollowResult",
+    "JobState",
+    "JobStatus",
+    "SSHRunner",
+    "SSHTarget",
+    "check_job_name",
+    "check_remote_path",
+    "quote_command",
+]

@@ -87,15 +87,25 @@ def open_connection(target: SSHTarget, pins: HostKeyStore) -> tuple[Connection, 
     try:
         pkey = paramiko.PKey.from_path(str(target.key_path))
     except (OSError, paramiko.SSHException) as exc:
-        raise AuthFailed(f"cannot read private key {target.key_path}: {exc}; "
-                         "check the path and that it has no passphrase") from exc
+        raise AuthFailed(
+            f"cannot read private key {target.key_path}: {exc}; check the path and that it has no passphrase"
+        ) from exc
     # lazy: no invoke/fabric config files; an explicit SSHConfig: no ~/.ssh/config.
     config = Config(lazy=True, ssh_config=paramiko.SSHConfig(), overrides={"load_ssh_configs": False})
     connection = Connection(
-        target.host, user=target.user, port=target.port, config=config, forward_agent=False,
+        target.host,
+        user=target.user,
+        port=target.port,
+        config=config,
+        forward_agent=False,
         connect_timeout=max(1, int(target.connect_timeout_s)),
-        connect_kwargs={"pkey": pkey, "allow_agent": False, "look_for_keys": False,
-                        "banner_timeout": target.connect_timeout_s, "auth_timeout": target.connect_timeout_s},
+        connect_kwargs={
+            "pkey": pkey,
+            "allow_agent": False,
+            "look_for_keys": False,
+            "banner_timeout": target.connect_timeout_s,
+            "auth_timeout": target.connect_timeout_s,
+        },
     )
     policy = PinningPolicy(target, pins)
     connection.client.set_missing_host_key_policy(policy)
@@ -106,24 +116,30 @@ def open_connection(target: SSHTarget, pins: HostKeyStore) -> tuple[Connection, 
         raise
     except paramiko.AuthenticationException as exc:
         connection.close()
-        raise AuthFailed(f"{target.where} refused key {target.key_path} for user {target.user!r}; "
-                         "check the user name and that the instance was launched with this key") from exc
+        raise AuthFailed(
+            f"{target.where} refused key {target.key_path} for user {target.user!r}; "
+            "check the user name and that the instance was launched with this key"
+        ) from exc
     except (paramiko.SSHException, EOFError) as exc:
         connection.close()
-        raise HostUnreachable(f"SSH handshake with {target.where} failed: {exc or type(exc).__name__}; "
-                              "is an SSH server listening there?") from exc
+        raise HostUnreachable(
+            f"SSH handshake with {target.where} failed: {exc or type(exc).__name__}; is an SSH server listening there?"
+        ) from exc
     except OSError as exc:  # refused, unreachable, timed out: the TCP connection never came up
         connection.close()
-        raise HostUnreachable(f"cannot reach {target.where} for {target.instance_id}: {exc.strerror or exc}; "
-                              "check the host is up and its SSH port is open to you") from exc
+        raise HostUnreachable(
+            f"cannot reach {target.where} for {target.instance_id}: {exc.strerror or exc}; "
+            "check the host is up and its SSH port is open to you"
+        ) from exc
     assert connection.transport is not None and policy.accepted is not None
     connection.transport.set_keepalive(target.keepalive_s)
     return connection, policy.accepted
 
 
 @contextlib.contextmanager
-def translated(where: str, doing: str, *, connected: Callable[[], bool], on_lost: Callable[[], None],
-               command: str = "") -> Iterator[None]:
+def translated(
+    where: str, doing: str, *, connected: Callable[[], bool], on_lost: Callable[[], None], command: str = ""
+) -> Iterator[None]:
     """Run an operation on an open connection; its errors come out as ours.
 
     An error that took the link down becomes ConnectionLost (``on_lost`` drops the dead
@@ -139,5 +155,6 @@ def translated(where: str, doing: str, *, connected: Callable[[], bool], on_lost
         if isinstance(exc, OSError) and not isinstance(exc, socket.timeout) and connected():
             raise RemoteCommandFailed(f"cannot {doing} on {where}: {exc}", command=command or doing) from exc
         on_lost()
-        raise ConnectionLost(f"connection to {where} lost while {doing}: {exc or type(exc).__name__}; "
-                             "it will be retried on reconnect") from exc
+        raise ConnectionLost(
+            f"connection to {where} lost while {doing}: {exc or type(exc).__name__}; it will be retried on reconnect"
+        ) from exc

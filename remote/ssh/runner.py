@@ -142,8 +142,10 @@ class SSHRunner(DetachedJobs, SSHStreams):
 
     def _lost(self, exc: BaseException, doing: str) -> ConnectionLost:
         self._drop_if_dead()
-        return ConnectionLost(f"connection to {self.target.where} lost while {doing}: {exc or type(exc).__name__}; "
-                              f"it will be retried on reconnect")
+        return ConnectionLost(
+            f"connection to {self.target.where} lost while {doing}: {exc or type(exc).__name__}; "
+            f"it will be retried on reconnect"
+        )
 
     def _require(self) -> paramiko.Transport:
         self.connect()
@@ -177,9 +179,15 @@ class SSHRunner(DetachedJobs, SSHStreams):
 
     # --- commands ---------------------------------------------------------------
 
-    def run(self, command: str | Sequence[str], *, timeout_s: float | None = None,
-            on_output: Callable[[str], None] | None = None, check: bool = True,
-            stdin: bytes | None = None) -> CommandResult:
+    def run(
+        self,
+        command: str | Sequence[str],
+        *,
+        timeout_s: float | None = None,
+        on_output: Callable[[str], None] | None = None,
+        check: bool = True,
+        stdin: bytes | None = None,
+    ) -> CommandResult:
         """Run a command to completion, streaming its combined output line by line.
 
         ``on_output`` gets each line (without its newline) as it arrives. With ``check``
@@ -234,7 +242,10 @@ class SSHRunner(DetachedJobs, SSHStreams):
                     chan.close()
                     raise RemoteCommandFailed(
                         f"command timed out after {timeout_s:g} s on {self.target.where}: {cmd[:120]}",
-                        command=cmd, exit_status=None, output_tail=_output_tail(tail))
+                        command=cmd,
+                        exit_status=None,
+                        output_tail=_output_tail(tail),
+                    )
                 if not transport.is_active():
                     raise EOFError("transport closed")
             emit(decoder.decode(b"", final=True), final=True)
@@ -250,13 +261,17 @@ class SSHRunner(DetachedJobs, SSHStreams):
             raise RemoteCommandFailed(
                 f"remote command exited {status} on {self.target.where}: {cmd[:120]}"
                 + (f" -- {_output_tail(tail)}" if tail else ""),
-                command=cmd, exit_status=status, output_tail="\n".join(tail))
+                command=cmd,
+                exit_status=status,
+                output_tail="\n".join(tail),
+            )
         return result
 
     # --- tails and files ------------------------------------------------------------
 
-    def tail(self, path: str, offset: int = 0, *, max_bytes: int = 1 << 20,
-             whole_lines: bool = True) -> tuple[bytes, int]:
+    def tail(
+        self, path: str, offset: int = 0, *, max_bytes: int = 1 << 20, whole_lines: bool = True
+    ) -> tuple[bytes, int]:
         """Bytes of a remote file from ``offset`` and the offset to ask for next time.
 
         With ``whole_lines`` only complete lines are returned, so a reader that resumes

@@ -48,14 +48,38 @@ class SSHStreams:
         t = self.target
         assert self._host_key is not None
         return [
-            "ssh", "-F", "/dev/null", "-i", str(t.key_path), "-p", str(t.port), "-l", t.user,
-            "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none", "-o", "BatchMode=yes",
-            "-o", f"UserKnownHostsFile={self.host_keys.path_for(t.instance_id)}",
-            "-o", "GlobalKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=yes",
-            "-o", f"HostKeyAlias={t.instance_id}", "-o", f"HostKeyAlgorithms={self._host_key.key_type}",
-            "-o", f"ConnectTimeout={int(t.connect_timeout_s)}", "-o", f"ServerAliveInterval={t.keepalive_s}",
+            "ssh",
+            "-F",
+            "/dev/null",
+            "-i",
+            str(t.key_path),
+            "-p",
+            str(t.port),
+            "-l",
+            t.user,
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "IdentityAgent=none",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            f"UserKnownHostsFile={self.host_keys.path_for(t.instance_id)}",
+            "-o",
+            "GlobalKnownHostsFile=/dev/null",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            f"HostKeyAlias={t.instance_id}",
+            "-o",
+            f"HostKeyAlgorithms={self._host_key.key_type}",
+            "-o",
+            f"ConnectTimeout={int(t.connect_timeout_s)}",
+            "-o",
+            f"ServerAliveInterval={t.keepalive_s}",
             # AES-GCM first: with AES-NI it moves bulk data ~2x faster than chacha20.
-            "-o", "Ciphers=aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305@openssh.com,aes128-ctr",
+            "-o",
+            "Ciphers=aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305@openssh.com,aes128-ctr",
             t.host,
         ]
 
@@ -193,7 +217,11 @@ class SSHStreams:
         if status != 0:
             raise RemoteCommandFailed(
                 f"remote command exited {status} on {self.target.where}: {command[:120]} -- "
-                f"{_output_tail(output.splitlines())}", command=command, exit_status=status, output_tail=output[-2000:])
+                f"{_output_tail(output.splitlines())}",
+                command=command,
+                exit_status=status,
+                output_tail=output[-2000:],
+            )
 
 
 def _drain_stderr(chan: paramiko.Channel) -> str:

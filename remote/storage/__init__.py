@@ -26,7 +26,20 @@ from remote.storage.versions import (
 )
 
 __all__ = [
-    "LATEST_KEY", "MANIFEST_FILE", "MODELS_PREFIX", "MULTIPART_THRESHOLD", "ArtifactStore", "ArtifactTags",
-    "LocalArtifactStore", "S3ArtifactStore", "VersionRecord", "VersionedStore", "check_relative_path",
-    "check_version", "extract_tar_safely", "new_version_name", "safe_join", "sha256_of",
+    "LATEST_KEY",
+    "MANIFEST_FILE",
+    "MODELS_PREFIX",
+    "MULTIPART_THRESHOLD",
+    "ArtifactStore",
+    "ArtifactTags",
+    "LocalArtifactStore",
+    "S3ArtifactStore",
+    "VersionRecord",
+    "VersionedStore",
+    "check_relative_path",
+    "check_version",
+    "extract_tar_safely",
+    "new_version_name",
+    "safe_join",
+    "sha256_of",
 ]

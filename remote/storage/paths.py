@@ -24,8 +24,13 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")
 
 def check_relative_path(rel: str) -> str:
     """Return ``rel`` if it is a plain relative POSIX path, else raise ArtifactPathEscape."""
-    if (not isinstance(rel, str) or not rel or rel.startswith("/") or _CONTROL.search(rel)
-            or any(part in ("", ".", "..") for part in rel.split("/"))):
+    if (
+        not isinstance(rel, str)
+        or not rel
+        or rel.startswith("/")
+        or _CONTROL.search(rel)
+        or any(part in ("", ".", "..") for part in rel.split("/"))
+    ):
         raise ArtifactPathEscape(f"artifact path {rel!r} would escape the target directory; refusing to write it")
     return rel
 

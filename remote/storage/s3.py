@@ -32,9 +32,17 @@ class S3ArtifactStore(VersionedStore):
     ``endpoint_url`` and ``region``.
     """
 
-    def __init__(self, bucket: str, *, prefix: str = "", endpoint_url: str | None = None,
-                 region: str | None = None, client: Any | None = None, target: "AwsTarget | None" = None,
-                 multipart_threshold: int = MULTIPART_THRESHOLD) -> None:
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        prefix: str = "",
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        client: Any | None = None,
+        target: "AwsTarget | None" = None,
+        multipart_threshold: int = MULTIPART_THRESHOLD,
+    ) -> None:
         from boto3.s3.transfer import TransferConfig
 
         from remote.providers.aws_client import AwsTarget, check_region, make_client
@@ -51,8 +59,9 @@ class S3ArtifactStore(VersionedStore):
             region = region or target.region
         self.bucket, self.prefix, self.region = bucket, prefix, region
         self.client: Any = client
-        self._transfer = TransferConfig(multipart_threshold=multipart_threshold,
-                                        multipart_chunksize=max(multipart_threshold, 5 << 20))
+        self._transfer = TransferConfig(
+            multipart_threshold=multipart_threshold, multipart_chunksize=max(multipart_threshold, 5 << 20)
+        )
 
     def describe(self) -> str:
         return f"s3://{self.bucket}/{self.prefix}"
@@ -63,7 +72,9 @@ class S3ArtifactStore(VersionedStore):
         try:
             return fn(*args, **kwargs)
         except NoCredentialsError as exc:
-            raise StorageAccessDenied(f"no AWS credentials for {self.describe()}; set a profile or AWS_* variables") from exc
+            raise StorageAccessDenied(
+                f"no AWS credentials for {self.describe()}; set a profile or AWS_* variables"
+            ) from exc
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code in ("NoSuchKey", "404", "NotFound"):
@@ -88,12 +99,25 @@ class S3ArtifactStore(VersionedStore):
         if region and region != "us-east-1":
             kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
         self._call("create bucket", self.client.create_bucket, **kwargs)
-        self._call("block public access", self.client.put_public_access_block, Bucket=self.bucket,
-                   PublicAccessBlockConfiguration={"BlockPublicAcls": True, "IgnorePublicAcls": True,
-                                                   "BlockPublicPolicy": True, "RestrictPublicBuckets": True})
-        self._call("default encryption", self.client.put_bucket_encryption, Bucket=self.bucket,
-                   ServerSideEncryptionConfiguration={"Rules": [
-                       {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})
+        self._call(
+            "block public access",
+            self.client.put_public_access_block,
+            Bucket=self.bucket,
+            PublicAccessBlockConfiguration={
+                "BlockPublicAcls": True,
+                "IgnorePublicAcls": True,
+                "BlockPublicPolicy": True,
+                "RestrictPublicBuckets": True,
+            },
+        )
+        self._call(
+            "default encryption",
+            self.client.put_bucket_encryption,
+            Bucket=self.bucket,
+            ServerSideEncryptionConfiguration={
+                "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+            },
+        )
 
     def _key(self, key: str) -> str:
         return self.prefix + key
@@ -102,8 +126,15 @@ class S3ArtifactStore(VersionedStore):
         extra: dict = {"Metadata": {"sha256": sha256}}
         if tags is not None:
             extra["Tagging"] = tags.as_query()
-        self._call(f"upload {key}", self.client.upload_file, str(path), self.bucket, self._key(key),
-                   ExtraArgs=extra, Config=self._transfer)
+        self._call(
+            f"upload {key}",
+            self.client.upload_file,
+            str(path),
+            self.bucket,
+            self._key(key),
+            ExtraArgs=extra,
+            Config=self._transfer,
+        )
 
     def _put_bytes(self, key: str, data: bytes, tags: ArtifactTags | None) -> None:
         extra: dict = {"Metadata": {"sha256": hashlib.sha256(data).hexdigest()}, "ContentType": "application/json"}
@@ -113,8 +144,9 @@ class S3ArtifactStore(VersionedStore):
 
     def _get_file(self, key: str, dest: Path) -> str | None:
         head = self._call(f"read {key}", self.client.head_object, Bucket=self.bucket, Key=self._key(key))
-        self._call(f"download {key}", self.client.download_file, self.bucket, self._key(key), str(dest),
-                   Config=self._transfer)
+        self._call(
+            f"download {key}", self.client.download_file, self.bucket, self._key(key), str(dest), Config=self._transfer
+        )
         return head.get("Metadata", {}).get("sha256")
 
     def _get_bytes(self, key: str) -> bytes | None:
@@ -131,11 +163,13 @@ class S3ArtifactStore(VersionedStore):
     def _list_versions(self) -> list[str]:
         versions: list[str] = []
         paginator = self.client.get_paginator("list_objects_v2")
-        pages = self._call("list versions", lambda: list(paginator.paginate(
-            Bucket=self.bucket, Prefix=self._key(MODELS_PREFIX), Delimiter="/")))
+        pages = self._call(
+            "list versions",
+            lambda: list(paginator.paginate(Bucket=self.bucket, Prefix=self._key(MODELS_PREFIX), Delimiter="/")),
+        )
         for page in pages:
             for common in page.get("CommonPrefixes", []):
-                versions.append(common["Prefix"][len(self._key(MODELS_PREFIX)):].rstrip("/"))
+                versions.append(common["Prefix"][len(self._key(MODELS_PREFIX)) :].rstrip("/"))
         return versions
 
     def object_tags(self, key: str) -> dict[str, str]:

@@ -200,8 +200,12 @@ class VersionedStore(ABC):
             raise StorageError(f"nothing to upload: {local_dir} has no files")
         record = VersionRecord(version, tags, files, datetime.now(timezone.utc).isoformat(timespec="seconds"))
         self._put_bytes(f"{MODELS_PREFIX}{version}/{MANIFEST_FILE}", _manifest_bytes(record), tags)
-        pointer = {"version": version, "manifest": f"{MODELS_PREFIX}{version}/{MANIFEST_FILE}",
-                   **asdict(tags), "created_at": record.created_at}
+        pointer = {
+            "version": version,
+            "manifest": f"{MODELS_PREFIX}{version}/{MANIFEST_FILE}",
+            **asdict(tags),
+            "created_at": record.created_at,
+        }
         self._put_bytes(LATEST_KEY, json.dumps(pointer, indent=2).encode(), tags)
         return record
 
@@ -270,7 +274,8 @@ class VersionedStore(ABC):
                 if actual != expected or (recorded is not None and recorded != expected):
                     raise ChecksumMismatch(
                         f"{rel} in version {record.version} has sha256 {actual[:12]}..., expected {expected[:12]}...; "
-                        f"refusing the download (the stored copy is damaged or was changed)")
+                        f"refusing the download (the stored copy is damaged or was changed)"
+                    )
             os.replace(staging, final)
         finally:
             if staging.exists():
@@ -307,10 +312,16 @@ def _sweep_dead_downloads(dest_dir: Path) -> None:
 
 
 def _manifest_bytes(record: VersionRecord) -> bytes:
-    return json.dumps({
-        "version": record.version, "created_at": record.created_at, "tags": asdict(record.tags),
-        "files": {rel: {"size": size, "sha256": sha} for rel, (size, sha) in record.files.items()},
-    }, indent=2, sort_keys=True).encode()
+    return json.dumps(
+        {
+            "version": record.version,
+            "created_at": record.created_at,
+            "tags": asdict(record.tags),
+            "files": {rel: {"size": size, "sha256": sha} for rel, (size, sha) in record.files.items()},
+        },
+        indent=2,
+        sort_keys=True,
+    ).encode()
 
 
 def _parse_manifest(version: str, raw: bytes) -> VersionRecord:

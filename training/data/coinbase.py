@@ -125,7 +125,9 @@ class CoinbaseClient:
             if status == 429:
                 waits += 1
                 if waits > 50:
-                    raise MarketDataError("Coinbase kept answering 429 (rate limited); try again later with fewer requests in flight")
+                    raise MarketDataError(
+                        "Coinbase kept answering 429 (rate limited); try again later with fewer requests in flight"
+                    )
                 delay = min(self.max_wait_s, _retry_after(response, default=1.0))
                 self.limiter.pause(delay)
                 time.sleep(delay)
@@ -141,7 +143,9 @@ class CoinbaseClient:
             if status == 404:
                 raise BadMarketData(f"Coinbase does not know the product {symbol} (HTTP 404); check the symbol")
             if status != 200:
-                raise BadMarketData(f"Coinbase refused the candles request for {symbol} (HTTP {status}: {_message(response)})")
+                raise BadMarketData(
+                    f"Coinbase refused the candles request for {symbol} (HTTP {status}: {_message(response)})"
+                )
             return _parse_rows(response, symbol, start, end)
 
 
@@ -174,12 +178,16 @@ def _parse_rows(response: httpx.Response, symbol: str, start: int, end: int) -> 
     if arr.size == 0:
         return np.empty((0, 6))
     if arr.ndim != 2 or arr.shape[1] != 6 or not np.isfinite(arr).all():
-        raise BadMarketData(f"Coinbase answered malformed candle rows for {symbol} (expected [time, low, high, open, close, volume])")
+        raise BadMarketData(
+            f"Coinbase answered malformed candle rows for {symbol} (expected [time, low, high, open, close, volume])"
+        )
     # [time, low, high, open, close, volume] newest first -> time, open, high, low, close, volume oldest first
     out = arr[::-1][:, [0, 3, 2, 1, 4, 5]]
     out = out[(out[:, 0] >= start) & (out[:, 0] < end)]
     if (out[:, 1:5] <= 0).any() or (out[:, 5] < 0).any() or (out[:, 2] < out[:, 3]).any():
-        raise BadMarketData(f"Coinbase answered impossible candles for {symbol} (non-positive prices or high below low)")
+        raise BadMarketData(
+            f"Coinbase answered impossible candles for {symbol} (non-positive prices or high below low)"
+        )
     return out
 
 
@@ -202,7 +210,9 @@ class FetchReport:
 
     def summary(self) -> str:
         resumed = f", {self.skipped} windows already fetched" if self.skipped else ""
-        return f"{self.symbol} {self.timeframe}: {self.candles} candles in {self.windows - self.skipped} requests{resumed}"
+        return (
+            f"{self.symbol} {self.timeframe}: {self.candles} candles in {self.windows - self.skipped} requests{resumed}"
+        )
 
 
 ProgressFn = Callable[[int, int], None]

@@ -42,9 +42,7 @@ class CoinGeckoClient:
         backoff_s: float = 0.5,
     ) -> None:
         if not api_key:
-            raise MissingApiKey(
-                "no CoinGecko API key: set COINGECKO_API_KEY (or fetch with --no-fundamentals)"
-            )
+            raise MissingApiKey("no CoinGecko API key: set COINGECKO_API_KEY (or fetch with --no-fundamentals)")
         self.base_url = base_url.rstrip("/")
         self.ids = {**DEFAULT_IDS, **dict(ids or {})}
         header = "x-cg-pro-api-key" if "pro-api" in self.base_url else "x-cg-demo-api-key"
@@ -89,7 +87,9 @@ class CoinGeckoClient:
             if status == 429 or status >= 500:
                 failures += 1
                 if failures > self.max_retries:
-                    raise MarketDataError(f"CoinGecko answered HTTP {status} after {self.max_retries} retries; try again later")
+                    raise MarketDataError(
+                        f"CoinGecko answered HTTP {status} after {self.max_retries} retries; try again later"
+                    )
                 try:
                     delay = float(response.headers.get("Retry-After", self.backoff_s * 2 ** (failures - 1)))
                 except ValueError:
@@ -97,14 +97,18 @@ class CoinGeckoClient:
                 time.sleep(min(delay, 60.0))
                 continue
             if status == 404:
-                raise BadMarketData(f"CoinGecko does not know {path.split('/')[2] if path.count('/') > 1 else path} (HTTP 404)")
+                raise BadMarketData(
+                    f"CoinGecko does not know {path.split('/')[2] if path.count('/') > 1 else path} (HTTP 404)"
+                )
             if status != 200:
                 raise BadMarketData(f"CoinGecko refused {path.split('?')[0]} (HTTP {status})")
             try:
                 body = response.json()
             except ValueError:
                 kind = response.headers.get("content-type", "?").split(";")[0]
-                raise BadMarketData(f"CoinGecko answered something that is not JSON ({kind}); check the CoinGecko URL") from None
+                raise BadMarketData(
+                    f"CoinGecko answered something that is not JSON ({kind}); check the CoinGecko URL"
+                ) from None
             if not isinstance(body, dict):
                 raise BadMarketData("CoinGecko answered JSON of an unexpected shape")
             return body
@@ -117,7 +121,10 @@ class CoinGeckoClient:
             {"vs_currency": "usd", "from": str(int(start)), "to": str(int(end))},
         )
         try:
-            series = {k: np.asarray(body[k], dtype=np.float64).reshape(-1, 2) for k in ("prices", "market_caps", "total_volumes")}
+            series = {
+                k: np.asarray(body[k], dtype=np.float64).reshape(-1, 2)
+                for k in ("prices", "market_caps", "total_volumes")
+            }
         except (KeyError, ValueError, TypeError):
             raise BadMarketData("CoinGecko market_chart answer lacks prices, market_caps or total_volumes") from None
         times = series["prices"][:, 0]

@@ -77,7 +77,7 @@ def _parse_times(col: pd.Series, path: Path) -> np.ndarray:
     bad = np.flatnonzero(parsed.isna().to_numpy())
     if len(bad):
         raise BadMarketData(f"{path} row {bad[0] + 2}: unparseable time {col.iloc[bad[0]]!r}")
-    return (parsed.astype("datetime64[ns, UTC]").to_numpy(dtype="datetime64[ns]").astype(np.int64) // 1_000_000_000)
+    return parsed.astype("datetime64[ns, UTC]").to_numpy(dtype="datetime64[ns]").astype(np.int64) // 1_000_000_000
 
 
 def _validate(path: Path, t: np.ndarray, v: dict[str, np.ndarray], step: int) -> None:
@@ -99,6 +99,8 @@ def _validate(path: Path, t: np.ndarray, v: dict[str, np.ndarray], step: int) ->
     neg = np.flatnonzero(v["volume"] < 0)
     if len(neg):
         raise BadMarketData(f"{path} row {neg[0] + 2}: volume is negative")
-    wrong = np.flatnonzero((v["low"] > np.minimum(v["open"], v["close"])) | (v["high"] < np.maximum(v["open"], v["close"])))
+    wrong = np.flatnonzero(
+        (v["low"] > np.minimum(v["open"], v["close"])) | (v["high"] < np.maximum(v["open"], v["close"]))
+    )
     if len(wrong):
         raise BadMarketData(f"{path} row {wrong[0] + 2}: low/high do not bracket open and close")

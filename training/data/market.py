@@ -57,9 +57,7 @@ def to_unix(value: int | float | str | date | datetime | pd.Timestamp) -> int:
 def check_range(start: int, end: int) -> None:
     """Refuse an empty or reversed range."""
     if end <= start:
-        raise BadMarketData(
-            f"end ({iso(end)}) is not after start ({iso(start)}): give an end later than the start"
-        )
+        raise BadMarketData(f"end ({iso(end)}) is not after start ({iso(start)}): give an end later than the start")
 
 
 def iso(ts: int) -> str:
@@ -69,7 +67,9 @@ def iso(ts: int) -> str:
 
 def utc_index(seconds: np.ndarray) -> pd.Series:
     """Unix seconds as a datetime64[ns, UTC] series (the store's timestamp column)."""
-    return pd.Series(pd.to_datetime(np.asarray(seconds, dtype=np.int64), unit="s", utc=True)).astype("datetime64[ns, UTC]")
+    return pd.Series(pd.to_datetime(np.asarray(seconds, dtype=np.int64), unit="s", utc=True)).astype(
+        "datetime64[ns, UTC]"
+    )
 
 
 def unix_seconds(timestamps: pd.Series | pd.Index) -> np.ndarray:

@@ -57,7 +57,9 @@ class ResampleCheck:
     def summary(self) -> str:
         if self.ok:
             return f"{self.symbol} {self.timeframe}: {self.compared} candles agree with resampled 1m"
-        return f"{self.symbol} {self.timeframe}: {self.disagreeing} of {self.compared} candles disagree with resampled 1m"
+        return (
+            f"{self.symbol} {self.timeframe}: {self.disagreeing} of {self.compared} candles disagree with resampled 1m"
+        )
 
 
 def check_against_minutes(store: CandleStore, symbol: str, timeframe: str) -> ResampleCheck:
@@ -77,12 +79,21 @@ def check_against_minutes(store: CandleStore, symbol: str, timeframe: str) -> Re
     examples: list[dict] = []
     bad_rows = set(missing)
     for ts in missing[:5]:
-        examples.append({"time": iso(int(ts.timestamp())), "column": "candle", "fetched": "present", "resampled": "absent"})
+        examples.append(
+            {"time": iso(int(ts.timestamp())), "column": "candle", "fetched": "present", "resampled": "absent"}
+        )
     for col, tol in (("open", 1e-9), ("high", 1e-9), ("low", 1e-9), ("close", 1e-9), ("volume", 1e-6)):
         a = theirs.loc[common, col].to_numpy()
         b = ours.loc[common, col].to_numpy()
         off = np.flatnonzero(~np.isclose(a, b, rtol=tol, atol=0.0))
         bad_rows.update(common[off])
         for i in off[: max(0, 20 - len(examples))]:
-            examples.append({"time": iso(int(common[i].timestamp())), "column": col, "fetched": float(a[i]), "resampled": float(b[i])})
+            examples.append(
+                {
+                    "time": iso(int(common[i].timestamp())),
+                    "column": col,
+                    "fetched": float(a[i]),
+                    "resampled": float(b[i]),
+                }
+            )
     return ResampleCheck(symbol, timeframe, len(common) + len(missing), examples, len(bad_rows))

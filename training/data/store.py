@@ -225,7 +225,11 @@ class CandleStore:
         """Add CoinGecko rows (newest answer wins); the all-time high columns take the newest."""
         old = self.read_fundamentals(symbol)
         before = len(old)
-        frame = pd.concat([old, new[list(FUNDAMENTAL_COLUMNS)]], ignore_index=True) if before else new[list(FUNDAMENTAL_COLUMNS)]
+        frame = (
+            pd.concat([old, new[list(FUNDAMENTAL_COLUMNS)]], ignore_index=True)
+            if before
+            else new[list(FUNDAMENTAL_COLUMNS)]
+        )
         frame = frame.drop_duplicates("timestamp", keep="last").sort_values("timestamp").reset_index(drop=True)
         if len(new):
             frame["ath"] = float(new["ath"].iloc[-1])

@@ -77,7 +77,7 @@ def arrays_to_state_dict(arrays: Mapping[str, np.ndarray], prefix: str = "") -> 
     """The inverse of `state_dict_to_arrays` for keys under ``prefix``."""
     import torch
 
-    return {k[len(prefix):]: torch.from_numpy(np.array(v)) for k, v in arrays.items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: torch.from_numpy(np.array(v)) for k, v in arrays.items() if k.startswith(prefix)}
 
 
 def _finite(value: Any) -> Any:

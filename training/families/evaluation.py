@@ -116,26 +116,44 @@ class Evaluation:
                 return None
             lo, hi = raw.get("interval") or (None, None)
             return AfterCost(
-                net_return=_num(raw.get("net_return")) or 0.0, trades=int(raw.get("trades") or 0),
-                gross_return=_num(raw.get("gross_return")) or 0.0, costs_paid=_num(raw.get("costs_paid")) or 0.0,
-                interval=(_nan(lo), _nan(hi)), p_value=_num(raw.get("p_value")) or 1.0,
-                figures={k: _nan(v) for k, v in dict(raw.get("figures") or {}).items()})
+                net_return=_num(raw.get("net_return")) or 0.0,
+                trades=int(raw.get("trades") or 0),
+                gross_return=_num(raw.get("gross_return")) or 0.0,
+                costs_paid=_num(raw.get("costs_paid")) or 0.0,
+                interval=(_nan(lo), _nan(hi)),
+                p_value=_num(raw.get("p_value")) or 1.0,
+                figures={k: _nan(v) for k, v in dict(raw.get("figures") or {}).items()},
+            )
 
         comparisons = tuple(
-            Comparison(baseline=str(c["baseline"]), metric=str(c["metric"]), model=_nan(c.get("model")),
-                       baseline_value=_nan(c.get("baseline_value")), p_value=_num(c.get("p_value")) or 1.0,
-                       test=str(c.get("test", "")),
-                       interval=tuple(map(_nan, c["interval"])) if c.get("interval") else None)  # type: ignore[arg-type]
-            for c in data.get("comparisons") or ())
+            Comparison(
+                baseline=str(c["baseline"]),
+                metric=str(c["metric"]),
+                model=_nan(c.get("model")),
+                baseline_value=_nan(c.get("baseline_value")),
+                p_value=_num(c.get("p_value")) or 1.0,
+                test=str(c.get("test", "")),
+                interval=_pair(c.get("interval")),
+            )
+            for c in data.get("comparisons") or ()
+        )
         part = dict(data.get("part") or {})
         return cls(
-            family=str(data["family"]), unit=str(data["unit"]),
-            part=JudgedPart(str(part.get("name", "test")), int(part.get("samples") or 0), part.get("first"), part.get("last")),
+            family=str(data["family"]),
+            unit=str(data["unit"]),
+            part=JudgedPart(
+                str(part.get("name", "test")), int(part.get("samples") or 0), part.get("first"), part.get("last")
+            ),
             metrics={k: _nan(v) for k, v in dict(data.get("metrics") or {}).items()},
-            baselines={b: {k: _nan(v) for k, v in dict(m).items()} for b, m in dict(data.get("baselines") or {}).items()},
-            comparisons=comparisons, after_cost=after(data.get("after_cost")),
-            baseline_after_cost={b: a for b, raw in dict(data.get("baseline_after_cost") or {}).items()
-                                 if (a := after(raw)) is not None})
+            baselines={
+                b: {k: _nan(v) for k, v in dict(m).items()} for b, m in dict(data.get("baselines") or {}).items()
+            },
+            comparisons=comparisons,
+            after_cost=after(data.get("after_cost")),
+            baseline_after_cost={
+                b: a for b, raw in dict(data.get("baseline_after_cost") or {}).items() if (a := after(raw)) is not None
+            },
+        )
 
 
 @dataclass(frozen=True)
@@ -231,8 +249,9 @@ class BeatsBaseline:
         if c is None:
             return RuleOutcome(name, False, detail="not compared")
         ok = c.model > c.baseline_value and c.p_value <= self.alpha
-        return RuleOutcome(name, ok, c.model, c.baseline_value, c.p_value, c.interval,
-                           detail=f"{c.test}, alpha {self.alpha:g}")
+        return RuleOutcome(
+            name, ok, c.model, c.baseline_value, c.p_value, c.interval, detail=f"{c.test}, alpha {self.alpha:g}"
+        )
 
 
 @dataclass(frozen=True)
@@ -246,11 +265,25 @@ class EarnsAfterCosts:
         if a is None:
             return RuleOutcome(name, False, detail="no after-cost result")
         if a.trades < self.min_trades:
-            return RuleOutcome(name, False, float(a.trades), float(self.min_trades),
-                               detail=f"only {a.trades} trades (need {self.min_trades})")
+            return RuleOutcome(
+                name,
+                False,
+                float(a.trades),
+                float(self.min_trades),
+                detail=f"only {a.trades} trades (need {self.min_trades})",
+            )
         ok = a.net_return > 0 and a.p_value <= self.alpha and a.interval[0] > 0
-        return RuleOutcome(name, ok, a.net_return, 0.0, a.p_value, a.interval,
-                           detail=f"{a.trades} trades, alpha {self.alpha:g}")
+        return RuleOutcome(
+            name, ok, a.net_return, 0.0, a.p_value, a.interval, detail=f"{a.trades} trades, alpha {self.alpha:g}"
+        )
+
+
+def _pair(raw: Any) -> tuple[float, float] | None:
+    """An interval read back from JSON (None when it had none)."""
+    if not raw:
+        return None
+    low, high = raw
+    return (_nan(low), _nan(high))
 
 
 def _nan(value: Any) -> float:

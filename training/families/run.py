@@ -39,8 +39,9 @@ class UnitOutcome:
     verdict: Verdict
 
 
-def train_unit(job: FitJob, out: Path, *, on_progress: Callable[[Progress], None] = lambda p: None,
-               pin: str = "") -> UnitOutcome:
+def train_unit(
+    job: FitJob, out: Path, *, on_progress: Callable[[Progress], None] = lambda p: None, pin: str = ""
+) -> UnitOutcome:
     """Train, judge and publish ``job`` under the artifact root ``out``; promote when it passes.
 
     ``pin`` is what the champion pointer records as the model's input fingerprint (the
@@ -55,8 +56,15 @@ def train_unit(job: FitJob, out: Path, *, on_progress: Callable[[Progress], None
     def write(folder: Path) -> Sequence[str]:
         names = list(family.save(fitted, folder))
         save_json(folder / EVALUATION_FILE, evaluation.to_dict())
-        save_json(folder / VERDICT_FILE, {"passed": verdict.passed, "lines": list(verdict.lines()),
-                                          "family": family.name, "format": family.artifact_format})
+        save_json(
+            folder / VERDICT_FILE,
+            {
+                "passed": verdict.passed,
+                "lines": list(verdict.lines()),
+                "family": family.name,
+                "format": family.artifact_format,
+            },
+        )
         return [*names, EVALUATION_FILE, VERDICT_FILE]
 
     published = registry.publish_folder(out, job.unit, write, passed=verdict.passed, reasons=verdict.reasons)

@@ -94,7 +94,9 @@ class _Series:
         return self.cached(("macd", fast, slow, signal), lambda: talib.MACD(self.close, fast, slow, signal))
 
     def bbands(self, period: int, nbdev: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return self.cached(("bb", period, nbdev), lambda: talib.BBANDS(self.close, period, nbdev, nbdev, talib.MA_Type.SMA))
+        return self.cached(
+            ("bb", period, nbdev), lambda: talib.BBANDS(self.close, period, nbdev, nbdev, talib.MA_Type.SMA)
+        )
 
     def returns(self, lag: int) -> np.ndarray:
         def make() -> np.ndarray:
@@ -253,7 +255,9 @@ def _daily_fundamentals(fundamentals: pd.DataFrame) -> pd.DataFrame:
     t = t[order]
     day = t // DAY
     first = np.flatnonzero(np.concatenate([[True], day[1:] != day[:-1]]))
-    cols = {c: fundamentals[c].to_numpy(dtype=np.float64)[order][first] for c in ("price", "market_cap", "total_volume")}
+    cols = {
+        c: fundamentals[c].to_numpy(dtype=np.float64)[order][first] for c in ("price", "market_cap", "total_volume")
+    }
     daily = pd.DataFrame(cols, index=pd.Index(day[first], name="day"))
     daily["known"] = t[first]
     calendar = pd.RangeIndex(int(day[0]), int(day[-1]) + 1, name="day")
@@ -266,7 +270,9 @@ def _daily_fundamentals(fundamentals: pd.DataFrame) -> pd.DataFrame:
     return daily
 
 
-def _fundamental_columns(spec_feats: list[FeatureDef], fundamentals: pd.DataFrame, minute: _Series) -> dict[str, np.ndarray]:
+def _fundamental_columns(
+    spec_feats: list[FeatureDef], fundamentals: pd.DataFrame, minute: _Series
+) -> dict[str, np.ndarray]:
     daily = _daily_fundamentals(fundamentals)
     price = daily["price"].to_numpy()
     known = daily["known"].to_numpy()
@@ -328,7 +334,9 @@ def build_features(
             raise MissingFeatureInput(
                 f"no CoinGecko fundamentals for {symbol}; fetch them (`console data fetch` with COINGECKO_API_KEY set)"
             )
-        _check_coverage(f"fundamentals for {symbol}", int(unix_seconds(fundamentals["timestamp"]).max()), minute, 2 * DAY)
+        _check_coverage(
+            f"fundamentals for {symbol}", int(unix_seconds(fundamentals["timestamp"]).max()), minute, 2 * DAY
+        )
         columns.update(_fundamental_columns(fund_feats, fundamentals, minute))
 
     htf: dict[str, _Series] = {}
@@ -337,7 +345,9 @@ def build_features(
             continue
         frame = candles_by_tf.get(tf)
         if frame is None or len(frame) == 0:
-            raise MissingFeatureInput(f"no {tf} candles for {symbol}, which takes multi-timeframe features; fetch them first")
+            raise MissingFeatureInput(
+                f"no {tf} candles for {symbol}, which takes multi-timeframe features; fetch them first"
+            )
         htf[tf] = _Series(frame, TIMEFRAMES[tf])
         _check_coverage(f"{tf} candles for {symbol}", int(htf[tf].close_time[-1]), minute, 2 * TIMEFRAMES[tf])
     aligned = {tf: _last_closed(minute, s) for tf, s in htf.items()}

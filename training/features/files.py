@@ -121,8 +121,12 @@ def build_feature_file(
             "(the 1h MACD needs about 34 hours, the 30-day trends 31 days of fundamentals); fetch more days"
         )
     path = feature_path(out_dir, spec.symbol)
-    write_feature_file(path, frame, FeatureFileMeta(spec.symbol, spec.version, spec.hash, spec.names, len(frame)),
-                       recent_rows=RECENT_ROWS)
+    write_feature_file(
+        path,
+        frame,
+        FeatureFileMeta(spec.symbol, spec.version, spec.hash, spec.names, len(frame)),
+        recent_rows=RECENT_ROWS,
+    )
     return BuildReport(spec.symbol, path, len(frame), spec.count, spec.hash, len(candles_by_tf["1m"]) - len(frame))
 
 
@@ -171,13 +175,16 @@ def update_feature_file(
     # or higher-timeframe candle can change its rows, as it would a full rebuild's.
     check_ns = since_ns - CHECK_CANDLES * TIMEFRAMES["1m"] * 10**9 if keep else since_ns
     tail = build_features(
-        spec.symbol, tail_inputs(candles_by_tf, pd.Timestamp(check_ns, unit="ns", tz="UTC"), warmup),
-        fundamentals, spec, finite_only=True,
+        spec.symbol,
+        tail_inputs(candles_by_tf, pd.Timestamp(check_ns, unit="ns", tz="UTC"), warmup),
+        fundamentals,
+        spec,
+        finite_only=True,
     )
     tail_ns = _ns(tail["timestamp"])
     if keep and not _agrees_with_stored(path, keep[-1], tail, tail_ns, check_ns, since_ns, spec):
         return _full(spec, candles_by_tf, fundamentals, out_dir, "the candles before the last part changed")
-    new = tail.iloc[int(np.searchsorted(tail_ns, since_ns, side="left")):]
+    new = tail.iloc[int(np.searchsorted(tail_ns, since_ns, side="left")) :]
     if len(new) == 0 and open_part is None:
         return _report(spec, path, manifest, 0)  # the new candles are all warm-up: nothing to add
     region = frame_to_table(new)
@@ -242,18 +249,32 @@ def _compact(path: Path, keep: tuple[Part, ...], tables: list[pa.Table]) -> tupl
         return keep, tables
     sealed, recent = tables[:-1], tables[-1:]
     try:
-        merged = pa.concat_tables([layout.read_parts(path, small), *[t.replace_schema_metadata(None) for t in sealed]],
-                                  promote_options="permissive")
+        merged = pa.concat_tables(
+            [layout.read_parts(path, small), *[t.replace_schema_metadata(None) for t in sealed]],
+            promote_options="permissive",
+        )
     except (LayoutError, pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise FeatureFileError(f"{path} is damaged ({exc}); rebuild it with `console features build`") from None
     return keep[:first_small], [*split_rows(merged), *recent]
 
 
-def _full(spec: FeatureSpec, candles_by_tf: dict[str, pd.DataFrame], fundamentals: pd.DataFrame | None,
-          out_dir: Path | str, why: str) -> BuildReport:
+def _full(
+    spec: FeatureSpec,
+    candles_by_tf: dict[str, pd.DataFrame],
+    fundamentals: pd.DataFrame | None,
+    out_dir: Path | str,
+    why: str,
+) -> BuildReport:
     report = build_feature_file(spec, candles_by_tf, fundamentals, out_dir)
-    return BuildReport(report.symbol, report.path, report.rows, report.features, report.feature_hash,
-                       report.dropped_warmup, why_full=why)
+    return BuildReport(
+        report.symbol,
+        report.path,
+        report.rows,
+        report.features,
+        report.feature_hash,
+        report.dropped_warmup,
+        why_full=why,
+    )
 
 
 def _report(spec: FeatureSpec, path: Path, manifest: Manifest, added: int) -> BuildReport:

@@ -288,8 +288,7 @@ def _meta_of(path: Path, data: Any, rows: int | None) -> FeatureFileMeta:
 
 def _damaged(path: Path, detail: str) -> str:
     symbol = path.name.removesuffix(".parquet")
-    return (f"{path} is damaged or unreadable ({detail}); rebuild it with "
-            f"`console features build --symbols {symbol}`")
+    return f"{path} is damaged or unreadable ({detail}); rebuild it with `console features build --symbols {symbol}`"
 
 
 def _first_line(exc: BaseException) -> str:

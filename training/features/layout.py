@@ -91,7 +91,9 @@ def read_manifest(path: Path) -> Manifest:
         data = json.loads(raw)
         if data.get("format") != FORMAT:
             raise ValueError(data.get("format"))
-        parts = tuple(Part(str(p["file"]), int(p["rows"]), int(p["first_ns"]), int(p["last_ns"])) for p in data["parts"])
+        parts = tuple(
+            Part(str(p["file"]), int(p["rows"]), int(p["first_ns"]), int(p["last_ns"])) for p in data["parts"]
+        )
         meta = dict(data["meta"])
     except (ValueError, KeyError, TypeError, AttributeError):
         raise LayoutError(f"{path}/{MANIFEST} is malformed") from None
@@ -122,6 +124,7 @@ def read_parts(path: Path, parts: Sequence[Part], columns: Sequence[str] | None 
     Raises FileNotFoundError when a part vanished (a writer replaced it: re-read the
     manifest) and `LayoutError` when one is torn or disagrees with the others.
     """
+
     def one(part: Part) -> pa.Table:
         try:
             table = pq.read_table(Path(path) / part.file, columns=list(columns) if columns else None, memory_map=True)
@@ -166,7 +169,9 @@ def part_of(table: pa.Table, file: str) -> Part:
     return Part(file, table.num_rows, int(first), int(last))
 
 
-def write(path: Path, meta: dict[str, Any], keep: Sequence[Part], new: Sequence[pa.Table], metadata_key: bytes) -> Manifest:
+def write(
+    path: Path, meta: dict[str, Any], keep: Sequence[Part], new: Sequence[pa.Table], metadata_key: bytes
+) -> Manifest:
     """Make ``path`` hold the parts ``keep`` (already in the folder) followed by ``new``.
 
     The new parts are written (in parallel) and renamed into place, then the manifest is
@@ -240,7 +245,7 @@ def _replace_file_with_folder(path: Path, meta: dict[str, Any], new: Sequence[pa
 def _tmp_folder(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in path.parent.glob(f".{path.name}.*.tmpdir"):  # left by a writer that died
-        pid = stale.name[len(path.name) + 2:].split("-", 1)[0]
+        pid = stale.name[len(path.name) + 2 :].split("-", 1)[0]
         if pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(stale, ignore_errors=True)
     tmp = path.parent / f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmpdir"
@@ -248,7 +253,9 @@ def _tmp_folder(path: Path) -> Path:
     return tmp
 
 
-def _write_parts(folder: Path, names: Sequence[str], tables: Sequence[pa.Table], meta: dict[str, Any], key: bytes) -> list[Part]:
+def _write_parts(
+    folder: Path, names: Sequence[str], tables: Sequence[pa.Table], meta: dict[str, Any], key: bytes
+) -> list[Part]:
     def one(job: tuple[str, pa.Table]) -> Part:
         name, table = job
         payload = json.dumps(meta | {"rows": table.num_rows}).encode()

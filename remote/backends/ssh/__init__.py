@@ -60,7 +60,8 @@ class SshBackend:
 
     name: ClassVar[str] = "ssh"
     capabilities: ClassVar[frozenset[BackendCapability]] = frozenset(
-        {BackendCapability.RECOVERS_SPOT, BackendCapability.RUNS_ARRAYS})
+        {BackendCapability.RECOVERS_SPOT, BackendCapability.RUNS_ARRAYS}
+    )
 
     def __init__(self, context: BackendContext) -> None:
         if not isinstance(context.hosts, HostPool):
@@ -76,8 +77,10 @@ class SshBackend:
 
     def prepare(self, plan: RunPlan) -> Prepared:
         host = self.hosts.acquire()
-        return Prepared(f"training on {host.instance_id} ({host.gpu})",
-                        {"instance_id": host.instance_id, "root": host.layout.root, "gpu": host.gpu})
+        return Prepared(
+            f"training on {host.instance_id} ({host.gpu})",
+            {"instance_id": host.instance_id, "root": host.layout.root, "gpu": host.gpu},
+        )
 
     def submit(self, spec: JobSpec) -> JobRef:
         host = self.hosts.current()
@@ -105,14 +108,34 @@ class SshBackend:
                     raise
                 why = quiet
             done = self.hosts.replacements()
-            on_event(JobEvent(ref.name, "state", f"instance {host.instance_id} lost during training: {why}",
-                              data={"what": "lost", "instance_id": host.instance_id, "reason": why,
-                                    "relaunches": done, "max_relaunches": self.hosts.max_replacements}))
+            on_event(
+                JobEvent(
+                    ref.name,
+                    "state",
+                    f"instance {host.instance_id} lost during training: {why}",
+                    data={
+                        "what": "lost",
+                        "instance_id": host.instance_id,
+                        "reason": why,
+                        "relaunches": done,
+                        "max_relaunches": self.hosts.max_replacements,
+                    },
+                )
+            )
             if not self.hosts.can_replace() or done >= self.hosts.max_replacements:
-                hint = ("raise max_relaunches in the checklist, then `console resume`" if self.hosts.can_replace()
-                        else "bring the host back, then `console resume`")
-                return JobStatus(ref, JobPhase.FAILED, secondary="host-lost", reason=(
-                    f"instance {host.instance_id} was lost during training ({why}) after {done} replacement(s); {hint}"))
+                hint = (
+                    "raise max_relaunches in the checklist, then `console resume`"
+                    if self.hosts.can_replace()
+                    else "bring the host back, then `console resume`"
+                )
+                return JobStatus(
+                    ref,
+                    JobPhase.FAILED,
+                    secondary="host-lost",
+                    reason=(
+                        f"instance {host.instance_id} was lost during training ({why}) after {done} replacement(s); {hint}"
+                    ),
+                )
             self.hosts.replace(host, why)
             fresh = True  # the replacement starts from the stored checkpoints, never from scratch
 
@@ -126,8 +149,12 @@ class SshBackend:
             return JobStatus(ref, JobPhase.PENDING, secondary=f"not started on {host.instance_id}")
         if found.state is JobState.EXITED and found.exit_code == 0:
             return JobStatus(ref, JobPhase.SUCCEEDED)
-        return JobStatus(ref, JobPhase.FAILED, reason=f"the job {found.state.value}"
-                         + (f" with exit code {found.exit_code}" if found.exit_code is not None else ""))
+        return JobStatus(
+            ref,
+            JobPhase.FAILED,
+            reason=f"the job {found.state.value}"
+            + (f" with exit code {found.exit_code}" if found.exit_code is not None else ""),
+        )
 
     def cancel(self, ref: JobRef) -> JobStatus:
         host = self.hosts.current()
@@ -153,8 +180,9 @@ class SshBackend:
         self.log.info("fetched %s", fetched.summary())
         store = self.context.store
         store.ensure_bucket()
-        tags = ArtifactTags(run_id=ref.run_id, trained_date=datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-                            gpu=_tag_safe(host.gpu))
+        tags = ArtifactTags(
+            run_id=ref.run_id, trained_date=datetime.now(timezone.utc).strftime("%Y-%m-%d"), gpu=_tag_safe(host.gpu)
+        )
         record = store.upload_version(Path(dest), tags)
         return Collected(record.version, len(record.files), record.total_bytes, store.describe())
 
@@ -164,8 +192,14 @@ class SshBackend:
     # --- on one host ------------------------------------------------------------------------
 
     def _ref(self, spec: JobSpec, host: SshHost) -> JobRef:
-        data = {"instance_id": host.instance_id, "root": host.layout.root, "artifacts": host.layout.artifacts,
-                "family": spec.family, "units": list(spec.units), "params": dict(spec.params)}
+        data = {
+            "instance_id": host.instance_id,
+            "root": host.layout.root,
+            "artifacts": host.layout.artifacts,
+            "family": spec.family,
+            "units": list(spec.units),
+            "params": dict(spec.params),
+        }
         return JobRef(self.name, spec.name, spec.name, spec.run_id, data)
 
     def _start(self, spec: JobSpec, host: SshHost, runner: SSHRunner, *, force: bool, restart: bool) -> SshHost:
@@ -193,8 +227,16 @@ class SshBackend:
         self.log.info("started %s on %s", " ".join(command), runner.target.where)
         return host
 
-    def _follow_on(self, host: SshHost, ref: JobRef, spec: JobSpec, on_event: EventSink,
-                   should_stop: Callable[[], bool], *, fresh: bool) -> JobStatus:
+    def _follow_on(
+        self,
+        host: SshHost,
+        ref: JobRef,
+        spec: JobSpec,
+        on_event: EventSink,
+        should_stop: Callable[[], bool],
+        *,
+        fresh: bool,
+    ) -> JobStatus:
         """Follow (and on a fresh host first start) the job on one host until it ends."""
         watch = HostWatch(self.hosts, host, on_event, ref.name, should_stop=should_stop)
         watch.check(force=True)  # a host already gone is replaced before any SSH to it
@@ -203,8 +245,9 @@ class SshBackend:
         with runner:
             watch.runner = reader.runner = runner
             host = self._start(spec, host, runner, force=False, restart=False)
-            result = runner.follow_job(ref.job_id, reader, on_reconnect=lambda n: self.log.warning(
-                "SSH dropped; reconnected (%d)", n))
+            result = runner.follow_job(
+                ref.job_id, reader, on_reconnect=lambda n: self.log.warning("SSH dropped; reconnected (%d)", n)
+            )
             final = result.status
             if not (final.state is JobState.EXITED and final.exit_code == 0):
                 # Killed by a signal or gone without an exit code: give the provider a moment to
@@ -216,22 +259,34 @@ class SshBackend:
             summary = read_summary(runner, host.layout.artifacts)
             for event in unit_results(ref.name, runner, host.layout.artifacts, summary):
                 on_event(event)
-        counts = {"succeeded": int(summary.get("succeeded", 0)), "failed": int(summary.get("failed", 0))} \
-            if summary else {}
+        counts = (
+            {"succeeded": int(summary.get("succeeded", 0)), "failed": int(summary.get("failed", 0))} if summary else {}
+        )
         if final.state is not JobState.EXITED:
-            return JobStatus(ref, JobPhase.FAILED, secondary=final.state.value, children=counts,
-                             reason=f"the training job on {host.instance_id} {final.state.value} without an exit code; "
-                                    "`console resume` continues from the checkpoints")
+            return JobStatus(
+                ref,
+                JobPhase.FAILED,
+                secondary=final.state.value,
+                children=counts,
+                reason=f"the training job on {host.instance_id} {final.state.value} without an exit code; "
+                "`console resume` continues from the checkpoints",
+            )
         if final.exit_code == 3:
-            return JobStatus(ref, JobPhase.FAILED, secondary=GUARD_REFUSED, children=counts,
-                             reason=f"the instance refused to train: {first_reason(summary)}")
+            return JobStatus(
+                ref,
+                JobPhase.FAILED,
+                secondary=GUARD_REFUSED,
+                children=counts,
+                reason=f"the instance refused to train: {first_reason(summary)}",
+            )
         if final.exit_code != 0 or not summary:
             failed = failed_units(summary)
             why = f"training failed for {', '.join(failed)}" if failed else f"the scheduler exited {final.exit_code}"
             return JobStatus(ref, JobPhase.FAILED, secondary=f"exit {final.exit_code}", reason=why, children=counts)
         seconds = float(summary.get("seconds", 0) or 0)
-        return JobStatus(ref, JobPhase.SUCCEEDED, children=counts, training_s=seconds,
-                         secondary=f"on {host.instance_id}")
+        return JobStatus(
+            ref, JobPhase.SUCCEEDED, children=counts, training_s=seconds, secondary=f"on {host.instance_id}"
+        )
 
     def _until_reachable(self, host: SshHost, watch: HostWatch, should_stop: Callable[[], bool]) -> SSHRunner:
         """A connected runner for a new host, retried while its SSH is not up yet (booting)."""
@@ -278,8 +333,13 @@ def _spec_of(ref: JobRef) -> JobSpec:
     data: dict[str, Any] = dict(ref.data)
     params = dict(data.get("params") or {})
     schedule = {**dict(params.get("schedule") or {}), "force": False}
-    return JobSpec(run_id=ref.run_id, name=ref.name, family=str(data.get("family") or "lstm"),
-                   units=tuple(data.get("units") or ()), params={**params, "schedule": schedule})
+    return JobSpec(
+        run_id=ref.run_id,
+        name=ref.name,
+        family=str(data.get("family") or "lstm"),
+        units=tuple(data.get("units") or ()),
+        params={**params, "schedule": schedule},
+    )
 
 
 def _tag_safe(text: str) -> str:

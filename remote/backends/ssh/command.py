@@ -37,11 +37,25 @@ def scheduler_command(spec: JobSpec, layout: RemoteLayout, *, force: bool) -> li
     if mode not in MODES:
         raise ValueError(f"schedule mode {mode!r} is not one of {', '.join(MODES)}")
     command = [
-        "python3", "-m", "training.scheduler",
-        "--symbols", ",".join(spec.units), "--family", spec.family,
-        "--features-dir", relative(layout.features, layout.code), "--out", relative(layout.artifacts, layout.code),
-        "--mode", mode, "--max-concurrent", str(int(schedule.get("max_concurrent", 2))),
-        "--config", CONFIG_NAME, "--lease", ".rc-lease.json",
+        "python3",
+        "-m",
+        "training.scheduler",
+        "--symbols",
+        ",".join(spec.units),
+        "--family",
+        spec.family,
+        "--features-dir",
+        relative(layout.features, layout.code),
+        "--out",
+        relative(layout.artifacts, layout.code),
+        "--mode",
+        mode,
+        "--max-concurrent",
+        str(int(schedule.get("max_concurrent", 2))),
+        "--config",
+        CONFIG_NAME,
+        "--lease",
+        ".rc-lease.json",
     ]
     return command + (["--force"] if force else [])
 
@@ -54,4 +68,4 @@ def config_text(spec: JobSpec) -> str:
 def relative(path: str, base: str) -> str:
     """``path`` as seen from ``base`` when both are under the same remote root."""
     prefix = base.rsplit("/", 1)[0] + "/"
-    return "../" + path[len(prefix):] if path.startswith(prefix) else path
+    return "../" + path[len(prefix) :] if path.startswith(prefix) else path

@@ -48,8 +48,17 @@ class Stopped(Exception):
 class HostWatch:
     """The runner's sleep: honours ``should_stop``, and raises `HostLost` once the host is gone."""
 
-    def __init__(self, pool: HostPool, host: SshHost, on_event: EventSink, job: str, *,
-                 should_stop: Callable[[], bool], every_s: float = 2.0, notice_every_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        pool: HostPool,
+        host: SshHost,
+        on_event: EventSink,
+        job: str,
+        *,
+        should_stop: Callable[[], bool],
+        every_s: float = 2.0,
+        notice_every_s: float = 5.0,
+    ) -> None:
         self.pool = pool
         self.host = host
         self.on_event = on_event
@@ -116,9 +125,14 @@ class HostWatch:
             return
         if '"action"' in text:
             self.notice = text[:200]
-            self.on_event(JobEvent(self.job, "state", f"spot interruption notice on {self.host.instance_id}",
-                                   data={"what": "spot_notice", "instance_id": self.host.instance_id,
-                                         "notice": self.notice}))
+            self.on_event(
+                JobEvent(
+                    self.job,
+                    "state",
+                    f"spot interruption notice on {self.host.instance_id}",
+                    data={"what": "spot_notice", "instance_id": self.host.instance_id, "notice": self.notice},
+                )
+            )
 
 
 @dataclass
@@ -132,8 +146,9 @@ class Seen:
 class LineReader:
     """Turns the job's log lines into events, copying each epoch's checkpoint off the host first."""
 
-    def __init__(self, job: str, on_event: EventSink, seen: Seen, shelf: CheckpointShelf | None,
-                 artifacts: str) -> None:
+    def __init__(
+        self, job: str, on_event: EventSink, seen: Seen, shelf: CheckpointShelf | None, artifacts: str
+    ) -> None:
         self.job = job
         self.on_event = on_event
         self.seen = seen
@@ -153,8 +168,15 @@ class LineReader:
             return
         if kind == "epoch":
             self.seen.epochs[symbol] = event
-            self.on_event(JobEvent(self.job, "epoch", f"{symbol} epoch {event.get('epoch')}/{event.get('epochs')}",
-                                   unit=symbol, data={k: event.get(k) for k in PROGRESS_FIELDS}))
+            self.on_event(
+                JobEvent(
+                    self.job,
+                    "epoch",
+                    f"{symbol} epoch {event.get('epoch')}/{event.get('epochs')}",
+                    unit=symbol,
+                    data={k: event.get(k) for k in PROGRESS_FIELDS},
+                )
+            )
         elif kind == "done":
             self.seen.done[symbol] = event
         elif kind == "error" and symbol:
@@ -166,12 +188,17 @@ class LineReader:
         try:
             epoch = self.shelf.save_from_host(self.runner, self.artifacts, symbol)
         except Exception as exc:  # noqa: BLE001 - never let a copy break the log follow (it would repeat lines)
-            self.shelf.log.warning("could not copy %s's checkpoint off the host (%s); trying again at the next epoch",
-                                   symbol, exc)
+            self.shelf.log.warning(
+                "could not copy %s's checkpoint off the host (%s); trying again at the next epoch", symbol, exc
+            )
             return
         if epoch:
-            self.shelf.log.info("%s: checkpoint of epoch %d kept in %s", symbol, epoch,
-                                f"{self.shelf.store.describe()}{self.shelf.pointer_key(symbol).rsplit('/', 1)[0]}/")
+            self.shelf.log.info(
+                "%s: checkpoint of epoch %d kept in %s",
+                symbol,
+                epoch,
+                f"{self.shelf.store.describe()}{self.shelf.pointer_key(symbol).rsplit('/', 1)[0]}/",
+            )
 
 
 def _json_object(line: str) -> dict[str, Any] | None:

@@ -68,8 +68,10 @@ class HostLost(HostUnreachable):
     """The host the job ran on is gone (terminated, shutting down, stopped)."""
 
     def __init__(self, instance_id: str, why: str) -> None:
-        super().__init__(f"instance {instance_id} was lost during training: {why}; "
-                         "`console resume` launches a replacement and resumes from the checkpoints")
+        super().__init__(
+            f"instance {instance_id} was lost during training: {why}; "
+            "`console resume` launches a replacement and resumes from the checkpoints"
+        )
         self.instance_id = instance_id
         self.why = why
 

@@ -54,10 +54,16 @@ def unit_results(job: str, runner: SSHRunner, artifacts: str, summary: dict[str,
         base = metrics.get("baselines", {})
         after = model.get("after_cost", {})
         data = {
-            "state": row.get("state"), "epochs": row.get("last_epoch"), "accuracy": model.get("accuracy"),
-            "majority": base.get("majority", {}).get("accuracy"), "last_move": base.get("last_move", {}).get("accuracy"),
-            "auc": model.get("auc"), "net_return": after.get("net_return"), "promoted": bool(row.get("promoted")),
-            "why": row.get("why") or "", "model_dir": row.get("model_dir"),
+            "state": row.get("state"),
+            "epochs": row.get("last_epoch"),
+            "accuracy": model.get("accuracy"),
+            "majority": base.get("majority", {}).get("accuracy"),
+            "last_move": base.get("last_move", {}).get("accuracy"),
+            "auc": model.get("auc"),
+            "net_return": after.get("net_return"),
+            "promoted": bool(row.get("promoted")),
+            "why": row.get("why") or "",
+            "model_dir": row.get("model_dir"),
         }
         events.append(JobEvent(job, "done", f"{row['symbol']}: {row.get('state')}", unit=str(row["symbol"]), data=data))
     return events

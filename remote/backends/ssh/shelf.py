@@ -110,23 +110,30 @@ class CheckpointShelf:
             actual = sha256_of(local)
             if actual != pointer["sha256"] or (recorded is not None and recorded != actual):
                 local.unlink(missing_ok=True)
-                raise ChecksumMismatch(f"stored checkpoint {pointer['key']} does not match its sha256; "
-                                      f"refusing to resume {symbol} from it")
+                raise ChecksumMismatch(
+                    f"stored checkpoint {pointer['key']} does not match its sha256; refusing to resume {symbol} from it"
+                )
             remote_dir = f"{artifacts}/checkpoints/{symbol}"
             runner.run(["mkdir", "-p", remote_dir], timeout_s=30)
             runner.put(local, f"{remote_dir}/{CHECKPOINT}")
             on_host = runner.run(["sha256sum", f"{remote_dir}/{CHECKPOINT}"], timeout_s=60).output.split()
             if not on_host or on_host[0] != actual:
-                raise ChecksumMismatch(f"the checkpoint of {symbol} arrived damaged on {runner.target.where}; "
-                                      f"run the train step again")
+                raise ChecksumMismatch(
+                    f"the checkpoint of {symbol} arrived damaged on {runner.target.where}; run the train step again"
+                )
             epoch = int(pointer["epoch"])
             record = {"file": CHECKPOINT, "epoch": epoch, "size": local.stat().st_size, "sha256": actual}
             runner.write_text(f"{remote_dir}/{RECORD}", json.dumps(record) + "\n")
             local.unlink(missing_ok=True)
             self.shelved[symbol] = epoch
             restored[symbol] = epoch
-            self.log.info("restored %s's checkpoint of epoch %d to %s (sha256 %s... checked there)",
-                          symbol, epoch, runner.target.where, actual[:12])
+            self.log.info(
+                "restored %s's checkpoint of epoch %d to %s (sha256 %s... checked there)",
+                symbol,
+                epoch,
+                runner.target.where,
+                actual[:12],
+            )
         return restored
 
     # --- pieces ------------------------------------------------------------------------

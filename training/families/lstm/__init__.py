@@ -91,25 +91,53 @@ class LstmFamily:
         if params.fresh:
             shutil.rmtree(job.work_dir, ignore_errors=True)
         feature_file = _input(job, "features")
-        dataset = load_symbol_dataset(feature_file, params.window_spec, expected_hash=params.expected_hash,
-                                      recomputed_hash=recomputed_feature_hash(feature_file, job.unit, params))
+        dataset = load_symbol_dataset(
+            feature_file,
+            params.window_spec,
+            expected_hash=params.expected_hash,
+            recomputed_hash=recomputed_feature_hash(feature_file, job.unit, params),
+        )
         if dataset.symbol != job.unit:
             raise BadTrainingConfig(f"{feature_file} holds features for {dataset.symbol}, not {job.unit}")
         device = pick_device(config.device)
-        on_progress(Progress(job.unit, 0, config.epochs, kind="start", metrics={
-            "rows": len(dataset.features), "features": dataset.input_size, "train": len(dataset.train_ends),
-            "val": len(dataset.val_ends), "test": len(dataset.test_ends), "purge_gap": dataset.spec.purge_gap,
-            "resumed_from": checkpoint_epoch(checkpoint)},
-            notes={"device": str(device), "precision": pick_precision(config.precision, device)}))
+        on_progress(
+            Progress(
+                job.unit,
+                0,
+                config.epochs,
+                kind="start",
+                metrics={
+                    "rows": len(dataset.features),
+                    "features": dataset.input_size,
+                    "train": len(dataset.train_ends),
+                    "val": len(dataset.val_ends),
+                    "test": len(dataset.test_ends),
+                    "purge_gap": dataset.spec.purge_gap,
+                    "resumed_from": checkpoint_epoch(checkpoint),
+                },
+                notes={"device": str(device), "precision": pick_precision(config.precision, device)},
+            )
+        )
         began = time.time()
 
         def epoch_line(record: Any) -> None:
             # fit() has saved this epoch's checkpoint by now; describe it before announcing the
             # epoch, so whoever acts on the line finds the record that matches.
             record_checkpoint(checkpoint, record.epoch)
-            on_progress(Progress(job.unit, record.epoch, config.epochs, metrics={
-                "loss": record.loss, "val_loss": record.val_loss, "val_metric": record.val_accuracy,
-                "val_accuracy": record.val_accuracy, "seconds": round(record.seconds, 3)}))
+            on_progress(
+                Progress(
+                    job.unit,
+                    record.epoch,
+                    config.epochs,
+                    metrics={
+                        "loss": record.loss,
+                        "val_loss": record.val_loss,
+                        "val_metric": record.val_accuracy,
+                        "val_accuracy": record.val_accuracy,
+                        "seconds": round(record.seconds, 3),
+                    },
+                )
+            )
 
         result = fit(dataset, config, checkpoint, on_epoch=epoch_line)
         costs = TradingCosts.for_symbol(job.costs, job.unit) if job.costs else TradingCosts()
@@ -121,8 +149,9 @@ class LstmFamily:
     def evaluate(self, fitted: FittedLstm, job: FitJob) -> Evaluation:
         from training.families.lstm.judge import evaluation
 
-        return evaluation(fitted.unit, fitted.dataset, fitted.test_probabilities(), fitted.costs,
-                          fitted.config.threshold)
+        return evaluation(
+            fitted.unit, fitted.dataset, fitted.test_probabilities(), fitted.costs, fitted.config.threshold
+        )
 
     def rules(self, params: Mapping[str, Any]) -> tuple[GateRule, ...]:
         from training.families.lstm.judge import lstm_rules
@@ -137,25 +166,52 @@ class LstmFamily:
         from training.families.lstm.saved import model_payload
 
         ds, result = fitted.dataset, fitted.result
-        payload = model_payload(result.model, symbol=fitted.unit, feature_names=ds.feature_names,
-                                feature_hash=ds.feature_hash, spec_version=ds.spec_version, scaler=ds.scaler,
-                                config=fitted.config.to_dict(), dropout=fitted.config.dropout)
+        payload = model_payload(
+            result.model,
+            symbol=fitted.unit,
+            feature_names=ds.feature_names,
+            feature_hash=ds.feature_hash,
+            spec_version=ds.spec_version,
+            scaler=ds.scaler,
+            config=fitted.config.to_dict(),
+            dropout=fitted.config.dropout,
+        )
         atomic_torch_save(payload, folder / "model.pt")
         metrics = judged_figures(ds, fitted.test_probabilities(), fitted.costs, fitted.config.threshold)
         metrics["decision"] = fitted.decision
-        metrics["training"] = {"best_epoch": result.best_epoch, "epochs_run": len(result.history),
-                               "stopped_early": result.stopped_early, "resumed_from_epoch": result.resumed_from_epoch,
-                               "device": result.device, "precision": result.precision,
-                               "seconds": round(fitted.seconds, 3)}
+        metrics["training"] = {
+            "best_epoch": result.best_epoch,
+            "epochs_run": len(result.history),
+            "stopped_early": result.stopped_early,
+            "resumed_from_epoch": result.resumed_from_epoch,
+            "device": result.device,
+            "precision": result.precision,
+            "seconds": round(fitted.seconds, 3),
+        }
         gates = {**asdict(fitted.params.gates), "alpha": fitted.params.alpha}
-        save_json(folder / "config.json", {"family": self.name, "format": self.artifact_format,
-                                           "train": fitted.config.to_dict(), "costs": asdict(fitted.costs),
-                                           "gates": gates})
+        save_json(
+            folder / "config.json",
+            {
+                "family": self.name,
+                "format": self.artifact_format,
+                "train": fitted.config.to_dict(),
+                "costs": asdict(fitted.costs),
+                "gates": gates,
+            },
+        )
         save_json(folder / "metrics.json", metrics)
-        save_json(folder / "features.json", {
-            "symbol": fitted.unit, "feature_names": list(ds.feature_names), "feature_count": ds.input_size,
-            "feature_hash": ds.feature_hash, "spec_version": ds.spec_version, "scaler": ds.scaler.to_dict(),
-            "trained_until": trained_until(ds)})
+        save_json(
+            folder / "features.json",
+            {
+                "symbol": fitted.unit,
+                "feature_names": list(ds.feature_names),
+                "feature_count": ds.input_size,
+                "feature_hash": ds.feature_hash,
+                "spec_version": ds.spec_version,
+                "scaler": ds.scaler.to_dict(),
+                "trained_until": trained_until(ds),
+            },
+        )
         save_json(folder / "training_log.json", [vars(h) for h in result.history])
         return MODEL_FILES
 
@@ -186,13 +242,27 @@ class LstmFamily:
         from training.families.lstm.synthetic import synthetic_hash, write_synthetic_feature_file
 
         root = Path(root)
-        path = write_synthetic_feature_file(root / "features", "BTC-USD", 2400, 4, seed=seed,
-                                            signal=1.0 if skill else 0.0)
-        params = {"train": {"epochs": 4, "window": 8, "horizon": 1, "longest_feature_window": 10, "hidden_size": 16,
-                            "num_layers": 1, "batch_size": 128, "learning_rate": 0.005, "patience": 10,
-                            "seed": 1000 + seed, "device": "cpu", "tune_threshold": False},
-                  "gates": {"min_trades": 30, "beat_baselines": True},
-                  "expected_feature_hash": synthetic_hash(4)}
+        path = write_synthetic_feature_file(
+            root / "features", "BTC-USD", 2400, 4, seed=seed, signal=1.0 if skill else 0.0
+        )
+        params = {
+            "train": {
+                "epochs": 4,
+                "window": 8,
+                "horizon": 1,
+                "longest_feature_window": 10,
+                "hidden_size": 16,
+                "num_layers": 1,
+                "batch_size": 128,
+                "learning_rate": 0.005,
+                "patience": 10,
+                "seed": 1000 + seed,
+                "device": "cpu",
+                "tune_threshold": False,
+            },
+            "gates": {"min_trades": 30, "beat_baselines": True},
+            "expected_feature_hash": synthetic_hash(4),
+        }
         costs = {"default": {"fee_bps": 0.5, "spread_bps": 0.2, "slippage_bps": 0.1}}
         return FitJob(self.name, "BTC-USD", {"features": path}, root / "work", params=params, costs=costs, seed=seed)
 
@@ -203,8 +273,12 @@ def record_checkpoint(checkpoint: Path, epoch: int) -> dict[str, Any]:
     with open(checkpoint, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
-    record = {"file": checkpoint.name, "epoch": int(epoch), "size": checkpoint.stat().st_size,
-              "sha256": digest.hexdigest()}
+    record = {
+        "file": checkpoint.name,
+        "epoch": int(epoch),
+        "size": checkpoint.stat().st_size,
+        "sha256": digest.hexdigest(),
+    }
     registry.write_json_atomic(checkpoint.with_name(CHECKPOINT_RECORD), record)
     return record
 

@@ -253,8 +253,9 @@ def fit(
     )
 
 
-def _resume(path: Path, dataset: SymbolDataset, model: DirectionLSTM, runner: EpochRunner,
-            device: torch.device) -> dict[str, Any]:
+def _resume(
+    path: Path, dataset: SymbolDataset, model: DirectionLSTM, runner: EpochRunner, device: torch.device
+) -> dict[str, Any]:
     fresh = {"epoch": 0, "history": [], "best_val_loss": math.inf, "best_epoch": 0, "stale": 0, "best_state": None}
     path = Path(path)
     if not path.exists():
@@ -267,7 +268,10 @@ def _resume(path: Path, dataset: SymbolDataset, model: DirectionLSTM, runner: Ep
         raise CheckpointMismatch(
             f"checkpoint {path} is unreadable ({type(exc).__name__}); delete it to start this symbol over"
         ) from exc
-    if ckpt.get("feature_hash") != dataset.feature_hash or tuple(ckpt.get("feature_names", ())) != dataset.feature_names:
+    if (
+        ckpt.get("feature_hash") != dataset.feature_hash
+        or tuple(ckpt.get("feature_names", ())) != dataset.feature_names
+    ):
         raise CheckpointMismatch(
             f"checkpoint {path} was trained on feature set {ckpt.get('feature_hash')} but the data is "
             f"{dataset.feature_hash}; delete the checkpoint (or rerun with --force) to start over"
@@ -290,8 +294,17 @@ def _resume(path: Path, dataset: SymbolDataset, model: DirectionLSTM, runner: Ep
     }
 
 
-def _save_checkpoint(path: Path, *, dataset: SymbolDataset, model: DirectionLSTM, runner: EpochRunner, epoch: int,
-                     history: list[EpochRecord], best: tuple[float, int, int, Any], config: TrainConfig) -> None:
+def _save_checkpoint(
+    path: Path,
+    *,
+    dataset: SymbolDataset,
+    model: DirectionLSTM,
+    runner: EpochRunner,
+    epoch: int,
+    history: list[EpochRecord],
+    best: tuple[float, int, int, Any],
+    config: TrainConfig,
+) -> None:
     best_val, best_epoch, stale, best_state = best
     payload = {
         "epoch": epoch,

@@ -59,16 +59,21 @@ MIN_JUDGED_SAMPLES = 50
 """Non-overlapping test samples below which no figure means anything."""
 
 
-def decision_band(config: "TrainConfig", dataset: "SymbolDataset", p_val: np.ndarray,
-                  costs: TradingCosts) -> tuple["TrainConfig", dict[str, Any]]:
+def decision_band(
+    config: "TrainConfig", dataset: "SymbolDataset", p_val: np.ndarray, costs: TradingCosts
+) -> tuple["TrainConfig", dict[str, Any]]:
     """The config the model is saved with: its long/short band chosen on the validation part
     when ``tune_threshold`` (never on the test part, which judges it), and how it was chosen."""
     if not config.tune_threshold:
         return config, {"threshold": config.threshold, "chosen_on": "config"}
-    band, val_net = pick_threshold(p_val, dataset.future_return[dataset.val_ends], dataset.spec.horizon, costs,
-                                   floor=config.threshold)
-    return replace(config, threshold=band), {"threshold": band, "chosen_on": "validation",
-                                             "validation_net_return": val_net}
+    band, val_net = pick_threshold(
+        p_val, dataset.future_return[dataset.val_ends], dataset.spec.horizon, costs, floor=config.threshold
+    )
+    return replace(config, threshold=band), {
+        "threshold": band,
+        "chosen_on": "validation",
+        "validation_net_return": val_net,
+    }
 
 
 @dataclass(frozen=True)
@@ -84,31 +89,46 @@ class Scored:
     def of(cls, dataset: "SymbolDataset", p_test: np.ndarray) -> "Scored":
         ends, horizon = dataset.test_ends, dataset.spec.horizon
         train_y = dataset.labels[dataset.train_ends]
-        return cls({"model": np.asarray(p_test, dtype=np.float64),
-                    "majority": majority_baseline(train_y, len(ends)),
-                    "last_move": last_move_baseline(dataset.close, ends, horizon, dataset.train_ends, train_y)},
-                   dataset.labels[ends].astype(np.float64), dataset.future_return[ends], horizon)
+        return cls(
+            {
+                "model": np.asarray(p_test, dtype=np.float64),
+                "majority": majority_baseline(train_y, len(ends)),
+                "last_move": last_move_baseline(dataset.close, ends, horizon, dataset.train_ends, train_y),
+            },
+            dataset.labels[ends].astype(np.float64),
+            dataset.future_return[ends],
+            horizon,
+        )
 
 
-def judged_figures(dataset: "SymbolDataset", p_test: np.ndarray, costs: TradingCosts, threshold: float) -> dict[str, Any]:
+def judged_figures(
+    dataset: "SymbolDataset", p_test: np.ndarray, costs: TradingCosts, threshold: float
+) -> dict[str, Any]:
     """Test-part figures for the model and both baselines, each with the after-cost rule
     (``metrics.json``: what the operator's table shows)."""
     scored = Scored.of(dataset, p_test)
     out: dict[str, Any] = {"baselines": {}}
     for name, p in scored.p.items():
-        block = {**classification_metrics(scored.y, p),
-                 "after_cost": after_cost(p, scored.future_return, scored.horizon, costs, threshold)}
+        block = {
+            **classification_metrics(scored.y, p),
+            "after_cost": after_cost(p, scored.future_return, scored.horizon, costs, threshold),
+        }
         if name == "model":
             out["model"] = block
         else:
             out["baselines"][name] = block
-    out["split"] = {"train": len(dataset.train_ends), "val": len(dataset.val_ends), "test": len(dataset.test_ends),
-                    "purge_gap": dataset.spec.purge_gap}
+    out["split"] = {
+        "train": len(dataset.train_ends),
+        "val": len(dataset.val_ends),
+        "test": len(dataset.test_ends),
+        "purge_gap": dataset.spec.purge_gap,
+    }
     return out
 
 
-def decision_returns(p_up: np.ndarray, future_return: np.ndarray, horizon: int, costs: TradingCosts,
-                     threshold: float) -> tuple[np.ndarray, np.ndarray]:
+def decision_returns(
+    p_up: np.ndarray, future_return: np.ndarray, horizon: int, costs: TradingCosts, threshold: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-decision net returns of `training.metrics.after_cost`'s rule (their sum is its
     ``net_return``), and which decisions held a position."""
     step = max(1, int(horizon))
@@ -121,41 +141,77 @@ def decision_returns(p_up: np.ndarray, future_return: np.ndarray, horizon: int, 
     return net, position != 0
 
 
-def evaluation(unit: str, dataset: "SymbolDataset", p_test: np.ndarray, costs: TradingCosts,
-               threshold: float) -> Evaluation:
+def evaluation(
+    unit: str, dataset: "SymbolDataset", p_test: np.ndarray, costs: TradingCosts, threshold: float
+) -> Evaluation:
     """The model judged on the test part: figures, baselines, paired comparisons, after costs."""
     scored = Scored.of(dataset, p_test)
     step = max(1, scored.horizon)
     metrics = judged_figures(dataset, p_test, costs, threshold)
-    nets = {name: decision_returns(p, scored.future_return, scored.horizon, costs, threshold)[0]
-            for name, p in scored.p.items()}
+    nets = {
+        name: decision_returns(p, scored.future_return, scored.horizon, costs, threshold)[0]
+        for name, p in scored.p.items()
+    }
     block = _block(len(nets["model"]))
-    after = {name: _after_cost(metrics["model"]["after_cost"] if name == "model"
-                               else metrics["baselines"][name]["after_cost"], nets[name], block)
-             for name in scored.p}
+    after = {
+        name: _after_cost(
+            metrics["model"]["after_cost"] if name == "model" else metrics["baselines"][name]["after_cost"],
+            nets[name],
+            block,
+        )
+        for name in scored.p
+    }
     right = {name: (p[::step] > 0.5) == (scored.y[::step] > 0.5) for name, p in scored.p.items()}
     comparisons = []
     for base in BASELINES:
         p_value, _, _ = stats.mcnemar_one_sided(right["model"], right[base])
-        comparisons.append(Comparison(base, "accuracy", float(right["model"].mean()), float(right[base].mean()),
-                                      p_value, "mcnemar (non-overlapping samples)"))
+        comparisons.append(
+            Comparison(
+                base,
+                "accuracy",
+                float(right["model"].mean()),
+                float(right[base].mean()),
+                p_value,
+                "mcnemar (non-overlapping samples)",
+            )
+        )
         diff = nets["model"] - nets[base]
         boot = stats.block_bootstrap(functools.partial(_sum_at, diff), len(diff), block=block)
-        comparisons.append(Comparison(base, "net_return", float(nets["model"].sum()), float(nets[base].sum()),
-                                      boot.p_value, f"block bootstrap (block {block})", boot.interval))
+        comparisons.append(
+            Comparison(
+                base,
+                "net_return",
+                float(nets["model"].sum()),
+                float(nets[base].sum()),
+                boot.p_value,
+                f"block bootstrap (block {block})",
+                boot.interval,
+            )
+        )
     model = metrics["model"]
     figures = {k: model[k] for k in ("auc", "f1", "log_loss")}
     ends = dataset.test_ends
     stamps = dataset.timestamps
     return Evaluation(
-        family=FAMILY, unit=unit,
-        part=JudgedPart("test", int(len(right["model"])), _iso(stamps, ends[0]) if len(ends) else None,
-                        _iso(stamps, ends[-1]) if len(ends) else None),
-        metrics={"accuracy": float(right["model"].mean()), "net_return": after["model"].net_return,
-                 "max_drawdown": float(model["after_cost"]["max_drawdown"]), **figures},
+        family=FAMILY,
+        unit=unit,
+        part=JudgedPart(
+            "test",
+            int(len(right["model"])),
+            _iso(stamps, ends[0]) if len(ends) else None,
+            _iso(stamps, ends[-1]) if len(ends) else None,
+        ),
+        metrics={
+            "accuracy": float(right["model"].mean()),
+            "net_return": after["model"].net_return,
+            "max_drawdown": float(model["after_cost"]["max_drawdown"]),
+            **figures,
+        },
         baselines={b: {"accuracy": float(right[b].mean()), "net_return": after[b].net_return} for b in BASELINES},
-        comparisons=tuple(comparisons), after_cost=after["model"],
-        baseline_after_cost={b: after[b] for b in BASELINES})
+        comparisons=tuple(comparisons),
+        after_cost=after["model"],
+        baseline_after_cost={b: after[b] for b in BASELINES},
+    )
 
 
 def _sum_at(values: np.ndarray, idx: np.ndarray) -> float:
@@ -165,11 +221,18 @@ def _sum_at(values: np.ndarray, idx: np.ndarray) -> float:
 
 def _after_cost(figures: dict[str, Any], net: np.ndarray, block: int) -> AfterCost:
     boot = stats.block_bootstrap(functools.partial(_sum_at, net), len(net), block=block)
-    return AfterCost(net_return=float(figures["net_return"]), trades=int(figures["trades"]),
-                     gross_return=float(figures["gross_return"]), costs_paid=float(figures["costs_paid"]),
-                     interval=boot.interval, p_value=boot.p_value,
-                     figures={k: float(figures[k]) for k in ("hit_rate", "sharpe_per_decision", "max_drawdown",
-                                                             "decisions", "threshold", "net_bps_per_trade")})
+    return AfterCost(
+        net_return=float(figures["net_return"]),
+        trades=int(figures["trades"]),
+        gross_return=float(figures["gross_return"]),
+        costs_paid=float(figures["costs_paid"]),
+        interval=boot.interval,
+        p_value=boot.p_value,
+        figures={
+            k: float(figures[k])
+            for k in ("hit_rate", "sharpe_per_decision", "max_drawdown", "decisions", "threshold", "net_bps_per_trade")
+        },
+    )
 
 
 def _block(n: int) -> int:

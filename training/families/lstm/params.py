@@ -59,14 +59,23 @@ class LstmParams:
         except TypeError as exc:
             raise BadTrainingConfig(f"bad quality gates ({exc})") from None
         expected = params.get("expected_feature_hash")
-        return cls(config=TrainConfig().with_overrides(dict(params.get("train") or {})), gates=rules, alpha=alpha,
-                   features=dict(params.get("features") or {}), expected_hash=str(expected) if expected else None,
-                   fresh=bool(params.get("fresh", False)))
+        return cls(
+            config=TrainConfig().with_overrides(dict(params.get("train") or {})),
+            gates=rules,
+            alpha=alpha,
+            features=dict(params.get("features") or {}),
+            expected_hash=str(expected) if expected else None,
+            fresh=bool(params.get("fresh", False)),
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"train": self.config.to_dict(), "gates": {**asdict(self.gates), "alpha": self.alpha},
-                "features": dict(self.features or {}), "expected_feature_hash": self.expected_hash,
-                "fresh": self.fresh}
+        return {
+            "train": self.config.to_dict(),
+            "gates": {**asdict(self.gates), "alpha": self.alpha},
+            "features": dict(self.features or {}),
+            "expected_feature_hash": self.expected_hash,
+            "fresh": self.fresh,
+        }
 
     @property
     def window_spec(self) -> WindowSpec:
@@ -105,4 +114,3 @@ def recomputed_feature_hash(feature_file: Path, unit: str, params: LstmParams) -
         return feature_spec.spec_for(unit, config).hash
     except ValueError as exc:
         raise BadTrainingConfig(f"bad features section in the training config ({exc})") from None
-

@@ -1,0 +1,62 @@
+"""One process drives a run at a time: an exclusive OS file lock in the run's directory.
+
+The kernel releases the lock when its holder dies (``kill -9`` included), so a run is never
+left locked by a dead console; the lock file names the holder's pid for the message.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+from typing import Any
+
+from console.errors import RunLocked
+
+
+class RunLock:
+    """An exclusive, non-blocking lock on one run; the kernel releases it if we die."""
+
+    def __init__(self, directory: Path, run_id: str) -> None:
+        self.path = directory / "lock"
+        self.run_id = run_id
+        self._fh: Any = None
+
+    def __enter__(self) -> "RunLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path, "a+")
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise RunLocked(
+                f"run {self.run_id} is already being driven by pid {holder}",
+                hint="wait for it, or follow it with `console status` / `console tui --attach`",
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        self._fh = fh
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._fh is not None:
+            fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
+            self._fh.close()
+            self._fh = None
+
+    @staticmethod
+    def is_held(directory: Path) -> bool:
+        path = directory / "lock"
+        if not path.exists():
+            return False
+        with open(path) as fh:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+            return False
