@@ -87,7 +87,8 @@ def _work_inside_checks(state: Path, run_ids: list[str]) -> dict[str, float]:
     out = {}
     for step in StateStore(state).steps(run_ids[0]):
         for kind in ("fetch", "features"):
-            seconds = float(step.outputs.get(f"{kind}_s", 0.0) or 0.0)
+            # A check whose gate failed keeps its figures in its details instead of its outputs.
+            seconds = float(step.outputs.get(f"{kind}_s") or step.details.get(f"{kind}_s") or 0.0)
             if step.name not in WORK_STEPS and seconds:
                 out[f"{step.name} {kind}"] = seconds
     return out
