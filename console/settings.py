@@ -158,7 +158,7 @@ class Settings(BaseSettings):
         gt=0,
         validation_alias=_env("max_runtime_hours", "RC_MAX_RUNTIME_HOURS", "SAGEMAKER_MAX_RUNTIME_HOURS"),
     )
-    cloud_provider: Literal["ec2", "static", "sagemaker"] = Field(
+    cloud_provider: Literal["ec2", "static", "sagemaker", "local"] = Field(
         "ec2", validation_alias=_env("cloud_provider", "RC_CLOUD_PROVIDER", "CLOUD_TRAINING_PROVIDER")
     )
     aws_access_key_id: SecretStr | None = Field(None, validation_alias=_env("aws_access_key_id", "AWS_ACCESS_KEY_ID"))
