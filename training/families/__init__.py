@@ -16,6 +16,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from training.families.base import ModelFamily
 
 FAMILIES: dict[str, str] = {
+    "dql": "training.families.dql:DqlFamily",
     "lstm": "training.families.lstm:LstmFamily",
 }
 """Family name -> ``module:Class``."""
