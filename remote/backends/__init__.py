@@ -14,6 +14,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 BACKENDS: dict[str, str] = {
     "ssh": "remote.backends.ssh:SshBackend",
+    "sagemaker": "remote.backends.sagemaker:SageMakerBackend",
 }
 """Backend name -> ``module:Class``."""
 
