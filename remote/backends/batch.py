@@ -56,6 +56,8 @@ _PHASES = {
     "SUCCEEDED": JobPhase.SUCCEEDED,
     "FAILED": JobPhase.FAILED,
 }
+SHARED_CHANNELS = ("encoder",)
+"""Input channels every child reads whole (the rest are per unit: ``<channel>/<UNIT>.parquet``)."""
 RETRY_ON_RECLAIM = [
     {"onStatusReason": "Host EC2*", "action": "RETRY"},
     {"onReason": "*", "action": "EXIT"},
@@ -234,10 +236,8 @@ class BatchBackend:
         existing = self._find(spec)
         if existing is not None:
             return existing
-        from training.families import get_family
-
-        family = get_family(spec.family)
-        per_unit = {need.channel: need.per_unit for need in family.inputs(spec.params)}
+        shared = set(self.options.get("shared_channels") or SHARED_CHANNELS)
+        per_unit = {channel: channel not in shared for channel in (spec.inputs or self._default_inputs())}
         prefix = f"runs/{spec.run_id}/jobs/{spec.name}/"
         token = secrets.token_urlsafe(24)
         params = {k: v for k, v in spec.params.items() if k not in ("costs", "seed", "schedule")}

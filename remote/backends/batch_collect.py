@@ -3,8 +3,9 @@
 Each child lists what it finished in ``results/<index>.json`` (written after its uploads);
 a unit's folder is fetched through its ``sha256.txt`` and each file's sha256 must match,
 so a child killed mid-upload (no results, or a file that differs) contributes nothing
-half-written. Champions and ``roster.json`` are rebuilt here from the verdicts, once,
-rather than by children racing on one roster.
+half-written. Each child promotes its own units (``champions/<UNIT>.json``, one writer per
+unit) and uploads its roster as ``rosters/<index>.json``; the roster is merged here once,
+rather than by children racing on one file.
 """
 
 from __future__ import annotations
@@ -22,9 +23,8 @@ Fetch = Callable[[str], "bytes | None"]
 
 def gather(get: Fetch, array_size: int, dest: Path) -> dict[str, Any]:
     """Fetch every finished unit into ``dest`` (models/, champions/, roster.json); the results read."""
-    from training import registry
-
     dest = Path(dest)
+    roster: dict[str, Any] = {"symbols": {}, "updated_at": None}
     summary: dict[str, Any] = {"units": [], "missing_children": []}
     for index in range(array_size):
         raw = get(f"out/results/{index}.json")
@@ -35,14 +35,20 @@ def gather(get: Fetch, array_size: int, dest: Path) -> dict[str, Any]:
             summary["units"].append(row)
             if row.get("state") != "succeeded":
                 continue
-            folder = fetch_folder(get, str(row["model_dir"]), dest)
-            published = registry.PublishedModel(
-                str(row["unit"]), folder, str(row["timestamp"]), bool(row["passed"]), tuple(row.get("reasons") or ())
-            )
-            registry.promote_if_passed(dest, published, feature_hash=_pin(folder))
+            fetch_folder(get, str(row["model_dir"]), dest)
+            pointer = get(f"out/champions/{row['unit']}.json") if row.get("passed") else None
+            if pointer is not None:
+                (dest / "champions").mkdir(parents=True, exist_ok=True)
+                (dest / "champions" / f"{row['unit']}.json").write_bytes(pointer)
+        part = get(f"out/rosters/{index}.json")
+        if part is not None:
+            data = json.loads(part)
+            roster["symbols"].update(data.get("symbols") or {})
+            roster["updated_at"] = max(filter(None, [roster["updated_at"], data.get("updated_at")]), default=None)
     if not any(r.get("state") == "succeeded" for r in summary["units"]):
         raise StorageError("no unit of the job finished; nothing to collect")
-    registry.write_json_atomic(dest / "summary.json", summary)
+    (dest / "roster.json").write_text(json.dumps(roster, indent=2, sort_keys=True) + "\n")
+    (dest / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return summary
 
 
@@ -68,15 +74,3 @@ def fetch_folder(get: Fetch, rel: str, dest: Path) -> Path:
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     return target
-
-
-def _pin(folder: Path) -> str:
-    """What the champion pins: the shared encoder's hash when the model has one, else its feature hash."""
-    for name, key in (("config.json", "encoder_hash"), ("features.json", "feature_hash")):
-        try:
-            value = json.loads((folder / name).read_text()).get(key)
-        except (OSError, ValueError):
-            continue
-        if value:
-            return str(value)
-    return ""

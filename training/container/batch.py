@@ -202,6 +202,9 @@ def run_shard(place: S3Place, manifest: Mapping[str, Any], index: int, units: li
         row["seconds"] = round(time.monotonic() - began, 3)
         rows.append(row)
         event("done", unit, state=row["state"], passed=row.get("passed", False), why=row.get("why", ""))
+    roster = here / "out" / "roster.json"
+    if roster.is_file():
+        place.put_bytes(f"{out_url}rosters/{index}.json", roster.read_bytes())
     results = {"index": index, "units": rows, "attempt": os.environ.get("AWS_BATCH_JOB_ATTEMPT", "1")}
     place.put_bytes(f"{out_url}results/{index}.json", json.dumps(results, indent=1).encode())
 
@@ -232,6 +235,9 @@ def train_one(
     progress.flush()  # the last step, if throttled away: where the fit ended
     rel = outcome.published.folder.relative_to(here / "out").as_posix()
     place.upload_folder(outcome.published.folder, f"{manifest['out']}{rel}/")
+    pointer = here / "out" / "champions" / f"{unit}.json"
+    if outcome.verdict.passed and pointer.is_file():
+        place.put_bytes(f"{manifest['out']}champions/{unit}.json", pointer.read_bytes())
     return {
         "unit": unit,
         "state": "succeeded",
