@@ -6,17 +6,15 @@ sandbox's stand-ins for what ``console infra deploy`` makes on AWS.
 ``SAGEMAKER_S3_BUCKET``, ``SAGEMAKER_INSTANCE_TYPE``, ``SAGEMAKER_DOCKER_IMAGE``), the
 features folder, and the ``[backends.sagemaker]`` section over them. On the sandbox profile,
 a role or bucket left unset is the sandbox's own (made in moto on first use), so a fresh
-clone trains on "SageMaker" with no account.
+clone trains on "SageMaker" with no account. (``resources`` is a `console.resources.Resources`,
+untyped here: that module imports this one.)
 """
 
 from __future__ import annotations
 
 import json
 import os
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:  # pragma: no cover
-    from console.resources import Resources
+from typing import Any
 
 MANAGED_BACKENDS = ("sagemaker",)
 SANDBOX_TRAINING_BUCKET = "rc-sandbox-training"
@@ -27,7 +25,7 @@ TRUST_SAGEMAKER = {
 }
 
 
-def backend_options(resources: "Resources", name: str) -> dict[str, Any]:
+def backend_options(resources: Any, name: str) -> dict[str, Any]:
     """The options backend ``name`` is built with (settings, then its ``[backends.<name>]`` section)."""
     settings = resources.settings
     section = dict(settings.backends.get(name, {}))
@@ -48,7 +46,7 @@ def backend_options(resources: "Resources", name: str) -> dict[str, Any]:
     return {k: v for k, v in options.items() if v is not None}
 
 
-def sandbox_training_account(resources: "Resources") -> tuple[str, str]:
+def sandbox_training_account(resources: Any) -> tuple[str, str]:
     """The sandbox's training bucket and execution role (made in moto if missing): (role ARN, bucket)."""
     from remote.providers.aws_client import make_client
 
