@@ -103,17 +103,24 @@ class FeatureSettings(Section):
 
 
 class GateSettings(Section):
-    """Criteria the dry run must meet before anything goes live."""
+    """Evidence the dry run must show, on bars after the model's test part, before anything
+    goes live (`runtime_checks.gate.GateCriteria`; docs/methods.md says what each tests)."""
 
     expiry_hours: float = Field(default=24.0, gt=0, le=24 * 365)
-    min_mean_confidence: float = Field(default=0.5, ge=0, le=1)
+    min_samples: int = Field(default=100, ge=1, le=10_000_000)
+    """Fewest non-overlapping out-of-sample samples judged."""
+    min_trades: int = Field(default=30, ge=0, le=10_000_000)
+    """Fewest trades the rule that trades must open (zero trades never pass)."""
+    min_auc: float = Field(default=0.5, ge=0, le=1)
+    """Discrimination: AUC above this, significantly (Mann-Whitney)."""
     min_hit_rate: float = Field(default=0.5, ge=0, le=1)
+    """Hit rate of the rule that trades, on the decisions where it holds a position."""
     require_beat_baselines: bool = True
     min_after_cost_return: float = 0.0
-    min_samples: int = Field(default=100, ge=1, le=10_000_000)
-    """Fewest out-of-sample predictions the hit rate is judged on."""
-    max_p_value: float | None = Field(default=0.05, gt=0, le=1)
-    """The hit rate must beat 50% at this significance (binomial test); None turns it off."""
+    max_p_value: float = Field(default=0.05, gt=0.0, lt=0.5)
+    """Significance level of every test the gate runs (binomial, McNemar, Mann-Whitney, bootstrap)."""
+    champion_days: float = Field(default=30.0, gt=0.0, le=3650)
+    """A champion older than this no longer holds its place: a failed retrain leaves no champion."""
 
 
 def _default_costs() -> dict[str, dict[str, float]]:
@@ -126,7 +133,7 @@ class TrainingSettings(Section):
     costs: dict[str, dict[str, float]] = Field(default_factory=_default_costs)
     """Per symbol (and ``default``): fee_bps, spread_bps, slippage_bps."""
     promotion_gates: dict[str, Any] = Field(
-        default_factory=lambda: {"min_net_return": 0.0, "min_trades": 10, "beat_baselines": True}
+        default_factory=lambda: {"min_net_return": 0.0, "min_trades": 30, "beat_baselines": True}
     )
 
 
@@ -162,7 +169,7 @@ class Settings(BaseSettings):
         le=24 * 28,  # SageMaker's own ceiling; a longer one overflows the dead-man switch's arithmetic
         validation_alias=_env("max_runtime_hours", "RC_MAX_RUNTIME_HOURS", "SAGEMAKER_MAX_RUNTIME_HOURS"),
     )
-    cloud_provider: Literal["ec2", "static", "sagemaker"] = Field(
+    cloud_provider: Literal["ec2", "static", "sagemaker", "local"] = Field(
         "ec2", validation_alias=_env("cloud_provider", "RC_CLOUD_PROVIDER", "CLOUD_TRAINING_PROVIDER")
     )
     aws_access_key_id: SecretStr | None = Field(None, validation_alias=_env("aws_access_key_id", "AWS_ACCESS_KEY_ID"))
