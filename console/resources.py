@@ -418,7 +418,9 @@ class Resources:
             cls = backend_class(name)
         except KeyError as exc:
             raise UsageError(str(exc.args[0]), hint="see the [backends] the console ships") from None
-        options: Mapping[str, Any] = dict(self.settings.backends.get(name, {}))
+        from console.cloud_training import backend_options
+
+        options: Mapping[str, Any] = backend_options(self, name)
         store = self.artifact_store() if self.has_artifact_store else None
         return cls(
             BackendContext(store=store, aws=self.aws_target, work_dir=self.paths.runs, options=options, **context)

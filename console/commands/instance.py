@@ -11,6 +11,7 @@ from rich.table import Table
 
 from console.app import App, common_options, pass_app
 from console.errors import UsageError
+from console.numbers import FiniteFloatRange
 from console.render import output_console
 
 _INSTANCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -66,8 +67,10 @@ def prices_cmd(app: App, types: tuple[str, ...], json_out: bool) -> None:
 @click.option("--run-id", help="Tag it with this run (default: a new manual-... id). Reuses the run's live instance.")
 @click.option("--type", "instance_type", help="Instance type (default: cloud.instance_type).")
 @click.option("--alt-type", help="Alternative type when the first has no capacity (default: cloud.alt_instance_type).")
-@click.option("--budget", "budget_usd", type=click.FloatRange(min=0.01), default=None, help="Budget in US dollars.")
-@click.option("--max-hours", type=click.FloatRange(min=0.01, max=72), default=None, help="Maximum runtime (hours).")
+@click.option(
+    "--budget", "budget_usd", type=FiniteFloatRange(min=0.01, max=1_000_000), default=None, help="Budget in US dollars."
+)
+@click.option("--max-hours", type=FiniteFloatRange(min=0.01, max=72), default=None, help="Maximum runtime (hours).")
 @click.option("--json", "json_out", is_flag=True, help="Print as JSON.")
 @common_options
 @pass_app

@@ -19,6 +19,7 @@ from rich.table import Table
 
 from console.app import App, common_options, pass_app
 from console.errors import UsageError
+from console.numbers import FiniteFloatRange
 from console.render import output_console
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -62,7 +63,11 @@ def sync_cmd(app: App, local: str, destination: str, delete: bool, exclude: tupl
 @click.argument("instance_id", metavar="INSTANCE")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.option(
-    "--timeout", "timeout_s", type=click.FloatRange(min=1), default=None, help="Give up after this many seconds."
+    "--timeout",
+    "timeout_s",
+    type=FiniteFloatRange(min=1, max=7 * 86400),
+    default=None,
+    help="Give up after this many seconds.",
 )
 @common_options
 @pass_app
@@ -125,10 +130,11 @@ def models_download(app: App, version: str, dest: str | None) -> None:
     # Checked before the store is touched (which may start the sandbox).
     if version != "latest":
         check_version(version)
-    from console.transfer import place_version
+    from console.transfer import champion_rules, place_version
 
     target = Path(dest).expanduser() if dest else app.resources.paths.models
-    placed = place_version(app.resources.artifact_store(), version, target, app.resources.paths.downloads)
+    placed = place_version(app.resources.artifact_store(), version, target, app.resources.paths.downloads,
+                           **champion_rules(app.resources))  # fmt: skip
     click.echo(f"downloaded {placed.version} ({placed.files} files) into {target}")
 
 

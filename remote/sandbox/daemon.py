@@ -119,6 +119,7 @@ def _hard_exit(paths: SandboxPaths, why: str) -> None:
         log.warning("exiting at once: %s", why)
         kill_processes_under(paths.root / "instances", grace_s=0.5)
         kill_processes_under(paths.root / "sagemaker", grace_s=0.5)
+        kill_processes_under(paths.root / "batch", grace_s=0.5)
     finally:
         _drop_own_files(paths)
         os._exit(1)
@@ -175,7 +176,8 @@ async def _serve(paths: SandboxPaths, args: argparse.Namespace, shutdown: Shutdo
     # belong to instances that no longer exist.
     await asyncio.to_thread(kill_processes_under, paths.root / "instances")
     await asyncio.to_thread(kill_processes_under, paths.root / "sagemaker")
-    for sub in ("instances", "hostkeys", "sagemaker"):
+    await asyncio.to_thread(kill_processes_under, paths.root / "batch")
+    for sub in ("instances", "hostkeys", "sagemaker", "batch"):
         shutil.rmtree(paths.root / sub, ignore_errors=True)
     _prepare_moto_environment(paths)
     loop = asyncio.get_running_loop()
@@ -185,6 +187,8 @@ async def _serve(paths: SandboxPaths, args: argparse.Namespace, shutdown: Shutdo
     import boto3.session
     from botocore.config import Config
 
+    from remote.sandbox.batch_front import BatchFront
+    from remote.sandbox.batch_jobs import BatchRunner
     from remote.sandbox.fleet import Fleet
     from remote.sandbox.front import Ec2Front
     from remote.sandbox.sagemaker_front import SageMakerFront
@@ -203,13 +207,24 @@ async def _serve(paths: SandboxPaths, args: argparse.Namespace, shutdown: Shutdo
     fleet = Fleet(paths.root, None, REGION, loop, publish)
     clients: dict[str, Any] = {}
     training_jobs = SageMakerJobs(paths.root / "sagemaker", lambda service: clients[service])
-    moto = _FrontedMotoServer(lambda app: SageMakerFront(Ec2Front(app, fleet), training_jobs, REGION))
+    batch_jobs = BatchRunner(paths.root / "batch", max_running=int(os.environ.get("RC_SANDBOX_BATCH_RUNNING", "2")))
+    moto = _FrontedMotoServer(
+        lambda app: BatchFront(SageMakerFront(Ec2Front(app, fleet), training_jobs, REGION), batch_jobs)
+    )
     moto_url = moto.start()
     session = boto3.session.Session(
         aws_access_key_id="SANDBOX" + secrets.token_hex(6).upper(),
         aws_secret_access_key=secrets.token_urlsafe(30),
         region_name=REGION,
     )
+    # Batch children reach S3 through moto over HTTP, as a container reaches AWS.
+    frozen = session.get_credentials().get_frozen_credentials()
+    batch_jobs.base_env = {
+        "AWS_ENDPOINT_URL": moto_url,
+        "AWS_ACCESS_KEY_ID": frozen.access_key,
+        "AWS_SECRET_ACCESS_KEY": frozen.secret_key,
+        "AWS_DEFAULT_REGION": REGION,
+    }
     # The training jobs reach S3, IAM and Logs through moto itself, over HTTP like any client.
     clients.update({svc: session.client(svc, endpoint_url=moto_url) for svc in ("s3", "iam", "logs")})
     ec2 = session.client("ec2", endpoint_url=moto_url, config=Config(retries={"max_attempts": 2}))
@@ -233,6 +248,7 @@ async def _serve(paths: SandboxPaths, args: argparse.Namespace, shutdown: Shutdo
         await fleet.run(stop)
     finally:
         training_jobs.shutdown()
+        batch_jobs.close()
         if _owned(paths.endpoints_file):  # a newer daemon's file is not ours to remove
             paths.endpoints_file.unlink(missing_ok=True)
         # Each server polls for shutdown every 0.5 s: stop them side by side.

@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 MODES: dict[str, str] = {
     "sagemaker": "training.container.sagemaker:main",
     "train": "training.container.sagemaker:main",  # what SageMaker passes to a bring-your-own image
+    "batch-child": "training.container.batch:main",  # one child of an AWS Batch array job
 }
 """Mode -> ``module:function``."""
 
