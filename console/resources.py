@@ -355,6 +355,15 @@ class Resources:
                 )
             return self._stores["aws"]
 
+    def store_at(self, url: str) -> Any:
+        """The store a URL names (`remote.storage.urls`: s3://, gs://, az://, a local path); an
+        s3:// URL reaches the sandbox's moto on the sandbox profile, AWS otherwise."""
+        from remote.storage.urls import StoreEndpoints, open_store, parse_store_url
+
+        where = parse_store_url(url)
+        target = self.aws_target() if where.scheme == "s3" else None
+        return open_store(where, StoreEndpoints(aws_target=target))
+
     # --- market data -----------------------------------------------------------------------------
 
     def market_urls(self) -> MarketUrls:

@@ -181,6 +181,36 @@ def models_list(app: App, json_out: bool) -> None:
     output_console().print(table)
 
 
+@models_group.command("sync")
+@click.argument("source")
+@click.argument("target")
+@click.option("--version", "versions", multiple=True, help="Copy only this version (repeatable; default: all).")
+@common_options
+@pass_app
+def models_sync(app: App, source: str, target: str, versions: tuple[str, ...]) -> None:
+    """Copy model versions from SOURCE to TARGET (s3://, gs://, az:// or a local path), verified.
+
+    Each file's sha256 is checked on the way; a rerun after an interruption sends only what
+    is missing, and a version is listed in TARGET only once all its files are there.
+    """
+    from remote.storage import check_version
+    from remote.storage.mirror import mirror_versions
+    from remote.storage.urls import parse_store_url
+
+    for where in (source, target):
+        parse_store_url(where)  # bad URLs are bad input before anything is contacted
+    for version in versions:
+        if version != "latest":
+            check_version(version)
+    src, dst = app.resources.store_at(source), app.resources.store_at(target)
+    report = mirror_versions(src, dst, versions=versions or None)
+    click.echo(
+        f"{src.describe()} -> {dst.describe()}: {len(report.copied)} version(s) copied "
+        f"({report.files_sent} files sent, {report.files_skipped} already there), "
+        f"{len(report.already)} already complete; latest {report.latest or 'unchanged'}"
+    )
+
+
 def register(cli: click.Group) -> None:
     cli.add_command(sync_cmd)
     cli.add_command(exec_cmd)
