@@ -27,7 +27,9 @@ CREDENTIALS_SETTING = "GOOGLE_APPLICATION_CREDENTIALS"
 class GcsArtifactStore(VersionedStore):
     """Versions in a GCS bucket (or an emulator at ``endpoint`` / ``$STORAGE_EMULATOR_HOST``)."""
 
-    def __init__(self, bucket: str, *, prefix: str = "", endpoint: str | None = None, project: str | None = None) -> None:
+    def __init__(
+        self, bucket: str, *, prefix: str = "", endpoint: str | None = None, project: str | None = None
+    ) -> None:
         if not re.match(r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$", bucket):
             raise RemotePathRefused(f"bucket name {bucket!r} is not a valid GCS bucket name")
         if prefix:

@@ -83,7 +83,11 @@ def mirror_versions(
         report.copied.append(record.version)
     pointer = source._get_bytes(LATEST_KEY)
     latest = source.latest()
-    if pointer is not None and latest is not None and target._get_bytes(f"{MODELS_PREFIX}{latest.version}/{MANIFEST_FILE}"):
+    if (
+        pointer is not None
+        and latest is not None
+        and target._get_bytes(f"{MODELS_PREFIX}{latest.version}/{MANIFEST_FILE}")
+    ):
         target._put_bytes(LATEST_KEY, pointer, latest.tags)
         report.latest = latest.version
     return report
