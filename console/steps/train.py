@@ -31,6 +31,7 @@ from console.errors import GuardRefused, Interrupted, StepFailed
 from console.hosts import RunHosts
 from console.outputs import LaunchOutputs, SyncOutputs, TrainOutputs
 from console.steps.params import LaunchParams, TrainParams
+from console.training_jobs import record_ref
 from remote.backends import backend_class
 from remote.backends.base import (
     GUARD_REFUSED,
@@ -194,6 +195,9 @@ class Train(Step):
         rows: dict[str, list[Any]] = {}
         on_event = _Progress(ctx, rows)
         refs: list[JobRef] = [backend.submit(spec) for spec in job_specs(ctx, backend)]
+        managed = BackendCapability.MANAGES_INSTANCES in backend.capabilities
+        for ref in refs if managed else ():  # billed by the service: into the cost ledger
+            record_ref(ctx.state, ref, None, sandbox=ctx.settings.is_sandbox)
         if not p.wait:
             names = ", ".join(r.name for r in refs)
             return StepResult.ok(
@@ -203,6 +207,8 @@ class Train(Step):
         seconds = 0.0
         for ref in refs:
             status = backend.follow(ref, on_event, should_stop=ctx.cancelled.is_set)
+            if managed:
+                record_ref(ctx.state, ref, status, sandbox=ctx.settings.is_sandbox)
             seconds += status.training_s or 0.0
             if ctx.cancelled.is_set() and not status.phase.finished:
                 ctx.log.warning("cancelled: stopping the training job %s", ref.name)

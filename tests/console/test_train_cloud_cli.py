@@ -47,6 +47,16 @@ def test_train_cloud_runs_a_sagemaker_job_and_brings_the_model_home_with_its_spo
     assert report["saving_pct"] == pytest.approx((1 - report["billable_s"] / report["training_s"]) * 100, abs=0.1)
     assert report["model"].endswith(f"/{job}/output/model.tar.gz")
 
+    cost = console(env, "cost", "--run", run_id, "--json")
+    assert cost.returncode == 0, cost.stderr
+    [line] = json.loads(cost.stdout)["jobs"]  # billed by the service: a job line, no instance line
+    assert (line["job"], line["status"], line["spot"], line["source"]) == (job, "succeeded", True, "sandbox table")
+    assert (line["training_s"], line["billable_s"]) == (report["training_s"], report["billable_s"])
+    assert line["cost_usd"] == pytest.approx(line["billable_s"] * line["rate_usd_per_h"] / 3600)
+    assert line["saved_pct"] == pytest.approx(report["saving_pct"], abs=0.1)
+    shown = console(env, "cost", "--run", run_id)
+    assert "training jobs (billed by the service)" in shown.stdout and "saved %" in shown.stdout
+
     listed = console(env, "train", "cloud-list", "BTC-USD", "--model-type", "lstm", "--json")
     assert listed.returncode == 0, listed.stderr
     rows = json.loads(listed.stdout)

@@ -251,7 +251,8 @@ class SageMakerBackend:
 
     def _ref(self, spec: JobSpec, arn: str) -> JobRef:
         data = {"arn": arn, "family": spec.family, "units": list(spec.units),
-                "instance_type": instance_type_of(spec, self.options), "log_group": LOG_GROUP}  # fmt: skip
+                "instance_type": instance_type_of(spec, self.options), "log_group": LOG_GROUP,
+                "spot": bool(spec.spot and self.options.spot)}  # fmt: skip
         return JobRef(self.name, spec.name, spec.name, spec.run_id, data)
 
     def _status_of(self, ref: JobRef, d: dict[str, Any]) -> JobStatus:
