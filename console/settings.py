@@ -172,6 +172,10 @@ class Settings(BaseSettings):
     cloud_provider: Literal["ec2", "static", "sagemaker", "local"] = Field(
         "ec2", validation_alias=_env("cloud_provider", "RC_CLOUD_PROVIDER", "CLOUD_TRAINING_PROVIDER")
     )
+    training_user_name: str | None = Field(
+        None, validation_alias=_env("training_user_name", "RC_TRAINING_USER_NAME", "TRAINING_USER_NAME")
+    )
+    """The IAM user `console infra deploy` attaches the training policy to."""
     aws_access_key_id: SecretStr | None = Field(None, validation_alias=_env("aws_access_key_id", "AWS_ACCESS_KEY_ID"))
     aws_secret_access_key: SecretStr | None = Field(
         None, validation_alias=_env("aws_secret_access_key", "AWS_SECRET_ACCESS_KEY")
