@@ -94,6 +94,15 @@ def job_params(ctx: StepContext) -> dict[str, Any]:
     """The jobs' params: training settings, trading costs, promotion gates, features, and the schedule."""
     p = ctx.params
     settings = ctx.settings
+    if p.family != FAMILY:
+        own = dict(p.family_params)
+        return {
+            "train": {k: v for k, v in own.items() if k != "gates"},
+            "costs": settings.training.costs,
+            "gates": dict(own.get("gates") or {}),
+            "features": {},
+            "schedule": {"mode": p.mode, "max_concurrent": p.max_concurrent, "force": p.force},
+        }
     return {
         "train": {
             "epochs": p.epochs,
@@ -114,7 +123,7 @@ def job_specs(ctx: StepContext, backend: TrainingBackend) -> list[JobSpec]:
     p = ctx.params
     common: dict[str, Any] = {
         "run_id": ctx.run_id,
-        "family": FAMILY,
+        "family": p.family,
         "params": job_params(ctx),
         "instance_type": p.instance_type,
         "max_runtime_s": int(p.max_runtime_hours * 3600),
@@ -144,6 +153,8 @@ class Train(Step):
                 f"; checkpoints copied off the host each epoch, up to {p.max_relaunches} replacement "
                 "instance(s) if the host is lost"
             )
+        if p.family != FAMILY:
+            return f"train {len(p.symbols)} {p.family} model(s) ({p.family_params or 'its defaults'}) {where}"
         return (
             f"train {len(p.symbols)} per-coin LSTMs ({p.epochs} epochs, window {p.window}, horizon {p.horizon}, "
             f"{p.mode} up to {p.max_concurrent} at once) {where}"
