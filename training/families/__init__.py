@@ -17,6 +17,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 FAMILIES: dict[str, str] = {
     "lstm": "training.families.lstm:LstmFamily",
+    "regime": "training.families.regime:RegimeFamily",
+    "health": "training.families.health:HealthFamily",
 }
 """Family name -> ``module:Class``."""
 
