@@ -18,7 +18,7 @@ from console.checklist import spec as _spec
 from console.checklist.step import _REGISTRY, StepCatalog, not_landed
 from console.steps import params as p
 
-STEP_MODULES = ("builtin", "data", "cloud", "cloud_sync", "train", "checks")
+STEP_MODULES = ("builtin", "data", "cloud", "cloud_sync", "train", "checks", "engine")
 
 # The retrain checklist's steps, in order, with the parameters each takes.
 RETRAIN_STEPS: tuple[tuple[str, type[p.StepParams]], ...] = (
@@ -53,7 +53,12 @@ def catalog() -> StepCatalog:
 
 
 def load_checklist(
-    name_or_path: str, *, profile: str = "sandbox", overrides: dict[str, Any] | None = None
+    name_or_path: str,
+    *,
+    profile: str = "sandbox",
+    overrides: dict[str, Any] | None = None,
+    limits: dict[str, float] | None = None,
 ) -> _spec.ChecklistSpec:
-    """`console.checklist.spec.load_checklist` against the shipped steps."""
-    return _spec.load_checklist(name_or_path, steps=catalog(), profile=profile, overrides=overrides)
+    """`console.checklist.spec.load_checklist` against the shipped steps (``limits``: the operator's
+    explicit limits, which only tighten the checklist's; `console.settings_shown.operator_limits`)."""
+    return _spec.load_checklist(name_or_path, steps=catalog(), profile=profile, overrides=overrides, limits=limits)

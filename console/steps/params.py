@@ -56,8 +56,8 @@ class VerifyCountsParams(SymbolsParams):
 class LaunchParams(BackendParams):
     instance_type: str = "g5.xlarge"
     alt_instance_type: str = "g4dn.xlarge"
-    budget_usd: float = Field(10.0, gt=0)
-    max_runtime_hours: float = Field(4.0, gt=0)
+    budget_usd: float = Field(10.0, gt=0, le=1_000_000)
+    max_runtime_hours: float = Field(4.0, gt=0, le=24 * 28)
 
 
 class SyncParams(SymbolsParams, BackendParams):

@@ -85,6 +85,8 @@ class TrainStepParams(TrainParams, LaunchParams):
     """Replacement instances the run may launch when its host is lost during training."""
     force: bool = False
     """Retrain symbols that already succeeded, from scratch (``console train remote --force``)."""
+    wait: bool = True
+    """Follow the jobs to their end; False submits them and ends (``console train cloud --no-wait``)."""
 
 
 def job_params(ctx: StepContext) -> dict[str, Any]:
@@ -192,6 +194,12 @@ class Train(Step):
         rows: dict[str, list[Any]] = {}
         on_event = _Progress(ctx, rows)
         refs: list[JobRef] = [backend.submit(spec) for spec in job_specs(ctx, backend)]
+        if not p.wait:
+            names = ", ".join(r.name for r in refs)
+            return StepResult.ok(
+                f"submitted {names}; follow with `console train cloud-status {refs[0].name}`",
+                outputs=TrainOutputs(backend=p.backend, jobs=[r.to_dict() for r in refs], relaunches=0),
+            )
         seconds = 0.0
         for ref in refs:
             status = backend.follow(ref, on_event, should_stop=ctx.cancelled.is_set)
