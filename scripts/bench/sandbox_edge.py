@@ -44,7 +44,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from remote.sandbox.market import all_time_high, fundamentals_at, sample_inputs, simulated_candles  # noqa: E402
+from remote.sandbox.market import MARKET_ANCHOR, all_time_high, fundamentals_at, sample_inputs, simulated_candles  # noqa: E402
 from runtime_checks.alignment import DEFAULT_FETCH_BARS  # noqa: E402
 from runtime_checks.dryrun import dryrun_symbol  # noqa: E402
 from runtime_checks.gate import GateCriteria  # noqa: E402
@@ -146,7 +146,9 @@ def main() -> None:
     p.add_argument("--seeds", default="7")
     p.add_argument("--modes", default="structured,random_walk")
     p.add_argument("--symbols", default="BTC-USD,ETH-USD,SOL-USD")
-    p.add_argument("--end", default="2026-11-23T00:00:00Z", help="the simulated 'now' (UTC) of the newest run")
+    anchor = datetime.fromtimestamp(MARKET_ANCHOR, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    p.add_argument("--end", default=anchor, help="the simulated 'now' (UTC) of the newest run (default: where a "
+                   "fresh sandbox's market starts, `MARKET_ANCHOR`)")  # fmt: skip
     p.add_argument("--days-back", type=int, default=1, help="also judge the runs started 1..N-1 days before --end")
     p.add_argument("--days", type=int, default=30)
     # The sandbox profile's training (console/checklist/checklists/retrain.toml).
