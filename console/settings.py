@@ -101,17 +101,24 @@ class FeatureSettings(Section):
 
 
 class GateSettings(Section):
-    """Criteria the dry run must meet before anything goes live."""
+    """Evidence the dry run must show, on bars after the model's test part, before anything
+    goes live (`runtime_checks.gate.GateCriteria`; docs/methods.md says what each tests)."""
 
     expiry_hours: float = 24.0
-    min_mean_confidence: float = 0.5
+    min_samples: int = 100
+    """Fewest non-overlapping out-of-sample samples judged."""
+    min_trades: int = 30
+    """Fewest trades the rule that trades must open (zero trades never pass)."""
+    min_auc: float = 0.5
+    """Discrimination: AUC above this, significantly (Mann-Whitney)."""
     min_hit_rate: float = 0.5
+    """Hit rate of the rule that trades, on the decisions where it holds a position."""
     require_beat_baselines: bool = True
     min_after_cost_return: float = 0.0
-    min_samples: int = 100
-    """Fewest out-of-sample predictions the hit rate is judged on."""
-    max_p_value: float | None = 0.05
-    """The hit rate must beat 50% at this significance (binomial test); None turns it off."""
+    max_p_value: float = Field(default=0.05, gt=0.0, lt=0.5)
+    """Significance level of every test the gate runs (binomial, McNemar, Mann-Whitney, bootstrap)."""
+    champion_days: float = Field(default=30.0, gt=0.0)
+    """A champion older than this no longer holds its place: a failed retrain leaves no champion."""
 
 
 def _default_costs() -> dict[str, dict[str, float]]:
@@ -124,7 +131,7 @@ class TrainingSettings(Section):
     costs: dict[str, dict[str, float]] = Field(default_factory=_default_costs)
     """Per symbol (and ``default``): fee_bps, spread_bps, slippage_bps."""
     promotion_gates: dict[str, Any] = Field(
-        default_factory=lambda: {"min_net_return": 0.0, "min_trades": 10, "beat_baselines": True}
+        default_factory=lambda: {"min_net_return": 0.0, "min_trades": 30, "beat_baselines": True}
     )
 
 

@@ -5,7 +5,8 @@
   sandbox, its absence), and the run's lease (`training.guard.Lease`), which the
   training guard on the host checks before anything trains. The sync step runs it, and the
   ``ssh`` backend's host pool runs it again on a replacement host.
-- `place_version`: a stored version (sha256 checked) into the local models directory.
+- `place_version`: a stored version (sha256 checked) into the local models directory, its
+  champions settled against the local ones (`training.champions`).
 
 Where things go on the host is `remote.backends.ssh.RemoteLayout`.
 """
@@ -29,10 +30,12 @@ from remote.providers.base import ProviderCapability
 from remote.storage import safe_join, sha256_of
 from remote.sync import sync_dir
 from training.atomic import atomic_path
+from training.champions import DEFAULT_CHAMPION_DAYS, settle
 
 if TYPE_CHECKING:  # pragma: no cover
     from remote.ssh import SSHRunner
     from remote.storage import ArtifactStore
+    from training.champions import ChallengeFn
 
 PYTHON_CHECK = (
     "import sys; print('python', sys.version.split()[0]); "
@@ -195,21 +198,44 @@ def _escape_glob(name: str) -> str:
     return "".join("\\" + c if c in "*?[]\\!#" else c for c in name)
 
 
-def place_version(store: "ArtifactStore", version: str, models_root: Path, downloads: Path) -> DownloadOutputs:
-    """Download ``version`` (verified) and copy its files into ``models_root``: model
-    folders are added, champions and roster replaced; each file lands atomically."""
+def champion_rules(resources: Resources) -> dict[str, Any]:
+    """`place_version`'s champion settings from the profile: the same-bars challenge over the
+    local feature files, and ``gate.champion_days``."""
+    from runtime_checks.champion import same_bars_challenge
+
+    return {
+        "challenge": same_bars_challenge(resources.paths.features),
+        "champion_days": float(resources.settings.gate.champion_days),
+    }
+
+
+def place_version(
+    store: "ArtifactStore",
+    version: str,
+    models_root: Path,
+    downloads: Path,
+    *,
+    challenge: "ChallengeFn | None" = None,
+    champion_days: float = DEFAULT_CHAMPION_DAYS,
+) -> DownloadOutputs:
+    """Download ``version`` (verified), add its model folders to ``models_root``, then settle
+    the champions (`training.champions.settle`): a newly passed model meets the current
+    champion on the same bars through ``challenge``, an expired champion is not defended,
+    and ``champions/`` and ``roster.json`` change together under one lock, the roster last."""
     local = store.download_version(version, downloads)
     files = sorted(p for p in local.rglob("*") if p.is_file())
     models_root.mkdir(parents=True, exist_ok=True)
-    # Model folders first, pointers (champions/, roster.json) last: a reader never sees
-    # a champion whose model is not there yet.
-    files.sort(key=lambda p: (not p.relative_to(local).as_posix().startswith("models/"), str(p)))
+    # Model folders first; pointers (champions/, roster.json) are settled, not copied, so a
+    # reader never sees a champion whose model is not there yet, nor a roster that disowns it.
     for path in files:
         rel = path.relative_to(local).as_posix()
+        if rel == "roster.json" or rel.startswith("champions/") or rel == ".registry.lock":
+            continue
         target = safe_join(models_root, rel)
         target.parent.mkdir(parents=True, exist_ok=True)
         if target.is_file() and sha256_of(target) == sha256_of(path):
             continue
         with atomic_path(target) as tmp:
             shutil.copyfile(path, tmp)
+    settle(models_root, local, challenge=challenge, champion_days=champion_days)
     return DownloadOutputs(version=local.name, files=len(files), models_dir=str(models_root))

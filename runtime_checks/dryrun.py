@@ -2,8 +2,8 @@
 
 For each symbol: fetch the latest candles, build runtime features, load the downloaded
 model, and predict over the newest bars, printing a line per iteration such as
-``BTC-USD: long @ 65.3% (LSTM: 0.653)``. Then, on every bar newer than anything in the
-training feature file (out of sample), measure what the gate needs:
+``BTC-USD: long @ 65.3% (LSTM: 0.653)``. Then, on every bar after the model's test part
+(out of sample, and never seen by promotion), measure what the gate needs:
 
 - the directional hit rate on every out-of-sample bar, and its one-sided binomial p-value
   against 50% on non-overlapping samples (every ``horizon``-th bar, whose outcomes are
@@ -12,8 +12,12 @@ training feature file (out of sample), measure what the gate needs:
   on the same bars: comparing rates over every bar, rather than one phase of them, keeps
   the comparison from turning on which minute the samples happen to start;
 - whether the predictions are degenerate (constant, or stuck near 0.5);
-- the mean confidence (probability of the called direction);
-- the after-cost result of the long/short rule (`training.metrics.after_cost`).
+- the evidence the gate judges (`training.evidence`): discrimination (AUC and its
+  p-value), the hit rate of the rule that trades, McNemar against each baseline on the
+  same bars, and the after-cost result with its block-bootstrap interval.
+
+Only bars after the model's test part are judged (the part that decided promotion is
+never re-scored): the holdout the training file reserved, and anything newer.
 
 With no trained model for a symbol the dry run falls back to the last-move baseline and
 says so; its result carries ``trained: false`` and the gate refuses it.
@@ -68,9 +72,17 @@ def evaluate(
     majority_up: bool,
     costs: Any,
     threshold: float = 0.0,
+    resamples: int | None = None,
 ) -> dict[str, Any]:
-    """The gate's figures for predictions ``p_up`` made at bars ``ends`` (labels from ``close``)."""
-    from training.metrics import after_cost
+    """The gate's figures for predictions ``p_up`` made at bars ``ends`` (labels from ``close``).
+
+    ``evidence`` holds what the gate judges (`training.evidence.direction_evidence`: the
+    discrimination, the hit rate of the rule that trades, McNemar against each baseline on
+    the same bars, the after-cost result with its block-bootstrap interval); the flat
+    figures beside it are what the summary line shows.
+    """
+    from training import stats
+    from training.evidence import direction_evidence
 
     p_all = np.asarray(p_up, dtype=np.float64)
     future_all = close[ends + horizon] / close[ends] - 1.0
@@ -86,6 +98,12 @@ def evaluate(
         """Share of out-of-sample bars whose direction ``calls`` got right."""
         return float((calls == up_all).mean()) if len(ends) else float("nan")
 
+    majority = np.full(len(ends), 0.75 if majority_up else 0.25)
+    last_move = np.where(last_up_all, 0.75, 0.25)
+    evidence = direction_evidence(
+        p_all, up_all, future_all, horizon, costs, threshold, {"majority": majority, "last_move": last_move},
+        resamples=resamples or stats.DEFAULT_RESAMPLES,
+    )  # fmt: skip
     figures: dict[str, Any] = {
         "samples": n,
         "bars": int(len(ends)),
@@ -97,18 +115,18 @@ def evaluate(
         "mean_confidence": float(np.maximum(p_all, 1 - p_all).mean()) if n else float("nan"),
         "p_up_std": float(p_all.std()) if n else 0.0,
         "long_share": float((p_all > 0.5).mean()) if n else float("nan"),
+        "evidence": evidence,
     }
     constant = n == 0 or figures["p_up_std"] < CONSTANT_STD
     stuck = n == 0 or float(np.abs(p_all - 0.5).max()) < STUCK_BAND
     figures["degenerate"] = bool(constant or stuck)
     figures["degenerate_reason"] = "constant" if constant else "stuck near 0.5" if stuck else ""
-    trade = after_cost(p_all, future_all, horizon, costs, threshold)
     figures.update(
         {
-            "after_cost_net_return": trade["net_return"],
-            "after_cost_trades": trade["trades"],
-            "after_cost_gross_return": trade["gross_return"],
-            "round_trip_cost_bps": trade["round_trip_cost_bps"],
+            "after_cost_net_return": evidence["net_return"],
+            "after_cost_trades": evidence["trades"],
+            "after_cost_gross_return": evidence["gross_return"],
+            "round_trip_cost_bps": evidence["round_trip_cost_bps"],
         }
     )
     return figures
@@ -192,11 +210,17 @@ def dryrun_symbol(
         if on_line is not None:
             on_line(line)
 
-    # Out of sample: newer than anything that influenced the model. The model says where its
-    # training and validation data ended (the test part after it was never seen); an older
-    # model that does not say is judged only on bars newer than the whole training file.
-    until = models.trained_until(folder)
-    cutoff = int(unix_seconds([until if until is not None else training.last_timestamp])[0])
+    # Out of sample *and* not the bars that promoted it: only bars after the model's test
+    # part (the holdout and anything newer). A model says where its test part ended
+    # (``judged_until``); an older one that does not is judged only on bars newer than the
+    # whole training file, which holds its test part.
+    cutoff_at = models.judged_until(folder)
+    if cutoff_at is None:
+        cutoff_at = training.last_timestamp
+        until = models.trained_until(folder)
+        if until is not None and unix_seconds([until])[0] > unix_seconds([cutoff_at])[0]:
+            cutoff_at = until
+    cutoff = int(unix_seconds([cutoff_at])[0])
     oos = (unix_seconds(stamps)[ends] > cutoff) & (ends + horizon < len(close))
     figures = evaluate(
         p_all[oos],
@@ -207,18 +231,28 @@ def dryrun_symbol(
         costs=models.trading_costs(folder, symbol),
         threshold=threshold,
     )
+    judged = ends[oos]
     figures.update({"trained": model is not None, "model": label, "horizon": horizon, "window": window,
                     "out_of_sample_after": f"{pd.Timestamp(cutoff, unit='s', tz='UTC'):%Y-%m-%d %H:%M} UTC",
+                    "judged_bars": {
+                        "first": f"{stamps.iloc[judged[0]]:%Y-%m-%d %H:%M} UTC" if len(judged) else None,
+                        "last": f"{stamps.iloc[judged[-1]]:%Y-%m-%d %H:%M} UTC" if len(judged) else None,
+                        "bars": int(len(judged)),
+                        "after": f"{pd.Timestamp(cutoff, unit='s', tz='UTC'):%Y-%m-%d %H:%M} UTC",
+                        "disjoint_from_training_validation_test": True,
+                    },
                     "newest_bar": f"{stamps.iloc[-1]:%Y-%m-%d %H:%M} UTC",
                     "last_p_up": float(p_all[-1])})  # fmt: skip
     problems = judge_dryrun(symbol, figures, criteria)
     details = {"model_dir": str(folder) if folder else None, "iterations": lines, "problems": problems}
+    e = figures["evidence"]
     summary = (
-        f"{symbol}: {label}, {figures['bars']} out-of-sample bars ({figures['samples']} non-overlapping), "
-        f"hit rate {_pct(figures['hit_rate'])} (p={figures['p_value']:.3g}; baselines "
-        f"{_pct(figures['baseline_majority_hit_rate'])} majority, {_pct(figures['baseline_last_move_hit_rate'])} last move), "
-        f"mean confidence {_pct(figures['mean_confidence'])}, after costs {figures['after_cost_net_return']:+.4f} "
-        f"over {figures['after_cost_trades']} trades"
+        f"{symbol}: {label}, {figures['bars']} bars after the test part ({figures['samples']} non-overlapping), "
+        f"hit rate {_pct(figures['hit_rate'])} (baselines {_pct(figures['baseline_majority_hit_rate'])} majority, "
+        f"{_pct(figures['baseline_last_move_hit_rate'])} last move), AUC {e['auc']:.3f} (p={e['auc_p_value']:.3g}), "
+        f"trading hit rate {_pct(e['trade_hit_rate'])} (p={e['trade_hit_p_value']:.3g}), after costs "
+        f"{figures['after_cost_net_return']:+.4f} over {figures['after_cost_trades']} trades "
+        f"[{e['net_interval'][0]:+.4f}, {e['net_interval'][1]:+.4f}] (p={e['net_p_value']:.3g})"
         + (f", degenerate ({figures['degenerate_reason']})" if figures["degenerate"] else "")
         + (" (no trained model: baseline only)" if model is None else "")
     )

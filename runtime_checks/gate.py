@@ -39,6 +39,7 @@ from runtime_checks import models
 from runtime_checks.checks import CheckResult
 from runtime_checks.errors import CheckInputError, GateNotPassed, TamperedGateRecord
 from training.atomic import atomic_path
+from training.evidence import ALPHA, MIN_SAMPLES, MIN_TRADES, EvidenceRules
 from training.registry import finite_json
 
 RECORD_FORMAT = "retrain-console/gate/1"
@@ -48,20 +49,39 @@ APP_NAME = "retrain-console"
 
 @dataclass(frozen=True)
 class GateCriteria:
-    """What a dry run must show before anything goes live (defaults as documented)."""
+    """What a dry run must show before anything goes live (defaults as documented in
+    ``docs/methods.md``): the evidence rules of `training.evidence`, on bars after the
+    model's test part, every significance test at ``max_p_value``."""
 
-    min_mean_confidence: float = 0.5
+    min_samples: int = MIN_SAMPLES
+    """Fewest non-overlapping out-of-sample samples judged."""
+    min_trades: int = MIN_TRADES
+    """Fewest trades the rule must open (zero trades never pass)."""
+    min_auc: float = 0.5
+    """Discrimination: the AUC must be above this, significantly (Mann-Whitney)."""
     min_hit_rate: float = 0.5
+    """The hit rate of the rule that trades, on the decisions where it holds a position."""
     require_beat_baselines: bool = True
+    """Paired McNemar test against each baseline on the same bars."""
     min_after_cost_return: float = 0.0
-    """The after-cost result must not be below this (0: not negative)."""
-    min_samples: int = 100
-    max_p_value: float | None = 0.05
-    """The hit rate must be significant at this level (one-sided binomial against 50%); None turns it off.
-
-    Without it a model on a pure random walk passes whenever chance lands its hit rate a
-    hair above 50% and above both baselines (the honesty tests show it)."""
+    """The after-cost result must be above this, significantly (block bootstrap)."""
+    max_p_value: float = ALPHA
+    """The significance level of every test above."""
     expiry_hours: float = 24.0
+
+    def __post_init__(self) -> None:
+        self.evidence_rules()  # refuses a level outside (0, 0.5) or zero trades
+
+    def evidence_rules(self) -> EvidenceRules:
+        return EvidenceRules(
+            min_samples=int(self.min_samples),
+            min_trades=int(self.min_trades),
+            min_auc=float(self.min_auc),
+            min_trade_hit_rate=float(self.min_hit_rate),
+            min_net_return=float(self.min_after_cost_return),
+            beat_baselines=bool(self.require_beat_baselines),
+            alpha=float(self.max_p_value),
+        )
 
     @classmethod
     def from_settings(cls, settings: Any) -> "GateCriteria":
@@ -102,34 +122,28 @@ def decide(results: Iterable[CheckResult], symbols: Sequence[str], criteria: Gat
 
 
 def judge_dryrun(symbol: str, f: Mapping[str, Any], criteria: GateCriteria) -> list[str]:
-    """Why one symbol's dry-run figures fail the criteria (empty: they meet them)."""
+    """Why one symbol's dry-run figures fail the criteria (empty: they meet them).
+
+    Each reason names the figure, its threshold and its p-value or interval."""
     s = symbol
     if not f.get("trained"):
         return [f"{s}: no trained model (a baseline never passes the gate)"]
     reasons: list[str] = []
-    if f["samples"] < criteria.min_samples:
-        reasons.append(f"{s}: only {f['samples']} out-of-sample samples (need {criteria.min_samples})")
-    if f["degenerate"]:
-        reasons.append(f"{s}: predictions are degenerate ({f['degenerate_reason']})")
-    if not f["mean_confidence"] > criteria.min_mean_confidence:
-        reasons.append(
-            f"{s}: mean confidence {_pct(f['mean_confidence'])} is not above {_pct(criteria.min_mean_confidence)}"
-        )
-    if not f["hit_rate"] > criteria.min_hit_rate:
-        reasons.append(f"{s}: hit rate {_pct(f['hit_rate'])} is not above {_pct(criteria.min_hit_rate)}")
-    if criteria.require_beat_baselines:
-        for name in ("majority", "last_move"):
-            base = f[f"baseline_{name}_hit_rate"]
-            if not f["hit_rate"] > base:
-                reasons.append(f"{s}: hit rate {_pct(f['hit_rate'])} does not beat the {name.replace('_', ' ')} "
-                               f"baseline's {_pct(base)}")  # fmt: skip
-    if not f["after_cost_net_return"] >= criteria.min_after_cost_return:
-        reasons.append(
-            f"{s}: after-cost result {f['after_cost_net_return']:+.4f} is below {criteria.min_after_cost_return:+.4f}"
-        )
-    if criteria.max_p_value is not None and not f["p_value"] <= criteria.max_p_value:
-        reasons.append(f"{s}: hit rate is not significant (p={f['p_value']:.3g} > {criteria.max_p_value:g})")
+    if f.get("degenerate"):
+        reasons.append(f"{s}: predictions are degenerate ({f.get('degenerate_reason')})")
+    evidence = f.get("evidence")
+    if not isinstance(evidence, Mapping):
+        return reasons + [f"{s}: the dry run measured no evidence (an older dry run); run `console dryrun` again"]
+    reasons += [f"{s}: {line}" for ok, line in criteria.evidence_rules().judge(evidence) if not ok]
     return reasons
+
+
+def verdict_lines(symbol: str, f: Mapping[str, Any], criteria: GateCriteria) -> list[str]:
+    """Every rule's line for one symbol, pass or fail (what `console dryrun` prints)."""
+    evidence = f.get("evidence")
+    if not isinstance(evidence, Mapping):
+        return []
+    return [f"{symbol}: {line} - {'pass' if ok else 'FAIL'}" for ok, line in criteria.evidence_rules().judge(evidence)]
 
 
 # -- the key --------------------------------------------------------------------------------
@@ -231,6 +245,10 @@ def record_gate(
         "feature_hashes": dict(sorted(feature_hashes.items())),
         "feature_hash": combined_feature_hash(feature_hashes),
         "criteria": asdict(criteria),
+        # Which bars each verdict judged: after the model's test part, so disjoint from the
+        # training, validation and test parts that fitted, stopped and promoted it.
+        "judged_bars": {r.symbol: r.figures.get("judged_bars") for r in results if r.check == "dryrun"},
+        "verdicts": {r.symbol: verdict_lines(r.symbol, r.figures, criteria) for r in results if r.check == "dryrun"},
         "results": [r.to_dict() for r in results],
     }
     # NaN (a hit rate over no samples) becomes null, so the record reads back equal to itself.
@@ -388,7 +406,3 @@ def describe(record: Mapping[str, Any] | None, *, now: float | None = None) -> l
 
 def utc_text(ts: float) -> str:
     return datetime.fromtimestamp(float(ts), timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def _pct(value: float) -> str:
-    return "n/a" if value != value else f"{value * 100:.1f}%"

@@ -7,7 +7,8 @@ A models directory is an artifact root as `training.registry` lays it out::
     <models_dir>/models/<SYMBOL>/<UTC timestamp>/model.pt, config.json, ... sha256.txt
     <models_dir>/champions/<SYMBOL>.json     (optional) the folder trusted for SYMBOL
 
-For each symbol the champion's folder is used when there is one, else the newest folder.
+For each symbol the champion's folder is used when there is one, else the newest folder;
+``roster.json`` has the last word when it and a pointer disagree (`training.champions`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from runtime_checks.errors import CheckInputError
+from training.champions import trusted_folder
 from training.registry import sha256_file
 
 SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,10}-[A-Z]{3,5}$")
@@ -60,6 +62,26 @@ def model_folder(models_dir: Path, symbol: str) -> Path | None:
     root = models_root(models_dir)
     check_symbol(symbol)
     pointer = root / "champions" / f"{symbol}.json"
+    # roster.json is the commit point of a champion change (`training.champions`): where it
+    # speaks of the symbol and the pointer file disagrees (a crash between the two), it wins.
+    try:
+        spoke, said = trusted_folder(root, symbol)
+    except (OSError, ValueError, KeyError, TypeError):
+        raise CheckInputError(f"{root / 'roster.json'} is unreadable; download the models again") from None
+    if spoke:
+        try:
+            agrees = said is not None and json.loads(pointer.read_text()).get("model_dir") == said
+        except (OSError, ValueError, AttributeError):
+            agrees = False
+        if not agrees:
+            if said is None:
+                folders = _folders(root / "models" / symbol)
+                return folders[-1] if folders else None
+            folder = (root / said).resolve()
+            if root not in folder.parents or not folder.is_dir():
+                raise CheckInputError(f"roster.json names {said} as the {symbol} champion, which is missing or "
+                                      "outside the models dir; download the models again")  # fmt: skip
+            return folder
     if pointer.is_file():
         try:
             rel = json.loads(pointer.read_text())["model_dir"]
@@ -217,6 +239,20 @@ def trained_until(folder: Path | None) -> Any:
     try:
         data = json.loads((folder / "features.json").read_text())
         value = data.get("trained_until") or data.get("last_timestamp")
+        return pd.to_datetime(value, utc=True) if value else None
+    except (OSError, ValueError, TypeError, AttributeError):
+        raise CheckInputError(f"{folder / 'features.json'} is unreadable; download the model again") from None
+
+
+def judged_until(folder: Path | None) -> Any:
+    """The last bar of the model's test part (the bars that decided its promotion), when its
+    features.json says so (else None). The dry run and the gate judge only later bars."""
+    import pandas as pd
+
+    if folder is None or not (folder / "features.json").is_file():
+        return None
+    try:
+        value = json.loads((folder / "features.json").read_text()).get("judged_until")
         return pd.to_datetime(value, utc=True) if value else None
     except (OSError, ValueError, TypeError, AttributeError):
         raise CheckInputError(f"{folder / 'features.json'} is unreadable; download the model again") from None

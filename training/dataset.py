@@ -8,10 +8,11 @@ view for NumPy callers.
 
 Labels: sample ``t`` is "up" (1) when ``close[t + horizon] > close[t]``, else 0.
 
-Split: chronological train | gap | validation | gap | test, where each gap (the purge)
+Split: chronological train | gap | validation | gap | test [| holdout], where each gap (the purge)
 is ``horizon + longest_feature_window`` samples, so no validation or test window sees a
 row whose features or label overlap the previous part. The scaler is fitted on the rows
-the training windows cover, and on nothing later.
+the training windows cover, and on nothing later. The holdout (``holdout_fraction`` of the
+newest samples) is in no part: promotion judges the test part, the gate only bars after it.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ class WindowSpec:
     """The longest look-back of any feature in the spec (it sets the purge gap)."""
     val_fraction: float = 0.15
     test_fraction: float = 0.15
+    holdout_fraction: float = 0.0
+    """The newest share of samples reserved for the gate: never trained, validated or tested
+    on, so the dry run judges bars promotion never saw (`runtime_checks.dryrun`)."""
 
     @property
     def purge_gap(self) -> int:
@@ -56,6 +60,8 @@ class WindowSpec:
             0 < self.val_fraction < 1 and 0 < self.test_fraction < 1 and self.val_fraction + self.test_fraction < 1
         ):
             raise NotEnoughData("val_fraction and test_fraction must be in (0, 1) and sum below 1")
+        if not 0 <= self.holdout_fraction < 0.5:
+            raise NotEnoughData(f"holdout_fraction ({self.holdout_fraction}) must be in [0, 0.5)")
 
 
 @dataclass(frozen=True)
@@ -220,8 +226,11 @@ def load_symbol_dataset(
 
 
 def split_ends(rows: int, spec: WindowSpec, *, where: str = "the data") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """End rows of the train, validation and test windows, chronological, purged between parts."""
-    ends = np.arange(spec.window - 1, rows - spec.horizon, dtype=np.int64)
+    """End rows of the train, validation and test windows, chronological, purged between parts.
+
+    The newest ``holdout_fraction`` of the samples (and ``horizon`` more, so no test label
+    reaches into them) belong to no part: `holdout_ends` names them."""
+    ends = _usable(rows, spec)
     n = len(ends)
     n_val = int(n * spec.val_fraction)
     n_test = int(n * spec.test_fraction)
@@ -239,11 +248,24 @@ def split_ends(rows: int, spec: WindowSpec, *, where: str = "the data") -> tuple
     return train, val, test
 
 
+def _usable(rows: int, spec: WindowSpec) -> np.ndarray:
+    ends = np.arange(spec.window - 1, rows - spec.horizon, dtype=np.int64)
+    n_hold = int(len(ends) * spec.holdout_fraction)
+    return ends[: len(ends) - n_hold - spec.horizon] if n_hold else ends
+
+
+def holdout_ends(rows: int, spec: WindowSpec) -> np.ndarray:
+    """End rows reserved for the gate (empty without a holdout): after the test part's last label."""
+    ends = np.arange(spec.window - 1, rows - spec.horizon, dtype=np.int64)
+    n_hold = int(len(ends) * spec.holdout_fraction)
+    return ends[len(ends) - n_hold :] if n_hold else ends[:0]
+
+
 def _rows_needed(spec: WindowSpec) -> int:
     # Smallest row count whose split leaves every part MIN_SAMPLES_PER_PART samples.
     rows = spec.window + spec.horizon
     while True:
-        n = rows - spec.horizon - spec.window + 1
+        n = len(_usable(rows, spec))
         n_val, n_test = int(n * spec.val_fraction), int(n * spec.test_fraction)
         if min(n_val, n_test, n - n_val - n_test - 2 * spec.purge_gap) >= MIN_SAMPLES_PER_PART:
             return rows

@@ -59,7 +59,7 @@ class GateRules:
 
     min_net_return: float | None = 0.0
     """Net return of the long/short rule on the test part, after costs, must exceed this."""
-    min_trades: int | None = 10
+    min_trades: int | None = 30
     min_accuracy: float | None = None
     min_auc: float | None = None
     max_drawdown: float | None = None
@@ -179,7 +179,7 @@ def promote_if_passed(root: Path, published: PublishedModel, *, feature_hash: st
     """Make a passing model the champion and record every verdict in roster.json (under a lock)."""
     root = Path(root)
     rel = published.folder.relative_to(root).as_posix()
-    with _registry_lock(root):
+    with registry_lock(root):
         if published.passed:
             write_json_atomic(
                 root / "champions" / f"{published.symbol}.json",
@@ -218,6 +218,8 @@ def read_roster(root: Path) -> dict[str, Any]:
         data = json.loads(path.read_text())
     except FileNotFoundError:
         return {"symbols": {}, "updated_at": None}
+    if not isinstance(data, dict) or not isinstance(data.get("symbols"), dict):
+        return {"symbols": {}, "updated_at": None}  # a roster of another shape names no champion
     return data
 
 
@@ -306,7 +308,8 @@ def _rename_into_place(staging: Path, parent: Path, stamp: str) -> Path:
 
 
 @contextmanager
-def _registry_lock(root: Path) -> Iterator[None]:
+def registry_lock(root: Path) -> Iterator[None]:
+    """The artifact root's lock: champions and roster change only under it."""
     root.mkdir(parents=True, exist_ok=True)
     with open(root / ".registry.lock", "a+") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)

@@ -77,6 +77,9 @@ class TrainJob:
     params: dict[str, Any] | None = None
     """The family's params as given (the config file's sections), for families other than ``lstm``
     whose settings are not `TrainConfig`'s; None builds the lstm's from the fields above."""
+    checkpoint_root: Path | None = None
+    """Where checkpoints live, one folder per symbol (default ``<out>/checkpoints``); the
+    container keeps them in ``/opt/ml/checkpoints``, which the service copies off the machine."""
 
     @property
     def feature_file(self) -> Path:
@@ -85,7 +88,7 @@ class TrainJob:
     @property
     def work_dir(self) -> Path:
         """Where the family keeps its checkpoints for this symbol (a rerun resumes from them)."""
-        return self.out / "checkpoints" / self.symbol
+        return (self.checkpoint_root or self.out / "checkpoints") / self.symbol
 
     @property
     def checkpoint(self) -> Path:

@@ -32,7 +32,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from console.checklist.lock import RunLock
+from console.checklist.lock import RunLock, StartLock
 from console.checklist.spec import ChecklistSpec, StepSpec
 from console.checklist.step import StepContext, StepResult, StepState
 from console.errors import (
@@ -148,6 +148,19 @@ class Engine:
             return None
         return run
 
+    def claim_run(self, spec: ChecklistSpec, *, new: bool = False) -> tuple[RunRecord | None, str, RunLock]:
+        """Resume the unfinished run of ``spec`` or create one, as one decision, and take its lock.
+
+        Returns (the resumed run or None, the run id, the held `RunLock` to hand to `drive`).
+        Under `StartLock`, so two consoles started at once never both create a run: the later
+        one finds the earlier one's run and its `RunLock` refuses it (`RunLocked`).
+        """
+        with StartLock(self.settings.state_dir):
+            existing = None if new else self.find_resumable(spec)
+            run_id = existing.id if existing is not None else self.create_run(spec)
+            lock = RunLock(run_dir(self.settings, run_id), run_id).__enter__()
+        return existing, run_id, lock
+
     # -- driving ----------------------------------------------------------------------
 
     def drive(
@@ -158,17 +171,31 @@ class Engine:
         from_step: str | None = None,
         only: str | None = None,
         skip: dict[str, str] | None = None,
+        lock: RunLock | None = None,
     ) -> RunOutcome:
-        """Run the unfinished steps of ``run_id`` in order until one does not succeed."""
+        """Run the unfinished steps of ``run_id`` in order until one does not succeed.
+
+        ``lock``: the run's `RunLock`, already held (from `claim_run`); released when done.
+        """
         if self.store.get_run(run_id) is None:
             raise StateError(f"no run {run_id!r} in {self.store.path}", hint="see `console runs`")
+        lock = lock or RunLock(run_dir(self.settings, run_id), run_id)
+        if not lock.held:
+            lock.__enter__()
+        try:
+            return self._drive(run_id, spec, from_step=from_step, only=only, skip=skip)
+        finally:
+            lock.__exit__(None, None, None)
+
+    def _drive(
+        self, run_id: str, spec: ChecklistSpec, *, from_step: str | None, only: str | None, skip: dict[str, str] | None
+    ) -> RunOutcome:
         skip = dict(skip or {})
         for name in [*skip, *(n for n in (from_step, only) if n)]:
             spec.index_of(name)  # unknown names are bad input, before anything runs
         start = spec.index_of(from_step) if from_step else 0
 
-        directory = run_dir(self.settings, run_id)
-        with RunLock(directory, run_id), self._heartbeat(run_id):
+        with self._heartbeat(run_id):
             self.store.set_run_status(run_id, RunStatus.RUNNING, pid=os.getpid())
             self._tell(EngineEvent("run.running", run_id, None, f"driving run {run_id}"))
             for index, step in enumerate(spec.steps):

@@ -74,7 +74,9 @@ class ChecklistSpec:
     """Where it was loaded from: the shipped name or a file path."""
     steps: tuple[StepSpec, ...]
     params: dict[str, Any] = field(default_factory=dict)
-    """The shared parameters after profile overrides and command-line overrides."""
+    """The shared parameters after profile overrides, command-line overrides and the operator's limits."""
+    checklist_limits: dict[str, float] = field(default_factory=dict)
+    """The checklist's own value of each limit it takes (budget_usd, ...), before the operator's tightened it."""
 
     def index_of(self, name: str) -> int:
         for i, step in enumerate(self.steps):
@@ -110,16 +112,24 @@ def _read(name_or_path: str) -> tuple[str, str]:
 
 
 def load_checklist(
-    name_or_path: str, *, steps: StepCatalog, profile: str = "sandbox", overrides: dict[str, Any] | None = None
+    name_or_path: str,
+    *,
+    steps: StepCatalog,
+    profile: str = "sandbox",
+    overrides: dict[str, Any] | None = None,
+    limits: dict[str, float] | None = None,
 ) -> ChecklistSpec:
     """Load and validate a checklist against the step catalog ``steps``; every problem is a
-    one-line `ChecklistError`."""
+    one-line `ChecklistError`. ``limits`` (the operator's explicit budget and runtime limits)
+    only ever tighten the checklist's (`console.settings_shown`)."""
     text, source = _read(name_or_path)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ChecklistError(f"{source}: TOML syntax error {exc}") from None
-    return parse_checklist(data, source=source, profile=profile, overrides=overrides or {}, steps=steps)
+    return parse_checklist(
+        data, source=source, profile=profile, overrides=overrides or {}, steps=steps, limits=limits or {}
+    )
 
 
 _TOP_KEYS = {"checklist", "params", "profiles", "defaults", "steps"}
@@ -128,7 +138,13 @@ _POLICY_DEFAULTS = {"retries": 1, "backoff_s": 2.0, "timeout_s": 1800.0}
 
 
 def parse_checklist(
-    data: dict[str, Any], *, source: str, profile: str, overrides: dict[str, Any], steps: StepCatalog
+    data: dict[str, Any],
+    *,
+    source: str,
+    profile: str,
+    overrides: dict[str, Any],
+    steps: StepCatalog,
+    limits: dict[str, float] | None = None,
 ) -> ChecklistSpec:
     unknown = set(data) - _TOP_KEYS
     if unknown:
@@ -151,6 +167,8 @@ def parse_checklist(
         raise ChecklistError(f"{source}: no [[steps]] listed")
 
     used: set[str] = set()
+    checklist_limits: dict[str, float] = {}
+    tightened: dict[str, float] = {}
     specs: list[StepSpec] = []
     seen: set[str] = set()
     for number, raw in enumerate(raw_steps, start=1):
@@ -170,6 +188,11 @@ def parse_checklist(
         values = {k: v for k, v in shared.items() if k in fields}
         used.update(values)
         values.update(own)
+        for key, limit in (limits or {}).items():
+            current = values.get(key, cls.Params.model_fields[key].default) if key in fields else None
+            if isinstance(current, (int, float)) and not isinstance(current, bool):
+                checklist_limits.setdefault(key, float(current))
+                values[key] = tightened[key] = min(float(current), limit)
         try:
             params = cls.Params(**values)
         except ValidationError as exc:
@@ -191,7 +214,8 @@ def parse_checklist(
             f"{source}: unknown parameter {sorted(unused)[0]!r}: no step of this checklist takes it",
             hint="check the spelling, or remove it",
         )
-    return ChecklistSpec(name, str(head.get("description", "")), source, tuple(specs), shared)
+    shared.update(tightened)  # the run records (and the watchdog reads) the limits that apply
+    return ChecklistSpec(name, str(head.get("description", "")), source, tuple(specs), shared, checklist_limits)
 
 
 def _one_line(exc: ValidationError) -> str:

@@ -10,6 +10,7 @@ from rich.table import Table
 from console.app import App, common_options, pass_app
 from console.render import output_console
 from console.settings import describe_settings
+from console.settings_shown import limit_lines
 
 
 @click.group("config")
@@ -34,6 +35,8 @@ def show_cmd(app: App, json_out: bool) -> None:
     for r in rows:
         table.add_row(r.name, r.value, r.source)
     output_console().print(table)
+    for line in limit_lines(app.loaded):
+        click.echo(line)
 
 
 def register(cli: click.Group) -> None:

@@ -125,10 +125,11 @@ def models_download(app: App, version: str, dest: str | None) -> None:
     # Checked before the store is touched (which may start the sandbox).
     if version != "latest":
         check_version(version)
-    from console.transfer import place_version
+    from console.transfer import champion_rules, place_version
 
     target = Path(dest).expanduser() if dest else app.resources.paths.models
-    placed = place_version(app.resources.artifact_store(), version, target, app.resources.paths.downloads)
+    placed = place_version(app.resources.artifact_store(), version, target, app.resources.paths.downloads,
+                           **champion_rules(app.resources))  # fmt: skip
     click.echo(f"downloaded {placed.version} ({placed.files} files) into {target}")
 
 

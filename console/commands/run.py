@@ -16,6 +16,7 @@ from console.checklist.spec import ChecklistSpec
 from console.checklist.step import check_symbol
 from console.errors import ConsoleError, Interrupted, StateError, UsageError
 from console.render import output_console, pick_renderer
+from console.settings_shown import limit_lines, operator_limits
 from console.state import RunRecord, RunStatus
 from console.steps import load_checklist
 from console.summary import print_summary
@@ -42,7 +43,10 @@ def _skips(values: tuple[str, ...], reason: str | None) -> dict[str, str]:
 
 
 def _spec(app: App, checklist: str, symbols: list[str] | None, backend: str | None = None) -> ChecklistSpec:
-    return load_checklist(checklist, profile=app.settings.profile, overrides={"symbols": symbols, "backend": backend})
+    overrides = {"symbols": symbols, "backend": backend}
+    return load_checklist(
+        checklist, profile=app.settings.profile, overrides=overrides, limits=operator_limits(app.loaded)
+    )
 
 
 def _still_costing(app: App, run_id: str) -> str:
@@ -56,11 +60,13 @@ def _still_costing(app: App, run_id: str) -> str:
     )
 
 
-def _drive(app: App, spec: ChecklistSpec, run_id: str, *, json_lines: bool, **selection: Any) -> None:
+def _drive(
+    app: App, spec: ChecklistSpec, run_id: str, *, json_lines: bool, lock: RunLock | None = None, **selection: Any
+) -> None:
     renderer = pick_renderer(json_lines=json_lines)
     engine = Engine(app.settings, app.store, listener=renderer, resources=app.resources)
     try:
-        outcome = engine.drive(run_id, spec, **selection)
+        outcome = engine.drive(run_id, spec, lock=lock, **selection)
     except KeyboardInterrupt:
         renderer.close()
         raise Interrupted(f"run {run_id} interrupted; {_still_costing(app, run_id)}") from None
@@ -114,16 +120,15 @@ def run_cmd(
         spec.index_of(name)
     _confirm_costs(app, spec, yes=yes)
     engine = Engine(app.settings, app.store, resources=app.resources)
-    existing = None if new_run else engine.find_resumable(spec)
-    if existing is not None:
-        run_id = existing.id
-        if not json_lines:
-            click.echo(f"resuming run {run_id} (started {_ago(existing.created_at)}; --new starts a fresh one)")
+    existing, run_id, lock = engine.claim_run(spec, new=new_run)
+    if json_lines:
+        pass
+    elif existing is not None:
+        click.echo(f"resuming run {run_id} (started {_ago(existing.created_at)}; --new starts a fresh one)")
     else:
-        run_id = engine.create_run(spec)
-        if not json_lines:
-            click.echo(f"run {run_id}: {spec.name} on the {app.settings.profile} profile, {len(spec.steps)} steps")
-    _drive(app, spec, run_id, json_lines=json_lines, from_step=from_step, only=only, skip=_skips(skip, reason))
+        click.echo(f"run {run_id}: {spec.name} on the {app.settings.profile} profile, {len(spec.steps)} steps")
+    selection = {"from_step": from_step, "only": only, "skip": _skips(skip, reason)}
+    _drive(app, spec, run_id, json_lines=json_lines, lock=lock, **selection)
 
 
 def _confirm_costs(app: App, spec: ChecklistSpec, *, yes: bool) -> None:
@@ -153,7 +158,9 @@ def resume_cmd(app: App, run_id: str | None, json_lines: bool) -> None:
     if run.status is RunStatus.SUCCEEDED:
         click.echo(f"run {run.id} already succeeded; nothing to do")
         return
-    spec = load_checklist(run.checklist_path, profile=run.profile, overrides=run.params)
+    spec = load_checklist(
+        run.checklist_path, profile=run.profile, overrides=run.params, limits=operator_limits(app.loaded)
+    )
     if not json_lines:
         click.echo(f"resuming run {run.id} ({run.checklist}, {run.status})")
     _drive(app, spec, run.id, json_lines=json_lines)
@@ -256,6 +263,8 @@ def plan_cmd(app: App, checklist: str, symbols: str | None) -> None:
     click.echo(f"{spec.name} ({spec.source}) on the {app.settings.profile} profile:")
     for i, (step, plan) in enumerate(engine.plan(spec), start=1):
         click.echo(f"{i:>2}. {step.name:<14} {plan}")
+    for line in limit_lines(app.loaded, spec):
+        click.echo(line)
 
 
 class _NoStore:

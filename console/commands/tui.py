@@ -35,12 +35,15 @@ def resolve_run(app: App, attach: str | None, checklist: str | None) -> str | No
         return attach
     if checklist:
         from console.checklist.engine import Engine
+        from console.checklist.lock import StartLock
+        from console.settings_shown import operator_limits
         from console.steps import load_checklist
 
-        spec = load_checklist(checklist, profile=app.settings.profile)
+        spec = load_checklist(checklist, profile=app.settings.profile, limits=operator_limits(app.loaded))
         engine = Engine(app.settings, app.store, resources=app.resources)
-        existing = engine.find_resumable(spec)
-        return existing.id if existing is not None else engine.create_run(spec)
+        with StartLock(app.settings.state_dir):  # one decision: two consoles never create two runs
+            existing = engine.find_resumable(spec)
+            return existing.id if existing is not None else engine.create_run(spec)
     newest = app.store.list_runs(1)
     return newest[0].id if newest else None
 

@@ -53,7 +53,12 @@ def catalog() -> StepCatalog:
 
 
 def load_checklist(
-    name_or_path: str, *, profile: str = "sandbox", overrides: dict[str, Any] | None = None
+    name_or_path: str,
+    *,
+    profile: str = "sandbox",
+    overrides: dict[str, Any] | None = None,
+    limits: dict[str, float] | None = None,
 ) -> _spec.ChecklistSpec:
-    """`console.checklist.spec.load_checklist` against the shipped steps."""
-    return _spec.load_checklist(name_or_path, steps=catalog(), profile=profile, overrides=overrides)
+    """`console.checklist.spec.load_checklist` against the shipped steps (``limits``: the operator's
+    explicit limits, which only tighten the checklist's; `console.settings_shown.operator_limits`)."""
+    return _spec.load_checklist(name_or_path, steps=catalog(), profile=profile, overrides=overrides, limits=limits)

@@ -22,7 +22,7 @@ from console.hosts import RunHosts
 from console.outputs import DownloadOutputs, LaunchOutputs, SyncOutputs, TrainOutputs, UploadOutputs
 from console.steps.cloud import not_needed_by_backend
 from console.steps.params import DownloadParams, SyncParams, UploadParams
-from console.transfer import place_version, ready_host
+from console.transfer import champion_rules, place_version, ready_host
 from remote.backends.base import JobRef
 
 
@@ -119,7 +119,8 @@ class Download(Step):
         uploaded = ctx.output_of("upload", UploadOutputs)
         version = uploaded.version if uploaded is not None else "latest"
         paths = ctx.resources.paths
-        placed = place_version(ctx.resources.artifact_store(), version, paths.models, paths.downloads)
+        placed = place_version(ctx.resources.artifact_store(), version, paths.models, paths.downloads,
+                               **champion_rules(ctx.resources))  # fmt: skip
         return StepResult.ok(
             f"downloaded version {placed.version} ({placed.files} files) into {paths.models}", outputs=placed
         )

@@ -13,7 +13,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from remote.backends.base import BackendClass
 
 BACKENDS: dict[str, str] = {
+    "batch": "remote.backends.batch:BatchBackend",
     "ssh": "remote.backends.ssh:SshBackend",
+    "sagemaker": "remote.backends.sagemaker:SageMakerBackend",
 }
 """Backend name -> ``module:Class``."""
 

@@ -118,6 +118,8 @@ def _hard_exit(paths: SandboxPaths, why: str) -> None:
     try:
         log.warning("exiting at once: %s", why)
         kill_processes_under(paths.root / "instances", grace_s=0.5)
+        kill_processes_under(paths.root / "sagemaker", grace_s=0.5)
+        kill_processes_under(paths.root / "batch", grace_s=0.5)
     finally:
         _drop_own_files(paths)
         os._exit(1)
@@ -173,7 +175,9 @@ async def _serve(paths: SandboxPaths, args: argparse.Namespace, shutdown: Shutdo
     # Processes a killed daemon left behind on its hosts (dead-man watchers, detached jobs)
     # belong to instances that no longer exist.
     await asyncio.to_thread(kill_processes_under, paths.root / "instances")
-    for sub in ("instances", "hostkeys"):
+    await asyncio.to_thread(kill_processes_under, paths.root / "sagemaker")
+    await asyncio.to_thread(kill_processes_under, paths.root / "batch")
+    for sub in ("instances", "hostkeys", "sagemaker", "batch"):
         shutil.rmtree(paths.root / sub, ignore_errors=True)
     _prepare_moto_environment(paths)
     loop = asyncio.get_running_loop()
@@ -183,8 +187,12 @@ async def _serve(paths: SandboxPaths, args: argparse.Namespace, shutdown: Shutdo
     import boto3.session
     from botocore.config import Config
 
+    from remote.sandbox.batch_front import BatchFront
+    from remote.sandbox.batch_jobs import BatchRunner
     from remote.sandbox.fleet import Fleet
     from remote.sandbox.front import Ec2Front
+    from remote.sandbox.sagemaker_front import SageMakerFront
+    from remote.sandbox.sagemaker_jobs import SageMakerJobs
 
     base: dict[str, Any] = {
         "pid": os.getpid(),
@@ -197,13 +205,28 @@ async def _serve(paths: SandboxPaths, args: argparse.Namespace, shutdown: Shutdo
         _write_json(paths.endpoints_file, {**base, "hosts": hosts})
 
     fleet = Fleet(paths.root, None, REGION, loop, publish)
-    moto = _FrontedMotoServer(lambda app: Ec2Front(app, fleet))
+    clients: dict[str, Any] = {}
+    training_jobs = SageMakerJobs(paths.root / "sagemaker", lambda service: clients[service])
+    batch_jobs = BatchRunner(paths.root / "batch", max_running=int(os.environ.get("RC_SANDBOX_BATCH_RUNNING", "2")))
+    moto = _FrontedMotoServer(
+        lambda app: BatchFront(SageMakerFront(Ec2Front(app, fleet), training_jobs, REGION), batch_jobs)
+    )
     moto_url = moto.start()
     session = boto3.session.Session(
         aws_access_key_id="SANDBOX" + secrets.token_hex(6).upper(),
         aws_secret_access_key=secrets.token_urlsafe(30),
         region_name=REGION,
     )
+    # Batch children reach S3 through moto over HTTP, as a container reaches AWS.
+    frozen = session.get_credentials().get_frozen_credentials()
+    batch_jobs.base_env = {
+        "AWS_ENDPOINT_URL": moto_url,
+        "AWS_ACCESS_KEY_ID": frozen.access_key,
+        "AWS_SECRET_ACCESS_KEY": frozen.secret_key,
+        "AWS_DEFAULT_REGION": REGION,
+    }
+    # The training jobs reach S3, IAM and Logs through moto itself, over HTTP like any client.
+    clients.update({svc: session.client(svc, endpoint_url=moto_url) for svc in ("s3", "iam", "logs")})
     ec2 = session.client("ec2", endpoint_url=moto_url, config=Config(retries={"max_attempts": 2}))
     fleet.ec2 = ec2
     log.info("moto listening after %.2fs", time.monotonic() - started)
@@ -225,6 +248,8 @@ async def _serve(paths: SandboxPaths, args: argparse.Namespace, shutdown: Shutdo
     try:
         await fleet.run(stop)
     finally:
+        training_jobs.shutdown()
+        batch_jobs.close()
         if _owned(paths.endpoints_file):  # a newer daemon's file is not ours to remove
             paths.endpoints_file.unlink(missing_ok=True)
         # Each server polls for shutdown every 0.5 s: stop them side by side.

@@ -37,3 +37,15 @@ SANDBOX_ON_DEMAND_USD_PER_HOUR: Mapping[str, float] = {
 def sandbox_spot_price(instance_type: str, zone: str) -> float | None:
     """The table's spot price for a type in a zone such as us-east-1b, or None."""
     return SANDBOX_SPOT_USD_PER_HOUR.get(instance_type, {}).get(zone[-1:])
+
+
+SANDBOX_SAGEMAKER_USD_PER_HOUR: Mapping[str, float] = {
+    "ml.m5.large": 0.115,
+    "ml.g4dn.xlarge": 0.736,
+    "ml.g5.xlarge": 1.408,
+}
+"""SageMaker training on-demand $/h (us-east-1, late 2024): what a job's billable seconds cost."""
+
+SANDBOX_MANAGED_SPOT_BILLED_FRACTION = 0.3
+"""The sandbox's managed-spot discount: a spot job bills this share of the seconds it trains
+(``BillableTimeInSeconds``), i.e. a 70 % saving, about what AWS reports for g4dn spot."""

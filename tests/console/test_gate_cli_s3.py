@@ -41,12 +41,19 @@ def models(tmp_path):
     return tmp_path / "models"
 
 
+EVIDENCE = {"samples": 2000, "bars": 2000, "accuracy": 0.53, "auc": 0.54, "auc_p_value": 0.001, "trades": 120,
+            "decisions_in_market": 1900, "trade_hit_rate": 0.53, "trade_hit_p_value": 0.004, "net_return": 0.02,
+            "net_interval": [0.004, 0.036], "net_p_value": 0.01, "round_trip_cost_bps": 26.0,
+            "baselines": {"majority": {"accuracy": 0.5, "p_value": 0.003}, "last_move": {"accuracy": 0.51, "p_value": 0.02}}}  # fmt: skip
+
+
 def _results(passing: bool):
     from runtime_checks.checks import ALIGNMENT, DRYRUN
 
     figures = {"trained": True, "samples": 2000, "hit_rate": 0.53 if passing else 0.49, "p_value": 0.004,
                "baseline_majority_hit_rate": 0.5, "baseline_last_move_hit_rate": 0.51, "mean_confidence": 0.56,
-               "degenerate": False, "degenerate_reason": "", "after_cost_net_return": 0.02}  # fmt: skip
+               "degenerate": False, "degenerate_reason": "", "after_cost_net_return": 0.02,
+               "evidence": {**EVIDENCE, "trade_hit_rate": 0.53 if passing else 0.49}}  # fmt: skip
     return [ALIGNMENT.result(SYMBOL, True, f"{SYMBOL}: aligned"),
             DRYRUN.result(SYMBOL, passing, f"{SYMBOL}: hit rate {figures['hit_rate']:.0%}", figures)]
 

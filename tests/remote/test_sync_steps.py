@@ -108,15 +108,19 @@ def test_upload_then_download_places_verified_models(world):
     model.mkdir(parents=True)
     (model / "model.pt").write_bytes(os.urandom(4096))
     (artifacts / "champions").mkdir()
-    (artifacts / "champions/BTC-USD.json").write_text('{"folder": "models/BTC-USD/20261123T100000Z"}')
-    (artifacts / "roster.json").write_text("{}")
+    rel = "models/BTC-USD/20261123T100000Z"
+    (artifacts / "champions/BTC-USD.json").write_text(json.dumps({"model_dir": rel, "promoted_at": "2026-11-23T10:00:00Z"}))
+    (artifacts / "roster.json").write_text(json.dumps({"symbols": {"BTC-USD": {"latest": rel, "latest_passed": True, "champion": rel}}}))
     up = Upload().run(_ctx(world, "upload", UploadParams(symbols=["BTC-USD"])))
     assert up.state is StepState.SUCCEEDED and up.outputs.files == 3
     outputs.outputs["upload"] = up.outputs.model_dump()
     down = Download().run(_ctx(world, "download", DownloadParams(symbols=["BTC-USD"])))
     models = tmp / "data/models"
     assert (models / "models/BTC-USD/20261123T100000Z/model.pt").read_bytes() == (model / "model.pt").read_bytes()
-    assert (models / "champions/BTC-USD.json").is_file() and down.outputs.version == up.outputs.version
+    assert down.outputs.version == up.outputs.version
+    # The run's champion is settled into the models dir: pointer and roster say the same.
+    assert json.loads((models / "champions/BTC-USD.json").read_text())["model_dir"] == rel
+    assert json.loads((models / "roster.json").read_text())["symbols"]["BTC-USD"]["champion"] == rel
 
 
 def test_upload_with_nothing_trained_fails_clearly(world):

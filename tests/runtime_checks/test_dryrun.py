@@ -110,3 +110,17 @@ def test_bars_the_model_says_it_trained_on_are_not_out_of_sample(dirs, builder, 
     run = dryrun_symbol("BTC-USD", models_dir=models, features_dir=features, builder=builder, candles=candles, fetch_bars=600)
     assert run.result.figures["out_of_sample_after"] == "2026-06-03 00:00 UTC"
     assert run.result.figures["bars"] == 287 - 12  # the last day after 00:00, less 12 bars whose label is not known yet
+
+
+def test_only_bars_after_the_test_part_are_judged_and_the_record_says_which(dirs, builder, candles):
+    features, models = dirs
+    folder = next((models / "models" / "BTC-USD").iterdir())
+    # The holdout: the training file ends at the cutoff, but its test part (which promoted
+    # the model) ended a day earlier; only the day after it, and what came later, is judged.
+    (folder / "features.json").write_text('{"trained_until": "2026-06-01T00:00:00Z", "judged_until": "2026-06-02T00:00:00Z"}')
+    run = dryrun_symbol("BTC-USD", models_dir=models, features_dir=features, builder=builder, candles=candles, fetch_bars=900)
+    figures = run.result.figures
+    assert figures["out_of_sample_after"] == "2026-06-02 00:00 UTC"
+    assert figures["judged_bars"]["first"] == "2026-06-02 00:05 UTC"
+    assert figures["judged_bars"]["disjoint_from_training_validation_test"]
+    assert figures["evidence"]["bars"] == figures["bars"] == figures["judged_bars"]["bars"]

@@ -17,7 +17,20 @@ GOOD = {
     "trained": True, "samples": 2000, "hit_rate": 0.53, "p_value": 0.004, "baseline_majority_hit_rate": 0.50,
     "baseline_last_move_hit_rate": 0.51, "mean_confidence": 0.56, "degenerate": False, "degenerate_reason": "",
     "after_cost_net_return": 0.02,
+    "evidence": {
+        "samples": 2000, "bars": 2000, "accuracy": 0.53, "auc": 0.54, "auc_p_value": 0.001, "trades": 120,
+        "decisions_in_market": 1900, "trade_hit_rate": 0.53, "trade_hit_p_value": 0.004, "net_return": 0.02,
+        "net_interval": [0.004, 0.036], "net_p_value": 0.01, "round_trip_cost_bps": 26.0,
+        "baselines": {"majority": {"accuracy": 0.5, "p_value": 0.003}, "last_move": {"accuracy": 0.51, "p_value": 0.02}},
+    },
 }  # fmt: skip
+
+
+def evidence(**changes):
+    """GOOD's evidence with ``changes`` (``baselines`` merged one level down)."""
+    e = {**GOOD["evidence"], **{k: v for k, v in changes.items() if k != "baselines"}}
+    e["baselines"] = {**GOOD["evidence"]["baselines"], **changes.get("baselines", {})}
+    return {"evidence": e}
 
 
 def results(symbol="BTC-USD", aligned=True, **figures):
@@ -54,17 +67,20 @@ def test_valid_pass_verifies_for_exactly_the_recorded_files(passed, key_file):
 @pytest.mark.parametrize(
     "figures, reason",
     [
-        ({"hit_rate": 0.50}, "hit rate 50.0% is not above 50.0%"),
-        ({"hit_rate": 0.505, "baseline_last_move_hit_rate": 0.51}, "does not beat the last move baseline"),
-        ({"baseline_majority_hit_rate": 0.54}, "does not beat the majority baseline"),
+        (evidence(trade_hit_rate=0.50), "hit rate of the rule that trades 50.0% on 1900 decisions vs 50.0%, p=0.004"),
+        (evidence(trade_hit_p_value=0.2), "hit rate of the rule that trades 53.0% on 1900 decisions vs 50.0%, p=0.2"),
+        (evidence(baselines={"last_move": {"accuracy": 0.51, "p_value": 0.3}}), "beats the last move baseline: accuracy 53.0% vs 51.0% on the same bars, McNemar p=0.3"),
+        (evidence(baselines={"majority": {"accuracy": 0.54, "p_value": 0.001}}), "beats the majority baseline: accuracy 53.0% vs 54.0%"),
         ({"degenerate": True, "degenerate_reason": "stuck near 0.5"}, "degenerate (stuck near 0.5)"),
-        ({"mean_confidence": 0.5}, "mean confidence 50.0% is not above 50.0%"),
-        ({"after_cost_net_return": -0.001}, "after-cost result -0.0010 is below"),
-        ({"p_value": 0.2}, "not significant"),
-        ({"samples": 40}, "only 40 out-of-sample samples"),
+        (evidence(auc=0.51, auc_p_value=0.3), "discrimination: AUC 0.5100 vs 0.5, p=0.3"),
+        (evidence(net_return=-0.001), "after costs -0.0010 vs +0.0000 (26 bps round trip), 95% interval [+0.0040, +0.0360], p=0.01"),
+        (evidence(net_p_value=0.2, net_interval=[-0.01, 0.05]), "95% interval [-0.0100, +0.0500], p=0.2"),
+        (evidence(trades=0), "trades 0 (need 30)"),
+        (evidence(samples=40), "judged samples 40 (need 100"),
+        ({"evidence": None}, "measured no evidence"),
         ({"trained": False}, "a baseline never passes the gate"),
     ],
-)
+)  # fmt: skip
 def test_each_criterion_fails_the_gate(figures, reason):
     decision = gate.decide(results(**figures), ["BTC-USD"], gate.GateCriteria())
     assert not decision.passed
@@ -82,16 +98,23 @@ def test_criteria_come_from_settings_like_objects():
         min_hit_rate = 0.52
 
     criteria = gate.GateCriteria.from_settings(Settings())
-    assert criteria.expiry_hours == 2.0 and criteria.min_hit_rate == 0.52 and criteria.min_mean_confidence == 0.5
-    assert gate.decide(results(hit_rate=0.53), ["BTC-USD"], criteria).passed
-    assert not gate.decide(results(hit_rate=0.515), ["BTC-USD"], criteria).passed  # above 50% but not 52%
+    assert criteria.expiry_hours == 2.0 and criteria.min_hit_rate == 0.52 and criteria.min_samples == 100
+    assert gate.decide(results(), ["BTC-USD"], criteria).passed
+    assert not gate.decide(results(**evidence(trade_hit_rate=0.515)), ["BTC-USD"], criteria).passed  # not 52%
+
+
+def test_criteria_refuse_a_level_that_would_let_anything_through():
+    with pytest.raises(ValueError, match="significance level"):
+        gate.GateCriteria(max_p_value=0.9)
+    with pytest.raises(ValueError, match="zero trades never pass"):
+        gate.GateCriteria(min_trades=0)
 
 
 def test_failed_decision_is_recorded_but_never_verifies(dirs, key_file):
     _, models = dirs
-    gate.record_gate(models, results(hit_rate=0.49), symbols=["BTC-USD"], feature_hashes={"BTC-USD": spec_hash("BTC-USD")},
-                     key_file=key_file)  # fmt: skip
-    with pytest.raises(GateNotPassed, match="the last dry run failed the gate: BTC-USD: hit rate 49.0%") as err:
+    gate.record_gate(models, results(**evidence(trade_hit_rate=0.49)), symbols=["BTC-USD"],
+                     feature_hashes={"BTC-USD": spec_hash("BTC-USD")}, key_file=key_file)  # fmt: skip
+    with pytest.raises(GateNotPassed, match="the last dry run failed the gate: BTC-USD: hit rate of the rule that trades 49.0%") as err:
         verify(models, key_file)
     assert err.value.exit_code == 4
 
@@ -128,7 +151,7 @@ def test_expired_pass_is_refused(passed, key_file):
 
 def test_hand_edited_record_is_detected_as_tampered(dirs, key_file):
     _, models = dirs
-    gate.record_gate(models, results(hit_rate=0.49), symbols=["BTC-USD"], feature_hashes={"BTC-USD": spec_hash("BTC-USD")},
+    gate.record_gate(models, results(**evidence(trade_hit_rate=0.49)), symbols=["BTC-USD"], feature_hashes={"BTC-USD": spec_hash("BTC-USD")},
                      key_file=key_file)  # fmt: skip
     path = models / "gate.json"
     data = json.loads(path.read_text())

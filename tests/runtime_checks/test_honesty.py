@@ -50,7 +50,10 @@ def test_gate_fails_on_the_random_walk(tmp_path, key_file):
     figures = outcome.results[-1].figures
     assert not outcome.passed, outcome.results[-1].summary
     assert figures["samples"] > 15_000 and figures["p_value"] > 0.05
-    assert any("not significant" in r for r in outcome.record["reasons"])
+    # It fails on the evidence of skill itself (discrimination, the trading rule's hit rate,
+    # the paired tests against the baselines), each line naming its figure and p-value.
+    assert any("discrimination: AUC" in r and "p=" in r for r in outcome.record["reasons"])
+    assert any("McNemar p=" in r for r in outcome.record["reasons"])
     with pytest.raises(gate.GateNotPassed):
         gate.verify_gate(tmp_path / "models", key_file=key_file, feature_hash_of=lambda s: SmallBuilder().spec(s).hash)
 
@@ -60,6 +63,8 @@ def test_fitted_model_passes_on_the_structured_market_after_default_costs(tmp_pa
     outcome = dry_run(tmp_path, key_file, "structured", costs=DEFAULT_COSTS)
     figures = outcome.results[-1].figures
     assert outcome.passed, outcome.record["reasons"]
+    assert outcome.record["verdicts"]["BTC-USD"] and all(" - pass" in line for line in outcome.record["verdicts"]["BTC-USD"])
+    assert outcome.record["judged_bars"]["BTC-USD"]["disjoint_from_training_validation_test"]
     assert figures["hit_rate"] > max(figures["baseline_majority_hit_rate"], figures["baseline_last_move_hit_rate"])
     assert figures["p_value"] < 0.01
     assert figures["after_cost_net_return"] > 0 and figures["round_trip_cost_bps"] == 26.0
@@ -71,5 +76,5 @@ def test_fitted_model_passes_on_the_structured_market_after_default_costs(tmp_pa
 def test_costs_the_edge_cannot_pay_fail_the_gate(tmp_path, key_file):
     outcome = dry_run(tmp_path, key_file, "structured", costs={"fee_bps": 150.0, "spread_bps": 20.0, "slippage_bps": 20.0})
     assert not outcome.passed
-    assert any("after-cost result" in r for r in outcome.record["reasons"])
-    assert not any("not significant" in r for r in outcome.record["reasons"])
+    assert any("after costs" in r for r in outcome.record["reasons"])
+    assert not any("discrimination" in r or "McNemar" in r for r in outcome.record["reasons"])

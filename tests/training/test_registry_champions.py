@@ -40,7 +40,7 @@ def test_failing_model_is_kept_but_not_promoted_and_says_why(tmp_path):
     failing = _publish(tmp_path, _metrics(net=-0.03, trades=4))
     second = registry.promote_if_passed(tmp_path, failing, feature_hash="sha256:x")
     assert not second.promoted and second.folder.is_dir()
-    assert any("test trades < 10" in r for r in second.reasons)
+    assert any("test trades < 30" in r for r in second.reasons)
     assert any("net return after costs" in r for r in second.reasons)
     assert any("does not beat majority baseline" in r for r in second.reasons)
     assert registry.champion(tmp_path, "BTC-USD")["model_dir"].endswith(first.folder.name)

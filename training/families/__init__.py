@@ -16,6 +16,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from training.families.base import ModelFamily
 
 FAMILIES: dict[str, str] = {
+    "dql": "training.families.dql:DqlFamily",
+    "gbm": "training.families.gbm:GbmFamily",
     "lstm": "training.families.lstm:LstmFamily",
 }
 """Family name -> ``module:Class``."""

@@ -15,6 +15,8 @@ rules below are what every family combines (a family may add its own):
 - `MetricAbove`: a metric above a floor (e.g. macro-F1 > 0.2);
 - `BeatsBaseline`: the model's metric beats a baseline's on the same samples *and* the
   paired test says so at ``alpha`` (a point comparison alone is never enough);
+- `SignificantlyAbove`: a metric above a floor with its own p-value at ``alpha``
+  (discrimination: AUC above 0.5; the hit rate of the rule that trades above 50%);
 - `EarnsAfterCosts`: at least ``min_trades`` trades, a positive net result, and the
   interval's lower end above zero at ``alpha`` (zero trades never pass).
 
@@ -276,6 +278,25 @@ class EarnsAfterCosts:
         return RuleOutcome(
             name, ok, a.net_return, 0.0, a.p_value, a.interval, detail=f"{a.trades} trades, alpha {self.alpha:g}"
         )
+
+
+@dataclass(frozen=True)
+class SignificantlyAbove:
+    """A metric above ``floor`` *and* its one-sided p-value (``p_metric``) at most ``alpha``."""
+
+    metric: str
+    floor: float
+    p_metric: str
+    alpha: float = DEFAULT_ALPHA
+    name: str = ""
+
+    def check(self, evaluation: Evaluation) -> RuleOutcome:
+        value = _num(evaluation.metrics.get(self.metric))
+        p = _num(evaluation.metrics.get(self.p_metric))
+        p = 1.0 if p is None else p
+        ok = value is not None and value > self.floor and p <= self.alpha
+        return RuleOutcome(self.name or f"{self.metric} above {self.floor:g}", ok, value, self.floor, p,
+                           detail=f"alpha {self.alpha:g}")  # fmt: skip
 
 
 def _pair(raw: Any) -> tuple[float, float] | None:

@@ -210,6 +210,8 @@ class LstmFamily:
                 "spec_version": ds.spec_version,
                 "scaler": ds.scaler.to_dict(),
                 "trained_until": trained_until(ds),
+                "judged_until": judged_until(ds),
+                "holdout_fraction": ds.spec.holdout_fraction,
             },
         )
         save_json(folder / "training_log.json", [vars(h) for h in result.history])
@@ -304,6 +306,20 @@ def trained_until(dataset: "SymbolDataset") -> str | None:
     if not len(dataset.timestamps) or not len(dataset.val_ends):
         return None
     row = min(int(dataset.val_ends.max()) + dataset.spec.horizon, len(dataset.timestamps) - 1)
+    import pandas as pd
+
+    return str(pd.Timestamp(dataset.timestamps[row]).tz_localize(None).isoformat()) + "Z"
+
+
+def judged_until(dataset: "SymbolDataset") -> str | None:
+    """The newest bar that decided promotion: the last test window's label bar.
+
+    The dry run and the gate judge only later bars (the holdout and anything newer), so
+    the figure that approves going live is never the one that promoted the model.
+    """
+    if not len(dataset.timestamps) or not len(dataset.test_ends):
+        return None
+    row = min(int(dataset.test_ends.max()) + dataset.spec.horizon, len(dataset.timestamps) - 1)
     import pandas as pd
 
     return str(pd.Timestamp(dataset.timestamps[row]).tz_localize(None).isoformat()) + "Z"

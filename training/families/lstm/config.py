@@ -31,6 +31,9 @@ class TrainConfig:
     longest_feature_window: int = 200
     val_fraction: float = 0.15
     test_fraction: float = 0.15
+    holdout_fraction: float = 0.15
+    """The newest share of samples kept from training, validation and test: the dry run and
+    the gate judge them (and anything newer), never the test part that promoted the model."""
     hidden_size: int = 64
     num_layers: int = 2
     dropout: float = 0.1

@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from training import stats
+from training.evidence import MIN_SAMPLES, MIN_TRADES, auc_p_value, bootstrap_block
+from training.evidence import decision_net_returns as decision_returns
 from training.families.evaluation import (
     AfterCost,
     BeatsBaseline,
@@ -37,11 +39,13 @@ from training.families.evaluation import (
     MetricAbove,
     MinSamples,
     RuleOutcome,
+    SignificantlyAbove,
 )
 from training.families.lstm.params import LstmParams
 from training.metrics import (
     TradingCosts,
     after_cost,
+    auc,
     classification_metrics,
     decide_positions,
     last_move_baseline,
@@ -55,8 +59,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 FAMILY = "lstm"
 BASELINES = ("majority", "last_move")
-MIN_JUDGED_SAMPLES = 50
-"""Non-overlapping test samples below which no figure means anything."""
+MIN_JUDGED_SAMPLES = MIN_SAMPLES
+"""Non-overlapping test samples below which no figure means anything (100)."""
 
 
 def decision_band(
@@ -126,21 +130,6 @@ def judged_figures(
     return out
 
 
-def decision_returns(
-    p_up: np.ndarray, future_return: np.ndarray, horizon: int, costs: TradingCosts, threshold: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-decision net returns of `training.metrics.after_cost`'s rule (their sum is its
-    ``net_return``), and which decisions held a position."""
-    step = max(1, int(horizon))
-    position = decide_positions(np.asarray(p_up, dtype=np.float64)[::step], threshold)
-    r = np.asarray(future_return, dtype=np.float64)[::step]
-    held = np.concatenate([[0.0], position, [0.0]])
-    paid = np.abs(np.diff(held)) * costs.round_trip / 2.0
-    net = position * r - paid[:-1]
-    net[-1:] -= paid[-1]  # closing the last position
-    return net, position != 0
-
-
 def evaluation(
     unit: str, dataset: "SymbolDataset", p_test: np.ndarray, costs: TradingCosts, threshold: float
 ) -> Evaluation:
@@ -152,7 +141,7 @@ def evaluation(
         name: decision_returns(p, scored.future_return, scored.horizon, costs, threshold)[0]
         for name, p in scored.p.items()
     }
-    block = _block(len(nets["model"]))
+    block = bootstrap_block(len(nets["model"]))
     after = {
         name: _after_cost(
             metrics["model"]["after_cost"] if name == "model" else metrics["baselines"][name]["after_cost"],
@@ -190,6 +179,15 @@ def evaluation(
         )
     model = metrics["model"]
     figures = {k: model[k] for k in ("auc", "f1", "log_loss")}
+    # Discrimination and the rule that trades, on the non-overlapping samples the tests use.
+    p_s, y_s = scored.p["model"][::step], scored.y[::step]
+    figures["auc"] = auc(y_s, p_s)
+    figures["auc_p_value"] = auc_p_value(y_s, p_s)
+    held = decision_returns(scored.p["model"], scored.future_return, scored.horizon, costs, threshold)[1]
+    wins = int((decide_positions(p_s, threshold)[held] * scored.future_return[::step][held] > 0).sum())
+    figures["decisions_in_market"] = int(held.sum())
+    figures["trade_hit_rate"] = wins / int(held.sum()) if held.any() else float("nan")
+    figures["trade_hit_p_value"] = stats.binomial_sf(wins, int(held.sum())) if held.any() else 1.0
     ends = dataset.test_ends
     stamps = dataset.timestamps
     return Evaluation(
@@ -235,11 +233,6 @@ def _after_cost(figures: dict[str, Any], net: np.ndarray, block: int) -> AfterCo
     )
 
 
-def _block(n: int) -> int:
-    """Block length for the decisions' bootstrap: volatility clusters over a few decisions."""
-    return max(2, int(round(n ** (1 / 3)))) if n > 0 else 1
-
-
 def _iso(stamps: np.ndarray, row: int) -> str | None:
     if not len(stamps):
         return None
@@ -261,12 +254,17 @@ class DrawdownAtMost:
 
 
 def lstm_rules(params: LstmParams) -> tuple[GateRule, ...]:
-    """The stock rules the ``gates`` section asks for (`training.families.evaluation`)."""
+    """The stock rules the ``gates`` section asks for (`training.families.evaluation`): the
+    evidence rules of `training.evidence` on the test part, then the optional floors."""
     g, alpha = params.gates, params.alpha
-    rules: list[GateRule] = [MinSamples(MIN_JUDGED_SAMPLES)]
+    rules: list[GateRule] = [
+        MinSamples(MIN_JUDGED_SAMPLES),
+        SignificantlyAbove("auc", 0.5, "auc_p_value", alpha, "discrimination (AUC)"),
+        SignificantlyAbove("trade_hit_rate", 0.5, "trade_hit_p_value", alpha, "hit rate of the rule that trades"),
+    ]
     if g.beat_baselines:
         rules += [BeatsBaseline(base, "accuracy", alpha) for base in BASELINES]
-    rules.append(EarnsAfterCosts(min_trades=int(g.min_trades or 0), alpha=alpha))
+    rules.append(EarnsAfterCosts(min_trades=int(g.min_trades or MIN_TRADES), alpha=alpha))
     if g.min_net_return is not None and g.min_net_return > 0:
         rules.append(MetricAbove("net_return", g.min_net_return))
     if g.min_accuracy is not None:

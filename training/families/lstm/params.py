@@ -80,7 +80,9 @@ class LstmParams:
     @property
     def window_spec(self) -> WindowSpec:
         c = self.config
-        return WindowSpec(c.window, c.horizon, c.longest_feature_window, c.val_fraction, c.test_fraction)
+        return WindowSpec(
+            c.window, c.horizon, c.longest_feature_window, c.val_fraction, c.test_fraction, c.holdout_fraction
+        )
 
 
 def recomputed_feature_hash(feature_file: Path, unit: str, params: LstmParams) -> str | None:
