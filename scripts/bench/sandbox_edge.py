@@ -135,10 +135,15 @@ def judge(symbol: str, work: Path, seed: int, mode: str, end: int, bars: int) ->
 def line(label: str, problems: list[str], f: dict) -> str:
     verdict = "PASS" if not problems else "FAIL"
     why = "" if not problems else "  <- " + "; ".join(p.split(": ", 1)[1] for p in problems[:2])
-    return (f"    {label:<8} {verdict} n={f['samples']:>4} hit {f['hit_rate']:.3f} p={f['p_value']:.2g} "
-            f"(maj {f['baseline_majority_hit_rate']:.3f}, last {f['baseline_last_move_hit_rate']:.3f}) "
-            f"conf {f['mean_confidence']:.3f} net {f['after_cost_net_return']:+.4f} over {f['after_cost_trades']} trades"
-            + why)  # fmt: skip
+    e = f.get("evidence") or {}
+    bases = e.get("baselines") or {}
+    paired = " ".join(f"{k} {b.get('accuracy', float('nan')):.3f} p={b.get('p_value', float('nan')):.2g}"
+                      for k, b in sorted(bases.items()))  # fmt: skip
+    return (f"    {label:<8} {verdict} n={f['samples']:>4} accuracy {e.get('accuracy', f['hit_rate']):.3f} "
+            f"AUC {e.get('auc', float('nan')):.3f} p={e.get('auc_p_value', float('nan')):.2g} vs [{paired}] "
+            f"trade hit {e.get('trade_hit_rate', float('nan')):.3f} "
+            f"net {f['after_cost_net_return']:+.4f} p={e.get('net_p_value', float('nan')):.2g} "
+            f"over {f['after_cost_trades']} trades" + why)  # fmt: skip
 
 
 def main() -> None:
