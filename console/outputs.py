@@ -114,4 +114,4 @@ class AlignmentOutputs(CheckOutputs):
 
 class DryrunOutputs(CheckOutputs):
     gate_id: str | None = None
-    """The gate record's id (`runtime_checks.gate` names each record by a random hex id)."""
+    """The gate record's id (a uuid hex, `runtime_checks.gate`)."""

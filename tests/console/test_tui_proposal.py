@@ -17,7 +17,7 @@ from console.state import StateStore
 from console.steps import load_checklist
 from console.tui.app import OperatorApp
 from console.tui.modals import ConfirmModal
-from console.tui.proposal import ChecklistPicker, checklist_choices
+from console.tui.proposal import ChecklistPicker, checklist_choices, shipped_dir
 from console.tui.readings import Reading
 from remote.sandbox import lifecycle
 from tests.console.test_tui_app import SIZE, click, run, screen_text, until
@@ -95,7 +95,8 @@ def test_c_picks_the_operators_own_checklist_and_a_runs_it_to_the_end(tmp_path: 
     (settings.state_dir / "checklists" / "mini.toml").write_text(MINI)
     (settings.state_dir / "checklists" / "notes.toml").write_text("[other]\nx = 1\n")  # not a checklist
     choices = checklist_choices([settings.state_dir / "checklists"])
-    assert [c.name for c in choices][0] == "retrain" and len(choices) == 2
+    shipped = sorted(p.stem for p in shipped_dir().glob("*.toml"))
+    assert [c.name for c in choices] == [*shipped, str(settings.state_dir / "checklists" / "mini.toml")]
 
     async def scenario() -> None:
         app = _app(settings, store)
@@ -103,7 +104,7 @@ def test_c_picks_the_operators_own_checklist_and_a_runs_it_to_the_end(tmp_path: 
             await until(pilot, lambda: app.proposal is not None, timeout=30, what="the retrain plan")
             await pilot.press("c")
             await until(pilot, lambda: isinstance(app.screen, ChecklistPicker), what="the picker")
-            await pilot.press("down", "enter")
+            await pilot.press(*["down"] * len(shipped), "enter")  # the operator's own come after the shipped
             await until(pilot, lambda: app.proposal is not None and app.proposal.spec.name == "mini", what="mini")
             await pilot.pause()
             assert "a: start mini" in screen_text(app, "#why")
