@@ -8,14 +8,14 @@ STAMP  := $(VENV)/.installed
 # Two workers; a test file stays on one worker (the end-to-end files share a sandbox).
 PYTEST_ARGS ?= -n 2 --dist loadfile
 
-.PHONY: run test lint install system-deps clean
+.PHONY: run test lint install system-deps node-deps clean
 
 ## Install everything and run the retrain checklist on the sandbox profile.
 run: $(STAMP)
 	$(BIN)/console run --checklist retrain
 
 ## Install everything (system packages included), check lint, format and types, and run the whole test suite.
-test: $(STAMP) system-deps lint
+test: $(STAMP) system-deps node-deps lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## ruff (lint and format) and mypy over the packages (settings in pyproject.toml).
@@ -34,6 +34,10 @@ $(STAMP): pyproject.toml requirements.lock
 
 system-deps:
 	@scripts/install-system-deps.sh
+
+## Azurite (the Azure Storage emulator the store tests start), from scripts/node/package-lock.json.
+node-deps:
+	@scripts/install-node-deps.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -45,6 +45,7 @@ COMMANDS: dict[str, str] = {
     "watchdog": "watchdog",
     "cost": "cost",
     "train": "train",
+    "infra": "infra",
     "tui": "tui",
 }
 

@@ -113,4 +113,5 @@ class AlignmentOutputs(CheckOutputs):
 
 
 class DryrunOutputs(CheckOutputs):
-    gate_id: int | None = None
+    gate_id: str | None = None
+    """The gate record's id (a uuid hex, `runtime_checks.gate`)."""

@@ -355,6 +355,15 @@ class Resources:
                 )
             return self._stores["aws"]
 
+    def store_at(self, url: str) -> Any:
+        """The store a URL names (`remote.storage.urls`: s3://, gs://, az://, a local path); an
+        s3:// URL reaches the sandbox's moto on the sandbox profile, AWS otherwise."""
+        from remote.storage.urls import StoreEndpoints, open_store, parse_store_url
+
+        where = parse_store_url(url)
+        target = self.aws_target() if where.scheme == "s3" else None
+        return open_store(where, StoreEndpoints(aws_target=target))
+
     # --- market data -----------------------------------------------------------------------------
 
     def market_urls(self) -> MarketUrls:
@@ -409,7 +418,9 @@ class Resources:
             cls = backend_class(name)
         except KeyError as exc:
             raise UsageError(str(exc.args[0]), hint="see the [backends] the console ships") from None
-        options: Mapping[str, Any] = dict(self.settings.backends.get(name, {}))
+        from console.cloud_training import backend_options
+
+        options: Mapping[str, Any] = backend_options(self, name)
         store = self.artifact_store() if self.has_artifact_store else None
         return cls(
             BackendContext(store=store, aws=self.aws_target, work_dir=self.paths.runs, options=options, **context)

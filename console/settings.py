@@ -25,6 +25,7 @@ from typing import Any, Literal
 import platformdirs
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
 
 from console.errors import ConfigError
 from console.redact import MASK, register_environment_secrets, register_secret
@@ -45,7 +46,7 @@ def _env(*names: str) -> AliasChoices:
 class Section(BaseModel):
     """A nested group of settings; unknown keys are an error."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class CloudSettings(Section):
@@ -54,7 +55,7 @@ class CloudSettings(Section):
     instance_type: str = "g5.xlarge"
     alt_instance_type: str = "g4dn.xlarge"
     ami_name_pattern: str = "Deep Learning*"
-    max_spot_price_usd: float | None = None
+    max_spot_price_usd: float | None = Field(default=None, gt=0, le=1000)
     """Highest spot price per hour to bid; on-demand price when unset."""
     owner: str = Field(default_factory=lambda: os.environ.get("USER", "operator"))
     ssh_user: str = "ubuntu"
@@ -65,9 +66,9 @@ class CloudSettings(Section):
 class BudgetSettings(Section):
     """Money limits the watchdog enforces (US dollars)."""
 
-    run_usd: float = 10.0
-    daily_usd: float = 25.0
-    instance_usd: float = 15.0
+    run_usd: float = Field(default=10.0, gt=0, le=1_000_000)
+    daily_usd: float = Field(default=25.0, gt=0, le=1_000_000)
+    instance_usd: float = Field(default=15.0, gt=0, le=1_000_000)
 
 
 class WatchdogSettings(Section):
@@ -75,10 +76,11 @@ class WatchdogSettings(Section):
 
     autostart: bool = True
     """Start the background watchdog whenever an instance is launched and none is running."""
-    interval_s: float = 15.0
-    heartbeat_timeout_s: float = 300.0
-    idle_timeout_s: float = 1800.0
-    upload_grace_s: float = 600.0
+    interval_s: float = Field(default=15.0, ge=0.1, le=3600)
+    """Seconds between passes: at least 0.1 (a smaller one busy-loops against the provider's API)."""
+    heartbeat_timeout_s: float = Field(default=300.0, gt=0, le=7 * 86400)
+    idle_timeout_s: float = Field(default=1800.0, gt=0, le=7 * 86400)
+    upload_grace_s: float = Field(default=600.0, ge=0, le=7 * 86400)
 
 
 class SandboxSettings(Section):
@@ -87,7 +89,7 @@ class SandboxSettings(Section):
     market_mode: Literal["structured", "random_walk"] = "structured"
     """``structured`` has documented trends a model can learn; on ``random_walk`` nothing beats
     chance and the gate must fail (see remote/sandbox/market.py)."""
-    market_seed: int = Field(7, ge=0, le=2**31 - 1)
+    market_seed: int = Field(default=7, ge=0, le=2**31 - 1)
 
 
 class FeatureSettings(Section):
@@ -104,20 +106,20 @@ class GateSettings(Section):
     """Evidence the dry run must show, on bars after the model's test part, before anything
     goes live (`runtime_checks.gate.GateCriteria`; docs/methods.md says what each tests)."""
 
-    expiry_hours: float = 24.0
-    min_samples: int = 100
+    expiry_hours: float = Field(default=24.0, gt=0, le=24 * 365)
+    min_samples: int = Field(default=100, ge=1, le=10_000_000)
     """Fewest non-overlapping out-of-sample samples judged."""
-    min_trades: int = 30
+    min_trades: int = Field(default=30, ge=0, le=10_000_000)
     """Fewest trades the rule that trades must open (zero trades never pass)."""
-    min_auc: float = 0.5
+    min_auc: float = Field(default=0.5, ge=0, le=1)
     """Discrimination: AUC above this, significantly (Mann-Whitney)."""
-    min_hit_rate: float = 0.5
+    min_hit_rate: float = Field(default=0.5, ge=0, le=1)
     """Hit rate of the rule that trades, on the decisions where it holds a position."""
     require_beat_baselines: bool = True
     min_after_cost_return: float = 0.0
     max_p_value: float = Field(default=0.05, gt=0.0, lt=0.5)
     """Significance level of every test the gate runs (binomial, McNemar, Mann-Whitney, bootstrap)."""
-    champion_days: float = Field(default=30.0, gt=0.0)
+    champion_days: float = Field(default=30.0, gt=0.0, le=3650)
     """A champion older than this no longer holds its place: a failed retrain leaves no champion."""
 
 
@@ -144,6 +146,7 @@ class Settings(BaseSettings):
         extra="forbid",
         populate_by_name=True,
         validate_default=True,
+        allow_inf_nan=False,
     )
 
     profile: Literal["sandbox", "aws"] = "sandbox"
@@ -163,11 +166,16 @@ class Settings(BaseSettings):
     max_runtime_hours: float = Field(
         4.0,
         gt=0,
+        le=24 * 28,  # SageMaker's own ceiling; a longer one overflows the dead-man switch's arithmetic
         validation_alias=_env("max_runtime_hours", "RC_MAX_RUNTIME_HOURS", "SAGEMAKER_MAX_RUNTIME_HOURS"),
     )
-    cloud_provider: Literal["ec2", "static", "sagemaker"] = Field(
+    cloud_provider: Literal["ec2", "static", "sagemaker", "local"] = Field(
         "ec2", validation_alias=_env("cloud_provider", "RC_CLOUD_PROVIDER", "CLOUD_TRAINING_PROVIDER")
     )
+    training_user_name: str | None = Field(
+        None, validation_alias=_env("training_user_name", "RC_TRAINING_USER_NAME", "TRAINING_USER_NAME")
+    )
+    """The IAM user `console infra deploy` attaches the training policy to."""
     aws_access_key_id: SecretStr | None = Field(None, validation_alias=_env("aws_access_key_id", "AWS_ACCESS_KEY_ID"))
     aws_secret_access_key: SecretStr | None = Field(
         None, validation_alias=_env("aws_secret_access_key", "AWS_SECRET_ACCESS_KEY")
@@ -277,7 +285,14 @@ def _env_layer(environ: dict[str, str]) -> dict[str, Any]:
             os.environ.clear()
             os.environ.update(environ)
         source = EnvSettingsSource(Settings, case_sensitive=False, env_prefix="RC_", env_nested_delimiter="__")
-        raw = source()
+        try:
+            raw = source()
+        except SettingsError as exc:  # a section given as JSON that is not JSON (RC_WATCHDOG='{...')
+            section = str(exc).partition('field "')[2].partition('"')[0] or "a setting"
+            raise ConfigError(
+                f"bad setting {section} from the environment: its value is not valid JSON",
+                hint=f"set one key at a time (RC_{section.upper()}__KEY=VALUE) or give a JSON object",
+            ) from None
     finally:
         if environ is not os.environ:
             os.environ.clear()

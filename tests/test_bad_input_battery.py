@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import secrets
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -457,3 +460,150 @@ def test_malformed_input_is_one_line_documented_exit_and_changes_nothing(name: s
 
 def test_the_battery_is_at_least_forty_cases() -> None:
     assert len(CASES) >= 40
+
+
+# -- cases refused inside one console process --------------------------------------------------
+#
+# A console process costs seconds to start on a loaded machine, so the cases below (each one
+# refused while reading its input, long before any network or sandbox) run one after another
+# through `console.cli.main` inside ONE subprocess, each with its own world, environment and
+# working directory, with the same assertions as above. Cases that need a server, or that
+# exercise process start-up itself, stay in CASES.
+
+BATCH_DRIVER = r"""
+import contextlib, io, json, os, sys
+from console.cli import main
+
+jobs = json.load(open(sys.argv[1]))
+base = dict(os.environ)
+results = {}
+for job in jobs:
+    os.environ.clear()
+    os.environ.update({**base, **job["env"]})
+    os.chdir(job["cwd"])
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main(job["argv"])
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+    results[job["name"]] = {"code": code, "stdout": out.getvalue(), "stderr": err.getvalue()}
+json.dump(results, open(sys.argv[2], "w"))
+"""
+
+
+def _toml_checklist(w: World, params: str = "", step: str = "fetch", step_extra: str = "") -> list[str]:
+    """A one-step checklist whose shared [params] (and step keys) carry the malformed value."""
+    return _checklist(w, f'[params]\nsymbols = ["ETH-USD"]\n{params}\n[[steps]]\nname = "{step}"\n{step_extra}\n')
+
+
+def _env_case(values: dict[str, str], *needles: str) -> Case:
+    return _c(lambda w: ["runs"], 2, *needles, env=lambda w: values)
+
+
+def _number_cases() -> dict[str, Case]:
+    """nan, inf, zero, negatives and huge values for every numeric setting, flag and checklist value."""
+    cases: dict[str, Case] = {}
+    settings = {  # environment variable -> the setting's name in the message
+        "RC_BUDGET__RUN_USD": "budget.run_usd",
+        "RC_BUDGET__DAILY_USD": "budget.daily_usd",
+        "RC_BUDGET__INSTANCE_USD": "budget.instance_usd",
+        "RC_WATCHDOG__INTERVAL_S": "watchdog.interval_s",
+        "RC_WATCHDOG__HEARTBEAT_TIMEOUT_S": "watchdog.heartbeat_timeout_s",
+        "RC_WATCHDOG__IDLE_TIMEOUT_S": "watchdog.idle_timeout_s",
+        "SAGEMAKER_MAX_RUNTIME_HOURS": "max_runtime_hours",
+    }
+    for var, name in settings.items():
+        for label, value in (("nan", "nan"), ("inf", "inf"), ("zero", "0"), ("negative", "-1"), ("huge", "1e12")):
+            cases[f"env-{var.lower()}-{label}"] = _env_case({var: value}, name)
+    for key, value in (("budget]\nrun_usd", "nan"), ("watchdog]\nupload_grace_s", "-inf"), ("gate]\nexpiry_hours", "inf"),
+                       ("gate]\nmin_hit_rate", "2.0"), ("gate]\nmax_p_value", "0.0"), ("gate]\nmin_samples", "0"),
+                       ("cloud]\nmax_spot_price_usd", "nan")):
+        section, _, field_name = key.partition("]\n")
+        cases[f"config-{section}-{field_name}-{value}"] = _c(
+            lambda w, k=key, v=value: _config(w, f"[{k} = {v}\n"), 2, f"{section}.{field_name}")
+    for flag, value in (("--budget", "inf"), ("--budget", "nan"), ("--budget", "0"), ("--max-hours", "nan"),
+                        ("--max-hours", "inf"), ("--max-hours", "-1")):
+        cases[f"launch-{flag[2:]}-{value}"] = _c(lambda w, f=flag, v=value: ["instance", "launch", f, v], 2, flag)
+    for value in ("nan", "inf", "-1"):
+        cases[f"exec-timeout-{value}"] = _c(
+            lambda w, v=value: ["exec", "i-0123456789abcdef0", "--timeout", v, "--", "true"], 2, "--timeout")
+    checklist_values = {  # shared parameter of the launch step, or the step's policy
+        "budget-nan": ("budget_usd = nan", "launch", "", "budget_usd"),
+        "budget-inf": ("budget_usd = inf", "launch", "", "budget_usd"),
+        "budget-zero": ("budget_usd = 0.0", "launch", "", "budget_usd"),
+        "runtime-inf": ("max_runtime_hours = inf", "launch", "", "max_runtime_hours"),
+        "runtime-huge": ("max_runtime_hours = 1e9", "launch", "", "max_runtime_hours"),
+        "timeout-nan": ("", "fetch", "timeout_s = nan", "timeout_s"),
+        "timeout-zero": ("", "fetch", "timeout_s = 0", "timeout_s"),
+        "timeout-huge": ("", "fetch", "timeout_s = 1e12", "timeout_s"),
+        "backoff-inf": ("", "fetch", "backoff_s = inf", "backoff_s"),
+        "backoff-negative": ("", "fetch", "backoff_s = -1.0", "backoff_s"),
+        "retries-negative": ("", "fetch", "retries = -1", "retries"),
+        "retries-fraction": ("", "fetch", "retries = 2.5", "retries"),
+        "retries-boolean": ("", "fetch", "retries = true", "retries"),
+        "days-boolean": ("days = true", "fetch", "", "days"),
+        "days-huge": ("days = 1000000", "fetch", "", "days"),
+    }
+    for label, (params, step, extra, needle) in checklist_values.items():
+        cases[f"checklist-{label}"] = _c(
+            lambda w, p=params, s=step, e=extra: (
+                _checklist(w, f'{p}\n[[steps]]\nname = "{s}"\n{e}\n') if s == "launch" else _toml_checklist(w, p, s, e)
+            ),
+            2, needle)
+    return cases
+
+
+BATCHED: dict[str, Case] = {
+    **_number_cases(),
+    "env-watchdog-section-not-json": _env_case({"RC_WATCHDOG": "{garbage"}, "watchdog", "JSON"),
+}
+
+
+def _clean_environment(home: Path) -> dict[str, str]:
+    """What tests/conftest.py's autouse fixture gives a test (module fixtures run before it)."""
+    from tests.conftest import _SCRUB_NAMES, _SCRUB_PREFIXES
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUB_PREFIXES) and k not in _SCRUB_NAMES}
+    env.update({"HOME": str(home), "XDG_STATE_HOME": str(home / "state"), "XDG_CONFIG_HOME": str(home / "config"),
+                "XDG_DATA_HOME": str(home / "data"), "XDG_CACHE_HOME": str(home / "cache"),
+                "AWS_CONFIG_FILE": str(home / "no-aws-config"),
+                "AWS_SHARED_CREDENTIALS_FILE": str(home / "no-aws-credentials"),
+                "AWS_EC2_METADATA_DISABLED": "true", "RC_WATCHDOG__AUTOSTART": "false", "COLUMNS": "200"})
+    return env
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[World, tuple, subprocess.CompletedProcess[str]]]:
+    """Every BATCHED case built in its own world, then all run in one console process."""
+    root = tmp_path_factory.mktemp("batch")
+    worlds, jobs = {}, []
+    for number, (name, case) in enumerate(BATCHED.items()):
+        w = _make_world(root / f"case{number}")
+        args = case.build(w)
+        env = {"RC_STATE_DIR": str(w.state), **(case.env(w) if case.env else {})}
+        worlds[name] = (w, (store_snapshot(w.state), data_listing(w.data)))
+        jobs.append({"name": name, "argv": args, "env": env, "cwd": str(w.scratch)})
+    (root / "jobs.json").write_text(json.dumps(jobs))
+    proc = subprocess.run([sys.executable, "-c", BATCH_DRIVER, str(root / "jobs.json"), str(root / "results.json")],
+                          env=_clean_environment(root / "home"), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads((root / "results.json").read_text())
+    return {name: (w, before, subprocess.CompletedProcess(jobs[i]["argv"], results[name]["code"],
+                                                         results[name]["stdout"], results[name]["stderr"]))
+            for i, (name, (w, before)) in enumerate(worlds.items())}
+
+
+@pytest.mark.parametrize("name", list(BATCHED))
+def test_malformed_input_refused_in_one_process_is_one_line_and_changes_nothing(name: str, batch) -> None:
+    case = BATCHED[name]
+    w, (store_before, data_before), proc = batch[name]
+    assert_one_line_error(proc, case.code, *case.needles)
+    assert store_snapshot(w.state) == store_before, "the state store changed"
+    assert data_listing(w.data) == data_before, "the data directory changed"
+    assert not (w.state / "sandbox").exists(), "bad input started the sandbox"
+
+
+def test_the_battery_has_grown_past_the_first_probe() -> None:
+    assert len(CASES) + len(BATCHED) >= 87 + 60

@@ -43,6 +43,7 @@ from pydantic import ValidationError
 
 from console.checklist.step import Step, StepCatalog, StepParams, step_class
 from console.errors import ChecklistError
+from console.numbers import finite_in
 
 SHIPPED_PACKAGE = "console.checklist"
 SHIPPED_DIR = "checklists"
@@ -135,6 +136,8 @@ def load_checklist(
 _TOP_KEYS = {"checklist", "params", "profiles", "defaults", "steps"}
 _STEP_KEYS = {"name", "step", "params", "retries", "backoff_s", "timeout_s"}
 _POLICY_DEFAULTS = {"retries": 1, "backoff_s": 2.0, "timeout_s": 1800.0}
+MAX_RETRIES, MAX_BACKOFF_S, MAX_TIMEOUT_S = 100, 3600.0, 7 * 86400.0
+"""Bounds of a step's policy: a larger backoff or timeout is a typo, and inf or nan switch the guard off."""
 
 
 def parse_checklist(
@@ -199,14 +202,14 @@ def parse_checklist(
             raise ChecklistError(f"{source}: step {step_name!r}: {_one_line(exc)}") from None
         policy = {**defaults, **{k: raw[k] for k in ("retries", "backoff_s", "timeout_s") if k in raw}}
         try:
-            retries, backoff, timeout = int(policy["retries"]), float(policy["backoff_s"]), float(policy["timeout_s"])
-        except (TypeError, ValueError):
-            raise ChecklistError(
-                f"{source}: step {step_name!r}: retries, backoff_s and timeout_s must be numbers"
-            ) from None
-        if retries < 0 or backoff < 0 or timeout <= 0:
-            raise ChecklistError(f"{source}: step {step_name!r}: retries and backoff_s must be >= 0, timeout_s > 0")
-        specs.append(StepSpec(step_name, registered, params, retries, backoff, timeout, cls))
+            retries = finite_in(policy["retries"], 0, MAX_RETRIES, what="retries")
+            backoff = finite_in(policy["backoff_s"], 0, MAX_BACKOFF_S, what="backoff_s")
+            timeout = finite_in(policy["timeout_s"], 0, MAX_TIMEOUT_S, what="timeout_s", low_open=True)
+            if retries != int(retries):
+                raise ValueError(f"retries must be a whole number (got {policy['retries']!r})")
+        except ValueError as exc:
+            raise ChecklistError(f"{source}: step {step_name!r}: {exc}") from None
+        specs.append(StepSpec(step_name, registered, params, int(retries), backoff, timeout, cls))
 
     unused = set(shared) - used
     if unused:
@@ -224,4 +227,4 @@ def _one_line(exc: ValidationError) -> str:
     if err.get("type") == "extra_forbidden":
         return f"unknown parameter {loc!r}"
     msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
-    return f"parameter {loc!r}: {msg}"
+    return f"parameter {loc!r}: {msg}" if loc else msg

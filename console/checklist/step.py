@@ -38,7 +38,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, Callable, ClassVar, Mapping, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, model_validator
 
 from console.errors import ChecklistError, Interrupted
 from console.outputs import NoOutputs, StepOutputs
@@ -94,9 +94,20 @@ Symbol = Annotated[str, AfterValidator(check_symbol)]
 
 
 class StepParams(BaseModel):
-    """Base for a step's parameters: unknown names are an error, values are validated."""
+    """Base for a step's parameters: unknown names are an error, values are validated, numbers
+    are finite and a boolean is never taken for a number (``epochs = true`` is not 1)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _booleans_are_not_numbers(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key, value in data.items():
+                field = cls.model_fields.get(key)
+                if isinstance(value, bool) and field is not None and field.annotation is not bool:
+                    raise ValueError(f"{key!r} takes a number, not the boolean {str(value).lower()}")
+        return data
 
 
 class NoParams(StepParams):

@@ -12,6 +12,7 @@ from console.app import App, common_options, pass_app
 from console.cost import InstanceCost, daily_spend, ledger, projected_cost, run_budget_usd, step_remaining_s
 from console.errors import StateError
 from console.render import output_console
+from console.training_jobs import job_costs, job_dict, jobs_table
 
 
 @click.command("cost")
@@ -29,18 +30,22 @@ def cost_cmd(app: App, run_id: str | None, days: int, json_out: bool) -> None:
         raise StateError(f"no run {run_id!r}", hint="see `console runs`")
     now = time.time()
     lines = ledger(store, run_id=run_id, since=now - days * 86400, now=now)
+    jobs = job_costs(store, run_id=run_id, since=now - days * 86400)
     if json_out:
         click.echo(
             json.dumps(
                 {
                     "lines": [_as_dict(line) for line in lines],
-                    "total_usd": sum(line.cost_usd for line in lines),
+                    "jobs": [job_dict(job) for job in jobs],
+                    "total_usd": sum(line.cost_usd for line in lines) + sum(j.cost_usd or 0.0 for j in jobs),
                     "today_usd": daily_spend(store, now=now),
                     "daily_budget_usd": app.settings.budget.daily_usd,
                 }
             )
         )
         return
+    if jobs:
+        output_console().print(jobs_table(jobs))
     if not lines:
         click.echo("no instances" + (f" for run {run_id}" if run_id else f" in the last {days} days"))
         return

@@ -11,7 +11,9 @@ from rich.table import Table
 
 from console.app import App, common_options, pass_app
 from console.errors import UsageError
+from console.numbers import FiniteFloatRange
 from console.render import output_console
+from console.state import RunStatus
 
 _INSTANCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -66,8 +68,10 @@ def prices_cmd(app: App, types: tuple[str, ...], json_out: bool) -> None:
 @click.option("--run-id", help="Tag it with this run (default: a new manual-... id). Reuses the run's live instance.")
 @click.option("--type", "instance_type", help="Instance type (default: cloud.instance_type).")
 @click.option("--alt-type", help="Alternative type when the first has no capacity (default: cloud.alt_instance_type).")
-@click.option("--budget", "budget_usd", type=click.FloatRange(min=0.01), default=None, help="Budget in US dollars.")
-@click.option("--max-hours", type=click.FloatRange(min=0.01, max=72), default=None, help="Maximum runtime (hours).")
+@click.option(
+    "--budget", "budget_usd", type=FiniteFloatRange(min=0.01, max=1_000_000), default=None, help="Budget in US dollars."
+)
+@click.option("--max-hours", type=FiniteFloatRange(min=0.01, max=72), default=None, help="Maximum runtime (hours).")
 @click.option("--json", "json_out", is_flag=True, help="Print as JSON.")
 @common_options
 @pass_app
@@ -83,15 +87,27 @@ def launch_cmd(
     """Launch a spot instance by hand (with the dead-man switch, tags and the operator-only SSH rule)."""
     s = app.settings
     run_id = run_id or time.strftime("manual-%Y%m%d-%H%M%S", time.gmtime())
+    budget, hours = budget_usd or s.budget.run_usd, max_hours or s.max_runtime_hours
+    if app.store.get_run(run_id) is None:
+        # A run the watchdog knows (budget, runtime), so it is not taken for an orphan.
+        app.store.create_run(
+            run_id,
+            checklist="manual",
+            checklist_path="(console instance launch)",
+            profile=s.profile,
+            params={"budget_usd": budget, "max_runtime_hours": hours},
+            steps=[],
+        )
+        app.store.set_run_status(run_id, RunStatus.MANUAL, summary="instances launched by hand")
     launched = app.instances.launch_for_run(
         run_id,
         instance_type=instance_type or s.cloud.instance_type,
         alt_type=alt_type or s.cloud.alt_instance_type,
-        budget_usd=budget_usd or s.budget.run_usd,
-        max_runtime_hours=max_hours or s.max_runtime_hours,
-        record_run=app.store.get_run(run_id) is not None,
+        budget_usd=budget,
+        max_runtime_hours=hours,
         extra={"manual": True},
     )
+    watchdog = _start_watchdog(app)
     o = launched.outputs
     if json_out:
         click.echo(
@@ -100,6 +116,8 @@ def launch_cmd(
                     "reused": launched.reused,
                     "reason": launched.reason,
                     "tried": [str(a) for a in launched.attempts],
+                    "run_id": run_id,
+                    "watchdog": watchdog,
                     **o.model_dump(),
                 },
                 default=str,
@@ -112,6 +130,20 @@ def launch_cmd(
         "  the dead-man switch terminates it without heartbeats; "
         f"end it with `console instance terminate {o.instance_id}`"
     )
+    click.echo(f"  {watchdog}")
+
+
+def _start_watchdog(app: App) -> str:
+    """What the launch says about the watchdog: started (or already running), or why not."""
+    if not app.settings.watchdog.autostart:
+        return "watchdog.autostart is off: start it with `console watchdog start`"
+    from console.watchdog import ensure_watchdog_running
+
+    try:
+        pid = ensure_watchdog_running(app.settings, config_path=app.loaded.config_path)
+    except Exception as exc:  # noqa: BLE001 - the instance's own dead-man switch still guards it
+        return f"could not start the watchdog ({exc}); start it with `console watchdog start`"
+    return f"watchdog running (pid {pid}): it holds this instance to its budget and runtime"
 
 
 @instance_group.command("list")

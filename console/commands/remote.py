@@ -19,6 +19,7 @@ from rich.table import Table
 
 from console.app import App, common_options, pass_app
 from console.errors import UsageError
+from console.numbers import FiniteFloatRange
 from console.render import output_console
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -62,7 +63,11 @@ def sync_cmd(app: App, local: str, destination: str, delete: bool, exclude: tupl
 @click.argument("instance_id", metavar="INSTANCE")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.option(
-    "--timeout", "timeout_s", type=click.FloatRange(min=1), default=None, help="Give up after this many seconds."
+    "--timeout",
+    "timeout_s",
+    type=FiniteFloatRange(min=1, max=7 * 86400),
+    default=None,
+    help="Give up after this many seconds.",
 )
 @common_options
 @pass_app
@@ -174,6 +179,36 @@ def models_list(app: App, json_out: bool) -> None:
             "*" if latest and v.version == latest.version else "",
         )
     output_console().print(table)
+
+
+@models_group.command("sync")
+@click.argument("source")
+@click.argument("target")
+@click.option("--version", "versions", multiple=True, help="Copy only this version (repeatable; default: all).")
+@common_options
+@pass_app
+def models_sync(app: App, source: str, target: str, versions: tuple[str, ...]) -> None:
+    """Copy model versions from SOURCE to TARGET (s3://, gs://, az:// or a local path), verified.
+
+    Each file's sha256 is checked on the way; a rerun after an interruption sends only what
+    is missing, and a version is listed in TARGET only once all its files are there.
+    """
+    from remote.storage import check_version
+    from remote.storage.mirror import mirror_versions
+    from remote.storage.urls import parse_store_url
+
+    for where in (source, target):
+        parse_store_url(where)  # bad URLs are bad input before anything is contacted
+    for version in versions:
+        if version != "latest":
+            check_version(version)
+    src, dst = app.resources.store_at(source), app.resources.store_at(target)
+    report = mirror_versions(src, dst, versions=versions or None)
+    click.echo(
+        f"{src.describe()} -> {dst.describe()}: {len(report.copied)} version(s) copied "
+        f"({report.files_sent} files sent, {report.files_skipped} already there), "
+        f"{len(report.already)} already complete; latest {report.latest or 'unchanged'}"
+    )
 
 
 def register(cli: click.Group) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from typing import Any
@@ -22,9 +23,12 @@ from console.steps import load_checklist
 from console.summary import print_summary
 
 
-def _symbols(value: str | None) -> list[str] | None:
+def _symbols(value: str | None) -> list[str] | str | None:
+    """``--symbols``: a list of symbols, or a named set (``top20``, ``top150``...) for checklists that take one."""
     if not value:
         return None
+    if re.fullmatch(r"top\d+", value.strip().lower()):
+        return value.strip().lower()
     symbols = [s.strip().upper() for s in value.split(",") if s.strip()]
     for symbol in symbols:
         try:
@@ -42,8 +46,9 @@ def _skips(values: tuple[str, ...], reason: str | None) -> dict[str, str]:
     return out
 
 
-def _spec(app: App, checklist: str, symbols: list[str] | None, backend: str | None = None) -> ChecklistSpec:
-    overrides = {"symbols": symbols, "backend": backend}
+def _spec(app: App, checklist: str, symbols: list[str] | str | None, backend: str | None = None) -> ChecklistSpec:
+    named_set = symbols if isinstance(symbols, str) else None
+    overrides = {"symbols": None if named_set else symbols, "symbol_set": named_set, "backend": backend}
     return load_checklist(
         checklist, profile=app.settings.profile, overrides=overrides, limits=operator_limits(app.loaded)
     )

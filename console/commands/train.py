@@ -137,4 +137,7 @@ def train_remote(
 
 
 def register(cli: click.Group) -> None:
+    from console.commands.train_cloud import add_cloud_commands
+
+    add_cloud_commands(train_group)
     cli.add_command(train_group)

@@ -33,6 +33,10 @@ class RunStatus(enum.StrEnum):
     """The operator stopped it."""
     PAUSED = "paused"
     """Stopped early on purpose (``--only``): more steps are left."""
+    MANUAL = "manual"
+    """Instances launched by hand (``console instance launch``): no steps and no driver. The
+    watchdog still holds them to their budget and runtime (the instance's own dead-man switch
+    stands in for a console's heartbeat); never resumed."""
 
     @property
     def finished(self) -> bool:
@@ -41,8 +45,8 @@ class RunStatus(enum.StrEnum):
 
     @property
     def resumable(self) -> bool:
-        """True when `console resume` would continue it (anything short of success)."""
-        return self is not RunStatus.SUCCEEDED
+        """True when `console resume` would continue it (anything short of success, but a manual run)."""
+        return self not in (RunStatus.SUCCEEDED, RunStatus.MANUAL)
 
 
 FINISHED = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.BLOCKED, RunStatus.CANCELLED})

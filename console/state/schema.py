@@ -87,5 +87,26 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE steps ADD COLUMN policy TEXT NOT NULL DEFAULT '{}';
     """,
+    # 3: managed training jobs (SageMaker), for the cost ledger and the watchdog: billed by the
+    # service for their billable seconds, not by an instance of ours (console/training_jobs.py).
+    """
+    CREATE TABLE training_jobs (
+        name TEXT PRIMARY KEY,
+        run_id TEXT,
+        backend TEXT NOT NULL,
+        instance_type TEXT NOT NULL DEFAULT '',
+        spot INTEGER NOT NULL DEFAULT 0,
+        status TEXT NOT NULL,
+        secondary TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL,
+        ended_at REAL,
+        training_s REAL,
+        billable_s REAL,
+        usd_per_h REAL,
+        source TEXT NOT NULL DEFAULT '',
+        stop_reason TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX training_jobs_run ON training_jobs (run_id);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -170,9 +170,9 @@ class StateStore:
         return [run_from_row(r) for r in self._query("SELECT * FROM runs ORDER BY created_at DESC LIMIT ?", (limit,))]
 
     def latest_unfinished_run(self, checklist: str | None = None) -> RunRecord | None:
-        """The newest run that did not succeed (what `console resume` picks)."""
-        sql = "SELECT * FROM runs WHERE status != ?"
-        args: tuple[Any, ...] = (RunStatus.SUCCEEDED.value,)
+        """The newest run that did not succeed (what `console resume` picks); manual runs are never resumed."""
+        sql = "SELECT * FROM runs WHERE status NOT IN (?, ?)"
+        args: tuple[Any, ...] = (RunStatus.SUCCEEDED.value, RunStatus.MANUAL.value)
         if checklist:
             sql += " AND checklist = ?"
             args = (*args, checklist)

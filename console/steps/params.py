@@ -6,7 +6,7 @@ valid whichever steps have landed.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field
 
@@ -56,8 +56,8 @@ class VerifyCountsParams(SymbolsParams):
 class LaunchParams(BackendParams):
     instance_type: str = "g5.xlarge"
     alt_instance_type: str = "g4dn.xlarge"
-    budget_usd: float = Field(10.0, gt=0)
-    max_runtime_hours: float = Field(4.0, gt=0)
+    budget_usd: float = Field(10.0, gt=0, le=1_000_000)
+    max_runtime_hours: float = Field(4.0, gt=0, le=24 * 28)
 
 
 class SyncParams(SymbolsParams, BackendParams):
@@ -82,6 +82,11 @@ class TrainParams(SymbolsParams, BackendParams):
     """Train each epoch on every k-th window (rotating); None keeps the trainer's default (1)."""
     weight_decay: float | None = Field(None, ge=0.0, lt=1.0)
     """Adam's L2 penalty; None keeps the trainer's default (0)."""
+    family: str = Field("lstm", pattern=r"^[a-z][a-z0-9_]{0,31}$")
+    """The model family trained (`training.families`); ``lstm`` reads the settings above."""
+    family_params: dict[str, Any] = Field(default_factory=dict)
+    """Another family's settings, as its ``check_params`` reads them (a ``gates`` key is its
+    gates); checked on the training host, where the family lives."""
 
 
 class UploadParams(SymbolsParams, BackendParams):

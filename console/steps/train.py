@@ -31,6 +31,7 @@ from console.errors import GuardRefused, Interrupted, StepFailed
 from console.hosts import RunHosts
 from console.outputs import LaunchOutputs, SyncOutputs, TrainOutputs
 from console.steps.params import LaunchParams, TrainParams
+from console.training_jobs import record_ref
 from remote.backends import backend_class
 from remote.backends.base import (
     GUARD_REFUSED,
@@ -85,12 +86,23 @@ class TrainStepParams(TrainParams, LaunchParams):
     """Replacement instances the run may launch when its host is lost during training."""
     force: bool = False
     """Retrain symbols that already succeeded, from scratch (``console train remote --force``)."""
+    wait: bool = True
+    """Follow the jobs to their end; False submits them and ends (``console train cloud --no-wait``)."""
 
 
 def job_params(ctx: StepContext) -> dict[str, Any]:
     """The jobs' params: training settings, trading costs, promotion gates, features, and the schedule."""
     p = ctx.params
     settings = ctx.settings
+    if p.family != FAMILY:
+        own = dict(p.family_params)
+        return {
+            "train": {k: v for k, v in own.items() if k != "gates"},
+            "costs": settings.training.costs,
+            "gates": dict(own.get("gates") or {}),
+            "features": {},
+            "schedule": {"mode": p.mode, "max_concurrent": p.max_concurrent, "force": p.force},
+        }
     return {
         "train": {
             "epochs": p.epochs,
@@ -111,7 +123,7 @@ def job_specs(ctx: StepContext, backend: TrainingBackend) -> list[JobSpec]:
     p = ctx.params
     common: dict[str, Any] = {
         "run_id": ctx.run_id,
-        "family": FAMILY,
+        "family": p.family,
         "params": job_params(ctx),
         "instance_type": p.instance_type,
         "max_runtime_s": int(p.max_runtime_hours * 3600),
@@ -141,6 +153,8 @@ class Train(Step):
                 f"; checkpoints copied off the host each epoch, up to {p.max_relaunches} replacement "
                 "instance(s) if the host is lost"
             )
+        if p.family != FAMILY:
+            return f"train {len(p.symbols)} {p.family} model(s) ({p.family_params or 'its defaults'}) {where}"
         return (
             f"train {len(p.symbols)} per-coin LSTMs ({p.epochs} epochs, window {p.window}, horizon {p.horizon}, "
             f"{p.mode} up to {p.max_concurrent} at once) {where}"
@@ -192,9 +206,20 @@ class Train(Step):
         rows: dict[str, list[Any]] = {}
         on_event = _Progress(ctx, rows)
         refs: list[JobRef] = [backend.submit(spec) for spec in job_specs(ctx, backend)]
+        managed = BackendCapability.MANAGES_INSTANCES in backend.capabilities
+        for ref in refs if managed else ():  # billed by the service: into the cost ledger
+            record_ref(ctx.state, ref, None, sandbox=ctx.settings.is_sandbox)
+        if not p.wait:
+            names = ", ".join(r.name for r in refs)
+            return StepResult.ok(
+                f"submitted {names}; follow with `console train cloud-status {refs[0].name}`",
+                outputs=TrainOutputs(backend=p.backend, jobs=[r.to_dict() for r in refs], relaunches=0),
+            )
         seconds = 0.0
         for ref in refs:
             status = backend.follow(ref, on_event, should_stop=ctx.cancelled.is_set)
+            if managed:
+                record_ref(ctx.state, ref, status, sandbox=ctx.settings.is_sandbox)
             seconds += status.training_s or 0.0
             if ctx.cancelled.is_set() and not status.phase.finished:
                 ctx.log.warning("cancelled: stopping the training job %s", ref.name)

@@ -8,6 +8,7 @@ run-ended      its run finished (succeeded, failed, blocked, cancelled) and left
 budget         its run's budget, the daily budget or the per-instance budget is reached
 max-runtime    up longer than its max-runtime tag (else the run's, else the settings')
 heartbeat      its run is unfinished and no console has beaten for ``heartbeat_timeout_s``
+               (not for a manual run: nothing drives it; its dead-man switch guards it)
 idle           GPU below `IDLE_GPU_PCT` for ``idle_timeout_s`` while no step of its run runs
 =============  ===========================================================================
 
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from console.settings import WatchdogSettings
-from console.state import EventRecord, RunRecord, StepRecord
+from console.state import EventRecord, RunRecord, RunStatus, StepRecord
 
 IDLE_GPU_PCT = 5.0
 """GPU utilisation below this counts as idle."""
@@ -81,7 +82,7 @@ def first_rule(facts: Facts, now: float, settings: WatchdogSettings) -> Verdict 
             "max-runtime", f"up {up_s / 60:.1f} min, past its max runtime of {facts.max_runtime_minutes:g} min"
         )
     silent = now - max(run.heartbeat_at or 0.0, facts.launched_at)
-    if silent > settings.heartbeat_timeout_s:
+    if silent > settings.heartbeat_timeout_s and run.status is not RunStatus.MANUAL:
         return verdict(
             "heartbeat",
             f"no heartbeat from the console driving run {run.id} for {silent:.0f}s "

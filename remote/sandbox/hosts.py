@@ -4,10 +4,13 @@ Each host listens on its own 127.0.0.1 port with its own ed25519 host key and ha
 own root directory, which is the instance's HOME. It admits only the public keys in
 ``<root>/.ssh/authorized_keys`` (written from the instance's EC2 key pair at boot, as
 cloud-init does), really runs commands with ``/bin/sh -c`` in the root, serves SFTP
-(relative paths and ``~`` resolve to the root; absolute paths are the real ones, as on a
-real host), and runs the instance's user-data once at boot.
+(relative paths and ``~`` resolve to the root; an absolute path outside the root means the
+instance's own one, under the root: ``/etc/x`` is ``<root>/etc/x``), and runs the instance's
+user-data once at boot.
 
-The root is not a chroot: it is a stand-in for a machine, not a security boundary.
+Everything a host does stays inside its root: commands and user-data run under Landlock
+(`remote.sandbox.confine`: read-only everywhere else), and an SFTP path that resolves
+outside the root (through a symlink, say) is refused with "permission denied".
 Every process started on the host carries ``RC_SANDBOX_INSTANCE_ID`` in its
 environment; that is how the fleet finds and kills them all when the instance goes away.
 
@@ -31,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import asyncssh
+
+from remote.sandbox.confine import Confinement
 
 _SHUTDOWN_SHIM = """#!/bin/sh
 # Sandbox stand-in for shutdown(8)/poweroff(8)/halt(8): asks the sandbox to power this
@@ -84,13 +89,16 @@ class SandboxHost:
         self._host_key: asyncssh.SSHKey | None = None
         self._server: Any = None
         self._user_data: subprocess.Popen[bytes] | None = None
+        self.confinement: Confinement | None = None
+        """Keeps this host's commands inside its root (built at `start`)."""
 
     # --- lifecycle ------------------------------------------------------------------
 
     async def start(self, authorized_keys: list[str], user_data: bytes | None) -> None:
         """Prepare the root, listen on a free 127.0.0.1 port, and run user-data once."""
-        for sub in (".ssh", ".sandbox/bin", ".sandbox/spot", "var/log"):
+        for sub in (".ssh", ".sandbox/bin", ".sandbox/spot", "var/log", "tmp"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
+        self.confinement = self.confinement or Confinement(self.root)
         auth = self.root / ".ssh" / "authorized_keys"
         auth.write_text("".join(f"{k.strip()}\n" for k in authorized_keys))
         auth.chmod(0o600)
@@ -124,6 +132,9 @@ class SandboxHost:
         await asyncio.to_thread(kill_instance_processes, self.instance_id)
         if self._user_data is not None:
             self._user_data.poll()
+        if self.confinement is not None:
+            self.confinement.close()
+            self.confinement = None
 
     def reap(self) -> None:
         """Collect user-data's exit status so it does not linger as a zombie."""
@@ -150,6 +161,7 @@ class SandboxHost:
             "host_key": self.host_key_line,
             "fingerprint": self.fingerprint,
             "root": str(self.root),
+            "confined": bool(self.confinement and self.confinement.available),
             "user": self.user,
             "public_address": self.public_address,
             "booted_at": self.booted_at.isoformat() if self.booted_at else None,
@@ -179,6 +191,7 @@ class SandboxHost:
         return {
             "PATH": f"{self.root / '.sandbox' / 'bin'}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
             "HOME": str(self.root),
+            "TMPDIR": str(self.root / "tmp"),
             "USER": self.user,
             "LOGNAME": self.user,
             "SHELL": "/bin/sh",
@@ -232,9 +245,14 @@ class SandboxHost:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=self._confine,
             )
         finally:
             log.close()
+
+    def _confine(self) -> None:
+        if self.confinement is not None:
+            self.confinement.restrict()
 
     async def _run_process(self, process: asyncssh.SSHServerProcess) -> None:
         command = process.command
@@ -248,6 +266,7 @@ class SandboxHost:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 start_new_session=True,
+                preexec_fn=self._confine,
             )
         except OSError as exc:
             process.stderr.write(f"sandbox: cannot start /bin/sh: {exc}\n".encode())
@@ -301,18 +320,31 @@ class _AuthOnlyAuthorizedKeys(asyncssh.SSHServer):
 
 
 class _HomeSftp(asyncssh.SFTPServer):
-    """SFTP where relative paths start in the instance root (its HOME), like a real login."""
+    """SFTP confined to the instance root: relative paths start there (its HOME, like a real
+    login), an absolute path outside it is the instance's own (``/etc/x`` is ``<root>/etc/x``),
+    and a path that resolves outside the root, symlinks followed, is refused."""
 
     def __init__(self, chan: Any, root: Path) -> None:
         super().__init__(chan)
         self._home = os.fsencode(root)
+        self._real_home = os.path.realpath(self._home)
 
     def map_path(self, path: bytes) -> bytes:
         if path.startswith(b"~"):
             path = path[1:].lstrip(b"/")
-        if path.startswith(b"/"):
-            return path
-        return os.path.join(self._home, path) if path else self._home
+        if not path:
+            return self._home
+        if not path.startswith(b"/"):
+            path = os.path.join(self._home, path)
+        elif not _within(os.path.normpath(path), self._home):
+            path = self._home + os.path.normpath(path)
+        if not _within(os.path.realpath(path), self._real_home):
+            raise asyncssh.SFTPPermissionDenied("outside the instance's root")
+        return path
+
+
+def _within(path: bytes, root: bytes) -> bool:
+    return path == root or path.startswith(root.rstrip(b"/") + b"/")
 
 
 async def _pump(source: asyncio.StreamReader | None, target: Any) -> None:

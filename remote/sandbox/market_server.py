@@ -58,8 +58,10 @@ class MarketApi(Protocol):
     def answer(self, parts: list[str], query: dict[str, str], headers: Any) -> Answer | None: ...
 
 
-EXTRA_APIS: tuple[str, ...] = ()
-"""``module:Class`` of each further API; the class is called with the `MarketSimulator`."""
+EXTRA_APIS: tuple[str, ...] = ("remote.sandbox.universe:MarketUniverseApi",)
+"""``module:Class`` of each further API; the class is called with the `MarketSimulator`. They are
+asked before the built-in routes (each answers only its own paths), so ``coins/markets`` is not
+taken for a coin named "markets"."""
 
 
 class _TokenBucket:
@@ -131,7 +133,7 @@ class MarketSimulator:
         self.clock = time.time
         """Where "now" comes from (the wall clock; tests may pin it)."""
         self.apis: list[MarketApi] = [_load_api(target, self) for target in EXTRA_APIS]
-        """Further APIs, asked in order after the built-in ones (`EXTRA_APIS`)."""
+        """Further APIs, asked in order before the built-in ones (`EXTRA_APIS`)."""
 
     # -- lifecycle
     def start(self) -> "MarketSimulator":
@@ -201,6 +203,14 @@ class MarketSimulator:
     # -- answers: (status, headers, json body)
     def answer(self, path: str, query: dict[str, str], headers: Any) -> tuple[int, dict[str, str], Any]:
         parts = [p for p in path.split("/") if p]
+        if parts[:3] == ["api", "v3", "coins"]:
+            denied = self._check_key(headers, query)
+            if denied:
+                return denied
+        for api in self.apis:
+            answered = api.answer(parts, query, headers)
+            if answered is not None:
+                return answered
         if len(parts) == 3 and parts[0] == "products" and parts[2] == "candles":
             return self._limited("coinbase") or self._candles(parts[1], query)
         if len(parts) >= 4 and parts[:3] == ["api", "v3", "coins"]:
@@ -216,10 +226,6 @@ class MarketSimulator:
                 return self._market_chart(parts[3], query)
         if parts == ["api", "v3", "ping"]:
             return 200, {}, {"gecko_says": "(V3) To the Moon!"}
-        for api in self.apis:
-            answered = api.answer(parts, query, headers)
-            if answered is not None:
-                return answered
         return 404, {}, {"message": "NotFound"}
 
     def _limited(self, api: str) -> tuple[int, dict[str, str], Any] | None:
@@ -278,9 +284,10 @@ class MarketSimulator:
                     "message": "granularity too small for the requested time range. Count of aggregations requested exceeds 300"
                 },
             )
-        minutes = generate_minutes(
-            product_id, start // g * g, min(end, last_closed + 60), seed=self.seed, mode=self.mode
-        )
+        from remote.sandbox.universe import listed_since
+
+        first = max(start // g * g, listed_since(product_id, now))  # a recent listing has no older candles
+        minutes = generate_minutes(product_id, first, min(end, last_closed + 60), seed=self.seed, mode=self.mode)
         data = aggregate(minutes, g)
         keep = (data["time"] >= start) & (data["time"] < end)
         rows = [

@@ -76,6 +76,11 @@ class LocalArtifactStore(VersionedStore):
         except (OSError, ValueError):
             return None
 
+    def recorded_sha256(self, key: str) -> str | None:
+        source = self._path(key)
+        with self._locked(shared=True):
+            return self._recorded(source) if source.is_file() else None
+
     def _get_file(self, key: str, dest: Path) -> str | None:
         source = self._path(key)
         if not source.is_file():

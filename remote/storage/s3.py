@@ -142,6 +142,13 @@ class S3ArtifactStore(VersionedStore):
             extra["Tagging"] = tags.as_query()
         self._call(f"upload {key}", self.client.put_object, Bucket=self.bucket, Key=self._key(key), Body=data, **extra)
 
+    def recorded_sha256(self, key: str) -> str | None:
+        try:
+            head = self._call(f"read {key}", self.client.head_object, Bucket=self.bucket, Key=self._key(key))
+        except ArtifactNotFound:
+            return None
+        return head.get("Metadata", {}).get("sha256")
+
     def _get_file(self, key: str, dest: Path) -> str | None:
         head = self._call(f"read {key}", self.client.head_object, Bucket=self.bucket, Key=self._key(key))
         self._call(

@@ -149,6 +149,19 @@ class VersionedStore(ABC):
     @abstractmethod
     def _list_versions(self) -> list[str]: ...
 
+    def recorded_sha256(self, key: str) -> str | None:
+        """The sha256 the object ``key`` records in its metadata, or None when it is absent.
+
+        What a resumed copy (`remote.storage.mirror`) asks before sending a file again. This
+        fallback downloads the object; every store here answers from its metadata instead."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                return self._get_file(key, Path(tmp) / "object")
+            except ArtifactNotFound:
+                return None
+
     @abstractmethod
     def describe(self) -> str: ...
 

@@ -165,4 +165,4 @@ def test_the_retrain_checklist_trains_over_ssh_unless_the_command_line_says_othe
     assert {s.name: getattr(s.params, "backend", None) for s in spec.steps if s.name in ("launch", "train")} == \
         {"launch": "ssh", "train": "ssh"}
     refused = console("run", "--checklist", "retrain", "--backend", "no-such-backend", "--state-dir", str(tmp_path))
-    assert_one_line_error(refused, 2, "unknown training backend 'no-such-backend'", "known: ssh")
+    assert_one_line_error(refused, 2, "unknown training backend 'no-such-backend'", "sagemaker", "ssh")

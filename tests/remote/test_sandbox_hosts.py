@@ -245,3 +245,30 @@ def test_dropped_connection_hangs_up_the_command_like_sshd(sandbox, launched):
     client.close()
     _wait_for(lambda: not Path(f"/proc/{pid}").exists() or _zombie(pid), what="hang-up")
     assert not (endpoint.root_dir / "late.txt").exists()
+
+
+def test_commands_and_transfers_cannot_write_outside_the_instance_root(sandbox, launched, tmp_path):
+    inst = launched()
+    endpoint = sandbox.ssh_endpoint(inst.id)
+    outside = tmp_path / "outside"  # stands in for the operator's /etc
+    outside.mkdir()
+    local = tmp_path / "payload.txt"
+    local.write_text("payload\n")
+    with pinned_client(endpoint, inst.key_path) as client:
+        status, _, err = run(client, f"echo pwned > {outside}/by-command")
+        assert status != 0 and "Permission denied" in err
+        status, _, _ = run(client, f"ln -s {outside} escape && echo pwned > escape/by-symlink")
+        assert status != 0
+        mine = f"mkdir -p ./{outside} && echo mine > inside.txt && cat inside.txt"
+        status, out, _ = run(client, mine + " && python3 -c 'import tempfile; tempfile.mkstemp()'")
+        assert status == 0 and out == "mine\n"  # the instance's own disk stays writable
+        sftp = client.open_sftp()
+        sftp.put(str(local), f"{outside}/by-sftp")  # an absolute path is the instance's own
+        with pytest.raises(PermissionError):
+            sftp.put(str(local), "escape/by-sftp-symlink")
+        with pytest.raises(PermissionError):
+            sftp.put(str(local), "../../by-sftp-dotdot")
+        sftp.close()
+    assert list(outside.iterdir()) == []
+    assert (endpoint.root_dir / str(outside).lstrip("/") / "by-sftp").read_text() == "payload\n"
+    assert not (tmp_path.parent / "by-sftp-dotdot").exists()

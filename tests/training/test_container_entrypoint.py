@@ -1,7 +1,7 @@
 """The container entry point follows SageMaker's /opt/ml contract, outside Docker, in a
 temporary /opt/ml tree: it refuses without the console's job token, trains through the
-family driver into /opt/ml/model, and on SIGTERM keeps the last whole epoch's checkpoint
-in /opt/ml/checkpoints, from which the next start resumes."""
+family driver, and on SIGTERM keeps the last whole epoch's checkpoint in /opt/ml/checkpoints
+and exits at once."""
 
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ def test_an_unknown_mode_is_bad_input() -> None:
 
 
 @pytest.mark.slow
-def test_sigterm_keeps_the_last_epoch_and_the_next_start_resumes_and_publishes(tmp_path: Path) -> None:
+def test_sigterm_keeps_the_last_whole_epochs_checkpoint_and_exits_143(tmp_path: Path) -> None:
     token = "t-" + os.urandom(8).hex()
     root, env = opt_ml(tmp_path, 200, token=token)  # long enough that SIGTERM lands mid-run
     proc = start(env)
@@ -94,20 +94,6 @@ def test_sigterm_keeps_the_last_epoch_and_the_next_start_resumes_and_publishes(t
     assert "SIGTERM" in (root / "output/failure").read_text()
     record = json.loads((root / "checkpoints" / UNIT / "last.json").read_text())
     assert record["epoch"] >= 1
-    (root / "output/failure").unlink()
-    config_file = root / "input/data/config/train-config.json"
-    config = json.loads(config_file.read_text())
-    total = record["epoch"] + 1  # the resumed job trains exactly one more epoch
-    config_file.write_text(json.dumps({**config, "train": {**config["train"], "epochs": total}}))
-    again = subprocess.run([sys.executable, "-m", "training.container", "sagemaker"], env=env, cwd=REPO,
-                           capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert again.returncode == 0, again.stderr[-2000:]
-    events = lines(again.stdout)
-    assert next(e for e in events if e["event"] == "start")["resumed_from"] == record["epoch"]
-    assert [e["epoch"] for e in events if e["event"] == "epoch"] == [total]
-    summary = json.loads((root / "model/summary.json").read_text())
-    assert summary["succeeded"] == 1 and summary["symbols"][0]["last_epoch"] == total
-    model_dir = root / "model" / summary["symbols"][0]["model_dir"]
-    assert (model_dir / "model.pt").is_file() and (model_dir / "verdict.json").is_file()
-    assert not (root / "output/failure").exists()
-    assert token not in again.stdout + again.stderr
+    assert not list((root / "model").rglob("model.pt"))  # nothing published from a stopped job
+    # The next start resuming from these checkpoints (and publishing): the sandbox's spot
+    # interruption test, tests/remote/test_sandbox_sagemaker.py.

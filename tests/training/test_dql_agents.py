@@ -45,7 +45,7 @@ def test_custom_agent_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     family = get_family("dql")
     job = _small(family.synthetic_job(tmp_path / "job", skill=True), episodes=2)
     family.fit(job, lambda p: None)
-    assert (job.work_dir / "agent.pt").is_file()
+    assert (job.work_dir / "last.pt").is_file() and (job.work_dir / "last.json").is_file()
     seen: list[tuple[str, int]] = []
     again = family.fit(_small(job, episodes=4), lambda p: seen.append((p.kind, p.step)))
     assert again.resumed_from == 2

@@ -48,6 +48,8 @@ def train_sb3_dqn(
     from stable_baselines3.common.callbacks import BaseCallback
 
     dev = pick_device(device)
+    if dev.type == "cpu":
+        torch.set_num_threads(1)  # as the custom agent (training.rl.ddqn)
     steps_per_episode = env.episode_length
     scale = cfg.reward_scale
     env = TransformReward(env, lambda r: float(r) * scale)  # as the custom agent learns (DdqnConfig.reward_scale)
@@ -93,6 +95,7 @@ def train_sb3_dqn(
                 self.reward = 0.0
                 if len(log) % max(1, cfg.checkpoint_every) == 0 or len(log) == cfg.episodes:
                     _save(checkpoint, self.model, log)
+                    record = {**record, "checkpoint": float(len(log))}
                 on_episode(record)
             return True
 

@@ -191,6 +191,30 @@ class SageMakerBackend:
                 return found
             kwargs["NextToken"] = page["NextToken"]
 
+    def job_report(self, name: str) -> dict[str, Any]:
+        """What ``console train cloud-status`` shows: state, secondary state, the last epoch line,
+        training and billable seconds and the managed-spot saving ``(1 - billable/training) x 100``."""
+        d = self._describe(name)
+        last = ""
+        for event in JobLog(self._client("logs"), name).read():
+            if event.kind == "epoch":
+                last = event.message
+        training, billable = d.get("TrainingTimeInSeconds"), d.get("BillableTimeInSeconds")
+        return {
+            "job": name,
+            "status": d.get("TrainingJobStatus"),
+            "secondary": d.get("SecondaryStatus"),
+            "failure_reason": d.get("FailureReason") or "",
+            "epoch_line": last,
+            "training_s": training,
+            "billable_s": billable,
+            "saving_pct": spot_saving_pct(training, billable),
+            "instance_type": (d.get("ResourceConfig") or {}).get("InstanceType"),
+            "spot": bool(d.get("EnableManagedSpotTraining")),
+            "model": (d.get("ModelArtifacts") or {}).get("S3ModelArtifacts") or "",
+            "run_id": (d.get("HyperParameters") or {}).get("rc_run_id") or "",
+        }
+
     def describe(self, name: str) -> dict[str, Any]:
         """DescribeTrainingJob of ``name`` (unknown: `ProviderError` with code ``NotFound``)."""
         return self._describe(name)
@@ -227,7 +251,8 @@ class SageMakerBackend:
 
     def _ref(self, spec: JobSpec, arn: str) -> JobRef:
         data = {"arn": arn, "family": spec.family, "units": list(spec.units),
-                "instance_type": instance_type_of(spec, self.options), "log_group": LOG_GROUP}  # fmt: skip
+                "instance_type": instance_type_of(spec, self.options), "log_group": LOG_GROUP,
+                "spot": bool(spec.spot and self.options.spot)}  # fmt: skip
         return JobRef(self.name, spec.name, spec.name, spec.run_id, data)
 
     def _status_of(self, ref: JobRef, d: dict[str, Any]) -> JobStatus:
@@ -328,10 +353,17 @@ def unpack_model(archive: Path, dest: Path) -> int:
     return count
 
 
+def spot_saving_pct(training_s: Any, billable_s: Any) -> float | None:
+    """SageMaker's managed-spot saving, ``(1 - billable / training) x 100`` (None before any training)."""
+    if not training_s or billable_s is None:
+        return None
+    return round((1.0 - float(billable_s) / float(training_s)) * 100.0, 1)
+
+
 def _epoch(value: Any) -> float | None:
     if value is None:
         return None
     return value.timestamp() if isinstance(value, datetime) else float(value)
 
 
-__all__ = ["BackendNotConfigured", "SageMakerBackend"]
+__all__ = ["BackendNotConfigured", "SageMakerBackend", "spot_saving_pct"]

@@ -64,7 +64,7 @@ class JobLog:
                 return None
             self.epochs[unit] = epoch
             fields = {k: data.get(k) for k in ("epoch", "epochs", "loss", "val_loss", "val_metric", "val_accuracy")}
-            text = f"{unit} epoch {epoch}/{data.get('epochs')} loss {data.get('loss')} val_loss {data.get('val_loss')}"
+            text = f"{unit} epoch {epoch}/{data.get('epochs')} loss {_fig(data.get('loss'))} val_loss {_fig(data.get('val_loss'))}"
             return JobEvent(self.job, "epoch", text, unit=unit, data={"symbol": unit, **fields})
         if kind == "done":
             done = {
@@ -83,3 +83,7 @@ class JobLog:
         if kind == "start":
             return JobEvent(self.job, "log", f"{unit}: training started ({line})", unit=unit)
         return JobEvent(self.job, "log", line, unit=unit)
+
+
+def _fig(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, (int, float)) else str(value)

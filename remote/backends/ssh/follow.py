@@ -160,6 +160,8 @@ class LineReader:
         event = _json_object(line)
         kind = event.get("event") if event else None
         symbol = str(event.get("symbol") or "") if event else ""
+        if kind == "episode":  # an agent's episode is its epoch (training.families.dql)
+            kind = "epoch"
         if kind == "epoch" and self.shelf is not None and self.runner is not None:
             # Copied before the line is passed on: an epoch the operator sees is safe off the host.
             self._shelve(symbol)

@@ -32,7 +32,9 @@ from training.families.dql.params import DqlParams
 from training.families.evaluation import Evaluation, GateRule
 from training.metrics import TradingCosts
 
-CHECKPOINT_NAME = "agent.pt"
+CHECKPOINT_NAME = "last.pt"
+"""With ``last.json`` beside it (episode, size, sha256): what the SSH backend copies off the
+host on each episode line and puts back on a replacement host (as for the lstm's epochs)."""
 MODEL_FILES = ("weights.npz", "config.json", "features.json", "metrics.json", "training_log.json")
 
 
@@ -149,6 +151,10 @@ class DqlFamily:
         )
 
         def episode_line(record: dict[str, float]) -> None:
+            if "checkpoint" in record:
+                from training.families.lstm import record_checkpoint
+
+                record_checkpoint(checkpoint, int(record["checkpoint"]))
             on_progress(Progress(job.unit, int(record["episode"]), params.episodes, kind="episode", metrics=record))
 
         began = time.time()
@@ -262,7 +268,7 @@ class DqlFamily:
             "agent_type": "custom",
             "episodes": 6,
             "episode_length": 200,
-            "env": {"window": 2},
+            "env": {"window": 2, "longest_feature_window": 10},
             "agent": {
                 "hidden": [32, 32],
                 "warmup": 200,

@@ -39,7 +39,8 @@ class DqlParams:
     episode_length: int = 256
     window: int = 16
     positions: tuple[float, ...] = DEFAULT_POSITIONS
-    longest_feature_window: int = 0
+    longest_feature_window: int = 200
+    """Sets the purge gap between parts, as for the direction models (their default)."""
     agent: DdqnConfig = DdqnConfig()
     min_trades: int = 30
     alpha: float = DEFAULT_ALPHA
@@ -93,7 +94,7 @@ class DqlParams:
             episode_length=length,
             window=window,
             positions=positions,
-            longest_feature_window=_int(env.get("longest_feature_window", 0), "env.longest_feature_window"),
+            longest_feature_window=_int(env.get("longest_feature_window", 200), "env.longest_feature_window"),
             agent=agent,
             min_trades=_int(gates.get("min_trades", 30), "gates.min_trades"),
             alpha=alpha,

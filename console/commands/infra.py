@@ -1,0 +1,110 @@
+"""`console infra deploy | show | diff | destroy`: the training stack (`remote.infra`).
+
+    console infra deploy     bucket, execution role, policy, ECR repository; prints the .env lines
+    console infra diff       what a deploy would change (nothing: exit 0 and says so)
+    console infra show       the stack's state and its .env lines
+    console infra destroy    the stack deleted; the bucket and the repository are kept
+
+On the sandbox profile the stack goes to moto. ``TRAINING_USER_NAME`` (or ``--user``) names
+the IAM user the training policy is attached to. Every command takes ``--json``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import TYPE_CHECKING
+
+import click
+
+from console.app import App, common_options, pass_app
+
+if TYPE_CHECKING:  # pragma: no cover
+    from remote.infra import TrainingStack
+
+
+def _stack(app: App, user: str | None) -> "TrainingStack":
+    from remote.infra import TrainingStack
+
+    return TrainingStack(app.resources.aws_target(), user=user or app.settings.training_user_name or "")
+
+
+@click.group("infra")
+def infra_group() -> None:
+    """The training stack (CloudFormation): bucket, role, policy, ECR repository."""
+
+
+@infra_group.command("deploy")
+@click.option("--user", help="IAM user to attach the training policy to (default TRAINING_USER_NAME).")
+@click.option("--json", "json_out", is_flag=True, help="Print the result as one JSON object.")
+@common_options
+@pass_app
+def deploy(app: App, user: str | None, json_out: bool) -> None:
+    """Deploy the training stack (idempotent: no change, nothing done); print the .env lines."""
+    stack = _stack(app, user)
+    done = stack.deploy()
+    if json_out:
+        click.echo(json.dumps({"action": done.action, "changes": list(done.changes), **asdict(done.outputs),
+                               "env": done.outputs.env_lines()}))  # fmt: skip
+        return
+    where = "the sandbox (moto)" if app.settings.is_sandbox else f"AWS {stack.target.region}"
+    click.echo(f"stack {stack.name} {done.action} in {where}")
+    for line in done.changes:
+        click.echo(f"  {line}")
+    click.echo("# put these in .env:")
+    click.echo("\n".join(done.outputs.env_lines()))
+
+
+@infra_group.command("diff")
+@click.option("--user", help="IAM user to attach the training policy to (default TRAINING_USER_NAME).")
+@click.option("--json", "json_out", is_flag=True, help="Print the changes as JSON.")
+@common_options
+@pass_app
+def diff(app: App, user: str | None, json_out: bool) -> None:
+    """What `console infra deploy` would change."""
+    stack = _stack(app, user)
+    changes = stack.diff()
+    if json_out:
+        click.echo(json.dumps({"stack": stack.name, "changes": changes}))
+        return
+    click.echo("\n".join(changes) if changes else f"stack {stack.name}: no changes")
+
+
+@infra_group.command("show")
+@click.option("--json", "json_out", is_flag=True, help="Print the stack as one JSON object.")
+@common_options
+@pass_app
+def show(app: App, json_out: bool) -> None:
+    """The stack's state and the .env lines of its outputs."""
+    stack = _stack(app, None)
+    found = stack.describe()
+    outputs = stack.outputs()  # no stack: one line saying to deploy it
+    status = (found or {}).get("StackStatus", "")
+    if json_out:
+        click.echo(json.dumps({"stack": stack.name, "status": status, **asdict(outputs), "env": outputs.env_lines()}))
+        return
+    click.echo(f"stack {stack.name}: {status}")
+    click.echo("\n".join(outputs.env_lines()))
+
+
+@infra_group.command("destroy")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--json", "json_out", is_flag=True, help="Print the result as one JSON object.")
+@common_options
+@pass_app
+def destroy(app: App, yes: bool, json_out: bool) -> None:
+    """Delete the stack; the training bucket and the image repository are kept."""
+    from console.errors import UsageError
+
+    stack = _stack(app, None)
+    if not yes and not app.settings.is_sandbox:
+        raise UsageError(f"this deletes stack {stack.name} in {stack.target.where}", hint="pass --yes to confirm")
+    kept = stack.destroy()
+    if json_out:
+        click.echo(json.dumps({"stack": stack.name, "deleted": bool(kept), "kept": list(kept)}))
+        return
+    click.echo(f"stack {stack.name} deleted; kept {' and '.join(kept)}" if kept else f"no stack {stack.name}")
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(infra_group)

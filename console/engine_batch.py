@@ -1,0 +1,76 @@
+"""The engine's heads as one AWS Batch array job (`remote.backends.batch`): prepare, submit,
+follow, collect (verified) into the models root."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+from console.engine_work import engine_dir
+from console.errors import ConsoleError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from console.checklist.step import StepContext
+
+
+def train_on_batch(
+    ctx: "StepContext", symbols: Sequence[str], params: Mapping[str, Any], costs: Mapping[str, Any]
+) -> dict[str, dict[str, Any]]:
+    from remote.backends.base import JobPhase, JobSpec, RunPlan
+
+    p = ctx.params
+    backend = ctx.resources.backend("batch", run_id=ctx.run_id, log=ctx.log)
+    resources = ctx.resources
+    inputs = {"features": resources.paths.features, "encoder": engine_dir(resources) / "encoder"}
+    backend.prepare(RunPlan(ctx.run_id, "batch", inputs=inputs, units=tuple(symbols)))
+    name = re.sub(r"[^A-Za-z0-9-]", "-", f"engine-{ctx.run_id}")[:63].strip("-")
+    spec = JobSpec(
+        run_id=ctx.run_id,
+        name=name,
+        family="gbm",
+        units=tuple(symbols),
+        params={**dict(params), "costs": dict(costs)},
+        inputs=inputs,
+        array_size=min(p.children, len(symbols)) or 1,
+        max_runtime_s=int(p.symbol_timeout_s * max(1, len(symbols) // max(1, p.children) + 1)),
+    )
+    ref = backend.submit(spec)
+    status = backend.follow(
+        ref, lambda e: ctx.log.info("%s %s", e.kind, e.message), should_stop=lambda: ctx.cancelled.is_set()
+    )
+    if status.phase is not JobPhase.SUCCEEDED:
+        raise ConsoleError(f"Batch job {ref.name} ended {status.phase.value}: {status.reason or status.secondary}")
+    staging = ctx.run_dir / "batch-collected"
+    shutil.rmtree(staging, ignore_errors=True)
+    backend.collect(ref, staging)
+    summary = json.loads((staging / "summary.json").read_text())
+    _merge(staging, resources.paths.models)
+    return {
+        str(row["unit"]): {
+            "state": "ok" if row.get("state") == "succeeded" else "failed",
+            "why": row.get("why", ""),
+            "model_dir": row.get("model_dir", ""),
+            "passed": bool(row.get("passed")),
+            "reasons": list(row.get("reasons") or ()),
+        }
+        for row in summary["units"]
+    }
+
+
+def _merge(source: Path, root: Path) -> None:
+    """Model folders and champion pointers from ``source`` into the models root (roster merged)."""
+    for folder in sorted((source / "models").glob("*/*")):
+        target = root / folder.relative_to(source)
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(folder, target)
+    for pointer in sorted((source / "champions").glob("*.json")):
+        (root / "champions").mkdir(parents=True, exist_ok=True)
+        shutil.copy2(pointer, root / "champions" / pointer.name)
+    roster_path = root / "roster.json"
+    roster = json.loads(roster_path.read_text()) if roster_path.is_file() else {"symbols": {}}
+    roster["symbols"].update(json.loads((source / "roster.json").read_text()).get("symbols", {}))
+    roster_path.write_text(json.dumps(roster, indent=2, sort_keys=True) + "\n")

@@ -1,0 +1,239 @@
+"""The ``engine`` checklist's six steps (seed runbook 003): per-coin heads on a shared encoder.
+
+    engine-symbols   resolve top20 / top150 / top400 / A-USD,B-USD to the exchange's products
+    engine-data      candles, fundamentals and feature files; short histories skipped with the reason
+    engine-costs     fee from configuration, spread and slippage from each coin's order book
+    engine-encoder   the shared PCA over every coin's training rows (its hash pins every head)
+    engine-train     the heads: here (sequential / parallel / hybrid) or as one Batch array job
+    engine-summary   runs/<stamp>/status.json, summary/<stamp>/engine_summary.json; exit 4 when
+                     no head passed its after-cost gate
+
+The work is `console.engine_work`'s; these steps only call it and hand outputs on.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, Field
+
+from console import engine_work as work
+from console.checklist.step import Step, StepContext, StepParams, StepResult, Symbol, register
+from console.errors import EXIT_GATE, EXIT_USAGE, UsageError
+from console.outputs import StepOutputs
+
+
+class EngineParams(StepParams):
+    symbol_set: Annotated[str, AfterValidator(work.check_symbol_set)] = "top20"
+    """``top20``, ``top150``, ``top400`` or ``A-USD,B-USD`` (engine.target_symbols in the seed)."""
+    symbols: list[Symbol] | None = None
+    """``console run --symbols`` overrides the set with these."""
+    days: int = Field(14, ge=1, le=3650)
+    fee_bps: float = Field(10.0, ge=0, le=500)
+    """Taker fee per side (the account's fee tier when known)."""
+    cost_notional: float = Field(1000.0, gt=0)
+    """The order size (quote currency) slippage is measured for."""
+    n_components: int = Field(50, ge=1, le=1000)
+    horizon: int = Field(5, ge=1, le=10_000)
+    longest_feature_window: int = Field(200, ge=0, le=100_000)
+    mode: Literal["sequential", "parallel", "hybrid"] = "hybrid"
+    max_concurrent: int = Field(2, ge=1, le=64)
+    symbol_timeout_s: float = Field(2700.0, gt=0)
+    """Per coin (45 minutes by default)."""
+    symbol_retries: int = Field(2, ge=0, le=10)
+    force: bool = False
+    """Retrain coins the resume ledger says are finished."""
+    backend: str = "local"
+    """``local`` (this machine) or ``batch`` (one AWS Batch array job)."""
+    children: int = Field(2, ge=1, le=10_000)
+    """Batch array size."""
+    min_trades: int = Field(30, ge=0)
+
+    def head_params(self) -> dict[str, Any]:
+        return {
+            "split": {"horizon": self.horizon, "longest_feature_window": self.longest_feature_window},
+            "encoder": {"n_components": self.n_components},
+            "gates": {"min_trades": self.min_trades},
+        }
+
+
+class SymbolsOut(StepOutputs):
+    symbols: list[str] = []
+
+
+class DataOut(StepOutputs):
+    usable: list[str] = []
+    skipped: dict[str, str] = {}
+
+
+class CostsOut(StepOutputs):
+    costs: dict[str, Any] = {}
+
+
+class EncoderOut(StepOutputs):
+    hash: str = ""
+    components: int = 0
+    shared_features: int = 0
+
+
+class TrainOut(StepOutputs):
+    coins: dict[str, dict[str, Any]] = {}
+    seconds: float = 0.0
+
+
+def _usable(ctx: StepContext) -> list[str]:
+    data = ctx.output_of("engine-data", DataOut)
+    return list(data.usable) if data else []
+
+
+@register
+class EngineSymbols(Step):
+    name = "engine-symbols"
+    Params = EngineParams
+    Outputs = SymbolsOut
+
+    def plan(self, ctx: StepContext) -> str:
+        return f"resolve {','.join(ctx.params.symbols) if ctx.params.symbols else ctx.params.symbol_set}"
+
+    def run(self, ctx: StepContext) -> StepResult:
+        wanted = ",".join(ctx.params.symbols) if ctx.params.symbols else ctx.params.symbol_set
+        try:
+            symbols = work.resolve_symbols(ctx.resources, wanted)
+        except UsageError as exc:
+            return StepResult.failed(str(exc), {"exit_code": EXIT_USAGE})
+        return StepResult.ok(f"{len(symbols)} coins: {', '.join(symbols[:8])}{' ...' if len(symbols) > 8 else ''}",
+                             {"symbols": symbols}, outputs=SymbolsOut(symbols=symbols))  # fmt: skip
+
+
+@register
+class EngineData(Step):
+    name = "engine-data"
+    Params = EngineParams
+    Outputs = DataOut
+
+    def plan(self, ctx: StepContext) -> str:
+        return f"fetch {ctx.params.days} days of candles and build features for every coin"
+
+    def run(self, ctx: StepContext) -> StepResult:
+        resolved = ctx.output_of("engine-symbols", SymbolsOut)
+        symbols = resolved.symbols if resolved else []
+        done: list[work.CoinOutcome] = []
+
+        def coin(o: work.CoinOutcome) -> None:
+            done.append(o)
+            ctx.log.info("%s: %s %s", o.symbol, o.state, o.why)
+            ctx.progress(len(done), len(symbols), o.symbol)
+            ctx.check_cancelled()
+
+        outcomes = work.fetch_and_build(ctx.resources, symbols, ctx.params.days, coin)
+        usable = [o.symbol for o in outcomes if o.state == "ok"]
+        skipped = {o.symbol: o.why for o in outcomes if o.state != "ok"}
+        if not usable:
+            return StepResult.failed(f"no coin has enough history ({len(skipped)} skipped)", {"skipped": skipped})
+        return StepResult.ok(f"{len(usable)} coins ready, {len(skipped)} skipped (short history or no data)",
+                             {"skipped": skipped}, outputs=DataOut(usable=usable, skipped=skipped))  # fmt: skip
+
+
+@register
+class EngineCosts(Step):
+    name = "engine-costs"
+    Params = EngineParams
+    Outputs = CostsOut
+
+    def plan(self, ctx: StepContext) -> str:
+        p = ctx.params
+        return f"measure spread and slippage for {p.cost_notional:g} from each order book, fee {p.fee_bps:g} bps"
+
+    def run(self, ctx: StepContext) -> StepResult:
+        costs = work.measure_costs(
+            ctx.resources, _usable(ctx), fee_bps=ctx.params.fee_bps, notional=ctx.params.cost_notional
+        )
+        per_coin = {k: v for k, v in costs.items() if k != "default"}
+        spreads = sorted(v["spread_bps"] for v in per_coin.values())
+        median = spreads[len(spreads) // 2] if spreads else 0.0
+        return StepResult.ok(f"costs of {len(per_coin)} coins (median spread {median:.2f} bps)", {"costs": costs},
+                             outputs=CostsOut(costs=costs))  # fmt: skip
+
+
+@register
+class EngineEncoder(Step):
+    name = "engine-encoder"
+    Params = EngineParams
+    Outputs = EncoderOut
+
+    def plan(self, ctx: StepContext) -> str:
+        return f"fit the shared PCA encoder ({ctx.params.n_components} components) on every coin's training rows"
+
+    def run(self, ctx: StepContext) -> StepResult:
+        digest, components, shared = work.fit_encoder(ctx.resources, _usable(ctx), ctx.params.head_params())
+        return StepResult.ok(f"encoder {digest[:19]}... : {components} components over {shared} shared features",
+                             outputs=EncoderOut(hash=digest, components=components, shared_features=shared))  # fmt: skip
+
+
+@register
+class EngineTrain(Step):
+    name = "engine-train"
+    Params = EngineParams
+    Outputs = TrainOut
+
+    def plan(self, ctx: StepContext) -> str:
+        p = ctx.params
+        where = f"{p.children} Batch children" if p.backend == "batch" else f"{p.mode} here"
+        return f"train a LightGBM head per coin ({where}), judged after costs"
+
+    def run(self, ctx: StepContext) -> StepResult:
+        p = ctx.params
+        costs = ctx.output_of("engine-costs", CostsOut)
+        began = time.monotonic()
+        symbols = _usable(ctx)
+        if p.backend == "batch":
+            from console.engine_batch import train_on_batch
+
+            coins = train_on_batch(ctx, symbols, p.head_params(), costs.costs if costs else {})
+        else:
+            cap = {"sequential": 1, "parallel": len(symbols), "hybrid": p.max_concurrent}[p.mode]
+            outcomes = work.train_local(
+                ctx.resources, symbols, p.head_params(), costs.costs if costs else {}, max_concurrent=cap,
+                timeout_s=p.symbol_timeout_s, retries=p.symbol_retries, force=p.force,
+                on_coin=lambda o: ctx.log.info("%s: %s %s", o.symbol, o.state, o.why),
+            )  # fmt: skip
+            coins = {o.symbol: {"state": o.state, "why": o.why, **o.figures} for o in outcomes}
+        seconds = time.monotonic() - began
+        passed = sum(1 for c in coins.values() if c.get("passed"))
+        return StepResult.ok(f"{len(coins)} heads in {seconds:.1f} s; {passed} passed the after-cost gate",
+                             {"coins": coins}, outputs=TrainOut(coins=coins, seconds=seconds))  # fmt: skip
+
+
+@register
+class EngineSummary(Step):
+    name = "engine-summary"
+    Params = EngineParams
+    retryable = False
+
+    def plan(self, ctx: StepContext) -> str:
+        return "write the run's status and engine summary; champions only for heads that passed"
+
+    def run(self, ctx: StepContext) -> StepResult:
+        trained = ctx.output_of("engine-train", TrainOut)
+        data = ctx.output_of("engine-data", DataOut)
+        encoder = ctx.output_of("engine-encoder", EncoderOut)
+        coins = dict(trained.coins) if trained else {}
+        champions = sorted(s for s, c in coins.items() if c.get("passed"))
+        failed = sorted(s for s, c in coins.items() if c.get("state") == "failed")
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        table = {
+            "coins": coins,
+            "skipped": dict(data.skipped) if data else {},
+            "champions": champions,
+            "failed": failed,
+            "encoder": encoder.hash if encoder else "",
+            "train_seconds": trained.seconds if trained else 0.0,
+        }
+        path = work.write_summary(ctx.resources, ctx.run_id, stamp, table)
+        line = f"{len(champions)} of {len(coins)} heads became champion ({len(failed)} failed); summary {path}"
+        if not champions:
+            return StepResult.failed(f"gate failed: no head earned after costs against its baselines; {line}",
+                                     {**table, "exit_code": EXIT_GATE})  # fmt: skip
+        return StepResult.ok(line, table)

@@ -1,0 +1,92 @@
+"""`console infra deploy | diff | show | destroy` on the sandbox (moto over HTTP), driven as an
+operator drives it, and the template itself: cfn-lint clean and least privilege."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from remote.infra import TEMPLATE
+from tests.e2e_support import CONSOLE, console_env
+
+
+def test_the_template_is_cfn_lint_clean_and_least_privilege() -> None:
+    from cfnlint.api import lint_file
+
+    assert [str(m) for m in lint_file(TEMPLATE)] == []
+    resources = json.loads(TEMPLATE.read_text())["Resources"]
+    bucket = resources["TrainingBucket"]["Properties"]
+    assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+    assert set(bucket["PublicAccessBlockConfiguration"].values()) == {True}
+    assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}
+    role = resources["SageMakerExecutionRole"]["Properties"]
+    assert [s["Principal"] for s in role["AssumeRolePolicyDocument"]["Statement"]] == [
+        {"Service": "sagemaker.amazonaws.com"}]  # fmt: skip
+    assert "ManagedPolicyArns" not in role  # moto drops them: inline and customer-managed policies only
+    statements = resources["TrainingPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    star = sorted(a for s in statements if s["Resource"] == "*" for a in s["Action"])
+    assert star == ["ecr:GetAuthorizationToken", "sagemaker:ListTrainingJobs"]  # neither can be scoped
+    jobs = next(s for s in statements if s["Sid"] == "OurTrainingJobs")
+    assert jobs["Resource"]["Fn::Sub"].endswith(":training-job/train-*")
+    passing = next(s for s in statements if s["Action"] == ["iam:PassRole"])
+    assert passing["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+
+
+@pytest.mark.slow
+def test_deploy_is_idempotent_prints_the_env_lines_and_destroy_keeps_the_bucket(tmp_path) -> None:
+    from remote.providers.aws_client import make_client
+    from remote.sandbox.endpoints import SandboxEndpoints
+
+    env = console_env(tmp_path / "home", tmp_path / "state")
+
+    def console(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*CONSOLE, "infra", *args], env={**env, **extra}, capture_output=True, text=True,
+                              timeout=180)  # fmt: skip
+
+    try:
+        missing = console("deploy", TRAINING_USER_NAME="ai-trading-bot")
+        assert missing.returncode == 2 and missing.stderr.count("\n") == 1, missing.stderr
+        assert "IAM user 'ai-trading-bot' (TRAINING_USER_NAME) does not exist" in missing.stderr
+        target = SandboxEndpoints.read(tmp_path / "state").aws_target()
+        cf, iam = make_client("cloudformation", target), make_client("iam", target)
+        assert cf.describe_stacks()["Stacks"] == []  # nothing half-made
+
+        iam.create_user(UserName="ai-trading-bot")
+        created = console("deploy", "--json", TRAINING_USER_NAME="ai-trading-bot")
+        assert created.returncode == 0, created.stderr
+        first = json.loads(created.stdout)
+        assert first["action"] == "created" and len(first["changes"]) == 4
+        assert [line.split("=")[0] for line in first["env"]] == [
+            "SAGEMAKER_ROLE_ARN", "SAGEMAKER_S3_BUCKET", "AWS_REGION", "SAGEMAKER_DOCKER_IMAGE"]  # fmt: skip
+        attached = iam.list_attached_user_policies(UserName="ai-trading-bot")["AttachedPolicies"]
+        assert [p["PolicyArn"] for p in attached] == [first["policy_arn"]]
+        s3 = make_client("s3", target)
+        rules = s3.get_bucket_encryption(Bucket=first["bucket"])["ServerSideEncryptionConfiguration"]["Rules"]
+        assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+        role = iam.get_role(RoleName=first["role_arn"].rsplit("/", 1)[1])["Role"]
+        assert "sagemaker.amazonaws.com" in json.dumps(role["AssumeRolePolicyDocument"])
+        assert make_client("ecr", target).describe_repositories()["repositories"][0]["repositoryUri"] == \
+            first["image_repository"]  # fmt: skip
+
+        again = console("deploy", "--json", TRAINING_USER_NAME="ai-trading-bot")
+        assert json.loads(again.stdout)["action"] == "unchanged"
+        assert console("diff", TRAINING_USER_NAME="ai-trading-bot").stdout.strip() == \
+            "stack retrain-console-training: no changes"  # fmt: skip
+        planned = console("diff", "--json")
+        assert json.loads(planned.stdout)["changes"] == ["~ parameter TrainingUserName: 'ai-trading-bot' -> ''"]
+        updated = console("deploy", "--json")  # a change: a change set, executed
+        assert json.loads(updated.stdout)["action"] == "updated", updated.stderr
+
+        shown = console("show")
+        assert shown.returncode == 0 and f"SAGEMAKER_S3_BUCKET={first['bucket']}" in shown.stdout
+
+        gone = console("destroy", "--json")
+        assert json.loads(gone.stdout) == {"stack": "retrain-console-training", "deleted": True,
+                                           "kept": ["the training bucket", "the image repository"]}  # fmt: skip
+        s3.head_bucket(Bucket=first["bucket"])  # kept: it holds the models
+        nothing = console("show")
+        assert nothing.returncode == 2 and "run `console infra deploy`" in nothing.stderr
+    finally:
+        subprocess.run([*CONSOLE, "sandbox", "down"], env=env, capture_output=True, timeout=60)
