@@ -293,3 +293,13 @@ def step_remaining_s(
     # The policy the engine recorded with the run (and with this attempt): never the checklist file.
     timeout = float(step.policy.get("timeout_s", 0) or 0) or default_timeout_s
     return max(0.0, (step.started_at or now) + timeout - now)
+
+
+def batch_job_costs(store: StateStore, run_id: str) -> dict[str, float]:
+    """Estimated dollars of each AWS Batch job of ``run_id``: the latest ``batch.cost`` event the
+    watchdog recorded per job (vCPU-seconds at the spot estimate; `remote.providers.batch_jobs`)."""
+    latest: dict[str, float] = {}
+    for event in store.events(run_id):
+        if event.kind == "batch.cost":
+            latest[str(event.data.get("job_id"))] = float(event.data.get("estimated_usd") or 0.0)
+    return latest

@@ -187,6 +187,21 @@ class Resources:
             creds = AwsCredentials(s.aws_access_key_id.get_secret_value(), s.aws_secret_access_key.get_secret_value())
         return AwsTarget(s.aws_region, s.aws_endpoint_url, creds)
 
+    def job_views(self) -> list[Any]:
+        """Live AWS Batch jobs of ours in the batch backend's queue (`remote.providers.batch_jobs`);
+        the sandbox is never started for it (a stopped sandbox runs no job)."""
+        from remote.providers.batch_jobs import list_batch_jobs
+
+        target = self.sandbox(start=False).aws_target() if self.sandboxed else self.aws_target()
+        queue = str(self.settings.backends.get("batch", {}).get("queue") or "rc-engine")
+        return list_batch_jobs(target, [queue])
+
+    def terminate_job(self, job_id: str, reason: str) -> None:
+        from remote.providers.batch_jobs import terminate_batch_job
+
+        target = self.sandbox(start=False).aws_target() if self.sandboxed else self.aws_target()
+        terminate_batch_job(target, job_id, reason)
+
     def _static_provider(self) -> "Provider":
         from remote.providers.static import StaticHost, StaticHostProvider
 

@@ -1,6 +1,7 @@
 """Three-way feature alignment: the training feature file, the runtime builder on freshly
 fetched candles, and the model checkpoint must name the same features, in the same order,
-with the same count and the same feature hash.
+with the same count and the same feature hash -- and the runtime builder's values must
+match the training file's for the same timestamps (`runtime_checks.skew`).
 
 On a mismatch the result shows the counts side by side and, for each source, the names
 that are missing, extra or moved compared with the training feature file.
@@ -19,14 +20,17 @@ from runtime_checks import models
 from runtime_checks.checks import ALIGNMENT, CheckResult
 from runtime_checks.errors import CheckInputError
 from runtime_checks.inputs import CandleSource, FeatureBuilder, fresh_candles, granularity_of
+from runtime_checks.skew import skew_problem, value_skew
 
 NOT_FEATURES = ("timestamp", "open", "high", "low", "close", "volume", "session", "volatility_regime")
-DEFAULT_FETCH_BARS = 9000
-"""One-minute candles the dry run fetches: the slowest feature's warm-up (1h MACD: about 35
-hours, ~2,100 bars) plus about 4.8 days to judge on -- some 460 non-overlapping samples at a
-15-minute horizon, where 900 bars gave only 60, too few for the gate to judge at all."""
-ALIGNMENT_BARS = 600
-"""Alignment compares names only: a short fetch is enough (the builder names every column)."""
+DEFAULT_FETCH_BARS = 11_500
+"""One-minute candles the dry run fetches: the live path's settling (twice the slowest
+feature's look-back, the 1h MACD's 36 hours: 4,320 bars; `runtime_checks.inputs`) plus
+about five days to judge on -- some 480 non-overlapping samples at a 15-minute horizon."""
+ALIGNMENT_BARS = 5_000
+"""Candles the alignment check fetches: enough for the live path to settle (twice the
+slowest look-back: 4,320 one-minute bars for the 1h MACD) and leave rows to compare with
+the training file on values (`runtime_checks.skew`)."""
 
 
 @dataclass(frozen=True)
@@ -150,7 +154,26 @@ def check_symbol_alignment(
     built = builder.build(symbol, frame)
     result = compare(symbol, (training.names, training.hash), (feature_columns(built), builder.spec(symbol).hash),
                      (info.feature_names, info.feature_hash, info.input_size))  # fmt: skip
-    return result
+    if not result.passed:
+        return result
+    return with_value_skew(result, value_skew(built, training.path, training.names))
+
+
+def with_value_skew(result: CheckResult, skew: dict) -> CheckResult:
+    """The names-and-hashes verdict extended by the values (`runtime_checks.skew`)."""
+    problem = skew_problem(skew)
+    figures = {**result.figures, "value_rows_compared": skew["compared_rows"], "value_rows_skewed": skew["skewed_rows"],
+               "value_worst_sd": skew.get("worst_sd"), "aligned": result.passed and problem is None}  # fmt: skip
+    details = {**result.details, "value_skew": skew}
+    if problem is not None:
+        details["problems"] = [*details.get("problems", []), problem]
+        return ALIGNMENT.result(result.symbol, False, f"{result.symbol}: misaligned: {problem}", figures, details)
+    if skew["compared_rows"]:
+        note = (f"; values agree within {skew['tolerance_sd']:g} sd on {skew['compared_rows']} rows "
+                f"({skew['first']}..{skew['last']}, worst {skew['worst_sd']:.2g} sd)")  # fmt: skip
+    else:
+        note = "; values not compared (no recent row in common with the training file: rebuild features to compare)"
+    return ALIGNMENT.result(result.symbol, True, result.summary + note, figures, details)
 
 
 def _names(items: Sequence[str], limit: int = 8) -> str:

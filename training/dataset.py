@@ -6,7 +6,9 @@ Nothing here copies the data once per window. The scaled feature matrix is held 
 device the matrix lives). ``windows_view`` gives the same windows as a zero-copy strided
 view for NumPy callers.
 
-Labels: sample ``t`` is "up" (1) when ``close[t + horizon] > close[t]``, else 0.
+Labels: sample ``t`` is "up" (1) when ``close[t + horizon] > close[t]``, else 0, and ``t`` is
+a sample only when its window and its label's ``horizon`` bars are consecutive in time
+(`training.features.gaps.time_contiguous`): nothing is labelled across a hole.
 
 Split: chronological train | gap | validation | gap | test [| holdout], where each gap (the purge)
 is ``horizon + longest_feature_window`` samples, so no validation or test window sees a
@@ -24,6 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from training.errors import FeatureFileProblem, FeatureHashMismatch, NonFiniteValues, NotEnoughData
+from training.features.gaps import time_contiguous
 from training.features.io import FeatureFileError, feature_hash, read_feature_file
 
 MIN_SAMPLES_PER_PART = 16
@@ -202,6 +205,14 @@ def load_symbol_dataset(
     if spec.horizon >= rows:
         raise NotEnoughData(f"label horizon {spec.horizon} is longer than the data ({rows} rows in {path})")
     train_ends, val_ends, test_ends = split_ends(rows, spec, where=str(path))
+    if "timestamp" in frame:
+        # In time, not rows (training.features.gaps): a window across a hole is no sample,
+        # and a label is the close exactly ``horizon`` bars later in time, or none.
+        in_time = time_contiguous(frame["timestamp"], spec.window - 1, spec.horizon)
+        train_ends, val_ends, test_ends = (e[in_time[e]] for e in (train_ends, val_ends, test_ends))
+        if min(len(val_ends), len(test_ends), len(train_ends)) < MIN_SAMPLES_PER_PART:
+            raise NotEnoughData(f"{path} has too few windows without a gap in time in some part "
+                                f"({len(train_ends)}/{len(val_ends)}/{len(test_ends)}); fetch more history")  # fmt: skip
     scaler = Scaler.fit(raw[: train_ends[-1] + 1])
     future_close = np.concatenate([close[spec.horizon :], np.full(spec.horizon, np.nan)])
     with np.errstate(invalid="ignore"):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import click
@@ -36,6 +38,7 @@ def up_cmd(app: App, json_out: bool) -> None:
                     "region": endpoints.region,
                     "market_mode": endpoints.market_mode,
                     "market_seed": endpoints.market_seed,
+                    "market_clock_shift_s": endpoints.market_clock_shift_s,
                 }
             )
         )
@@ -46,6 +49,9 @@ def up_cmd(app: App, json_out: bool) -> None:
         f"  market simulator: {endpoints.market_url or 'not available'}"
         + (f"  ({endpoints.market_mode} market, seed {endpoints.market_seed})" if endpoints.market_url else "")
     )
+    if endpoints.market_url:
+        market_now = datetime.fromtimestamp(time.time() - endpoints.market_clock_shift_s, timezone.utc)
+        click.echo(f"  market clock:     simulated {market_now:%Y-%m-%d %H:%M} UTC, served on the wall clock")
 
 
 @sandbox_group.command("down")

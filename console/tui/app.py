@@ -11,21 +11,25 @@ service, in a worker.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from textual import work
 from textual.app import SystemCommand
 from textual.binding import Binding
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable
 from textual.worker import Worker, WorkerState
 
+from console.state import StepRecord
 from console.tui.figures import one_line
 from console.tui.guarded import run_cost, store_live_approver, terminate_cost
 from console.tui.messages import DriveFinished, EngineNotice, while_on_screen
 from console.tui.modals import ConfirmModal, QuitModal, ReasonModal, RunPicker
 from console.tui.panes import ChecklistPane
 from console.tui.policy import PALETTE, finished
+from console.tui.proposal import DEFAULT_CHECKLIST, ChecklistPicker, Proposal, checklist_choices
 from console.tui.viewer import Opener, RunViewer
 
 if TYPE_CHECKING:  # the engine and the checklist load after the first frame, in workers
@@ -33,6 +37,14 @@ if TYPE_CHECKING:  # the engine and the checklist load after the first frame, in
     from console.checklist.spec import ChecklistSpec
 
 __all__ = ["OperatorApp", "Opener"]
+
+
+class ProposalLoaded(Message):
+    """A checklist proposed with no run was loaded and planned (or could not be)."""
+
+    def __init__(self, proposal: Proposal | None, error: str | None) -> None:
+        super().__init__()
+        self.proposal, self.error = proposal, error
 
 
 class OperatorApp(RunViewer):
@@ -48,8 +60,97 @@ class OperatorApp(RunViewer):
         Binding("L", "go_live", "Go live"),
         Binding("i", "details", "Details"),
         Binding("o", "pick_run", "Runs"),
+        Binding("c", "pick_checklist", "Checklists"),
         Binding("q", "quit", "Quit"),
     ]
+
+    proposal: Proposal | None = None
+    """With no run: the checklist planned on screen, started by ``a``."""
+    proposal_choice: str = DEFAULT_CHECKLIST
+    _proposal_error: str | None = None
+
+    # -- with no run: a proposal --------------------------------------------------------------
+
+    def follow_run(self, run_id: str | None) -> None:
+        super().follow_run(run_id)
+        self.proposal, self._proposal_error = None, None
+        if self.run_id is None:
+            self.propose(self.proposal_choice)
+
+    @work(thread=True, group="proposal", exclusive=True, exit_on_error=False)
+    def propose(self, choice: str) -> None:
+        """Load and plan ``choice`` off the UI thread (loading a checklist imports every step)."""
+        from console.checklist.engine import Engine
+        from console.steps import load_checklist
+
+        try:
+            spec = load_checklist(choice, profile=self.settings.profile)
+            engine = Engine(self.settings, self.store, resources=self.resources)
+            plan = tuple((s.name, s.step, text) for s, text in engine.plan(spec))
+            self.post_message(ProposalLoaded(Proposal(choice, spec, plan), None))
+        except Exception as exc:  # noqa: BLE001 - shown on the plan line; another can be picked
+            self.post_message(ProposalLoaded(None, f"{choice}: {one_line(exc)}"))
+
+    @while_on_screen
+    def on_proposal_loaded(self, message: ProposalLoaded) -> None:
+        if self.run_id is not None:
+            return  # a run was opened meanwhile
+        self.proposal, self._proposal_error = message.proposal, message.error
+        if message.error:
+            self.notify(f"could not plan {message.error}", severity="error")
+        self._redraw()
+
+    def _steps_shown(self) -> Sequence[StepRecord]:
+        if self.run_id is None and self.proposal is not None:
+            return self.proposal.rows()
+        return super()._steps_shown()
+
+    def _proposed(self) -> str | None:
+        return self.proposal.spec.name if self.run_id is None and self.proposal is not None else None
+
+    def action_pick_checklist(self) -> None:
+        if not self._allowed("pick_checklist"):
+            return
+        dirs = [Path.cwd() / "checklists", self.settings.state_dir / "checklists"]
+
+        def picked(choice: str | None) -> None:
+            if choice:
+                self.proposal_choice = choice
+                self.follow_run(None)
+
+        self.push_screen(ChecklistPicker(checklist_choices(dirs)), picked)
+
+    def _start_proposal(self) -> None:
+        proposal = self.proposal
+        assert proposal is not None
+        names = [name for name, _, _ in proposal.plan]
+        instance_type = str(proposal.spec.params.get("instance_type") or self.settings.cloud.instance_type)
+        cost = run_cost(names, settings=self.settings, instance_type=instance_type, active=[])
+
+        def answered(yes: bool | None) -> None:
+            if yes and self.run_id is None and not self.driving:
+                self.driving = True
+                self.refresh_bindings()
+                self.start_checklist(proposal)
+
+        self.push_screen(ConfirmModal(f"Start {proposal.spec.name}: all {len(names)} steps", cost, "Start"), answered)
+
+    @work(thread=True, group="engine", exclusive=True, exit_on_error=False)
+    def start_checklist(self, proposal: Proposal) -> None:
+        """Create the run (or take up the checklist's unfinished one), show it, and drive it."""
+        from console.checklist.engine import Engine
+
+        engine = Engine(self.settings, self.store, listener=self._listen, resources=self.resources)
+        self._engine = engine
+        existing = engine.find_resumable(proposal.spec)
+        run_id = existing.id if existing is not None else engine.create_run(proposal.spec)
+        self.call_from_thread(self._show_started, run_id, proposal.spec)
+        self.post_message(DriveFinished(engine.drive(run_id, proposal.spec)))
+
+    def _show_started(self, run_id: str, spec: ChecklistSpec) -> None:
+        self.follow_run(run_id)
+        self.spec = spec
+        self._draw_header()
 
     # -- actions -------------------------------------------------------------------------------
 
@@ -61,6 +162,9 @@ class OperatorApp(RunViewer):
 
     def action_run_all(self) -> None:
         if not self._allowed("run_all"):
+            return
+        if self.run_id is None:
+            self._start_proposal()
             return
         names = [s.name for s in self.snapshot.steps if not finished(s.state)]  # type: ignore[union-attr]
         self._confirm_drive(f"Run all {len(names)} unfinished steps", names, {}, "Run all")

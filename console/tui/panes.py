@@ -109,7 +109,7 @@ class ChecklistPane(Vertical):
         step = self.selected
         plan = self.query_one("#plan", Static)
         if step is None:
-            plan.update("no run: press o to pick a recent run, or start one with `console tui --checklist NAME`")
+            plan.update("no run: c picks a checklist to start, o a recent run to follow")
             return
         text = Text.assemble(("plan: ", "bold"), step.plan or step.name)
         if self.show_details:

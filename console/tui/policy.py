@@ -27,6 +27,7 @@ PALETTE: tuple[tuple[str, str, str], ...] = (
     ("go_live", "Go live", "Only with a valid gate pass (asks first)"),
     ("details", "Show or hide step details", "The selected step's result and details"),
     ("pick_run", "Follow a recent run", "Pick a run to follow"),
+    ("pick_checklist", "Start a checklist", "Pick a shipped (or your own) checklist, see its plan, start it with a"),
     ("quit", "Quit", "Leave; asks what to do with a running instance"),
 )
 """(action, title, what it does) for every action the command palette offers."""
@@ -56,6 +57,8 @@ class View:
     active_instances: Sequence[InstanceRecord]
     gate_passed: bool
     gate_reason: str
+    proposal: str | None = None
+    """With no run: the checklist whose plan is shown, ready to start with ``a``."""
 
 
 def refusal(action: str, view: View) -> str | None:
@@ -65,7 +68,11 @@ def refusal(action: str, view: View) -> str | None:
     run = view.run
     if action in DRIVING_ACTIONS:
         if run is None:
-            return "no run: press o to pick one"
+            if view.proposal and action == "run_all" and not view.driving:
+                return None
+            if view.proposal:
+                return f"no run yet: press a to start {view.proposal}"
+            return "no run: press c to pick a checklist, o to follow a run"
         if not view.spec_loaded:
             if view.spec_error:
                 return f"following only: {view.spec_error}"
@@ -82,6 +89,8 @@ def refusal(action: str, view: View) -> str | None:
         if action == "skip" and (selected is None or finished(selected.state)):
             return "select an unfinished step to skip"
         return None
+    if action == "pick_checklist":
+        return "a step is running in this console" if view.driving else None
     if action == "cancel_step":
         return None if view.driving else "no step is running in this console"
     if action == "terminate":
@@ -93,6 +102,10 @@ def refusal(action: str, view: View) -> str | None:
 
 def why_line(view: View) -> str:
     """The line under the panes: why going live and running are refused, when they are."""
+    if view.run is None and view.proposal and not view.driving:
+        return (
+            f"no run yet · a: start {view.proposal} (its plan is above) · c: pick another checklist · o: follow a run"
+        )
     reasons = []
     for action, label in (("go_live", "go live"), ("run_next", "run")):
         why = refusal(action, view)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, Self
+from typing import TYPE_CHECKING, Any, Callable, Self, Sequence
 
 from textual import work
 from textual.app import App, ComposeResult
@@ -26,7 +26,7 @@ from textual.widgets import DataTable, Static
 from textual.worker import get_current_worker
 
 from console.errors import ConsoleError
-from console.state import InstanceRecord, StateStore
+from console.state import InstanceRecord, StateStore, StepRecord
 from console.tui.feed import (
     GateVerifier,
     RunFeed,
@@ -361,11 +361,15 @@ class RunViewer(App[None]):
         snap = self.snapshot
         if not self._host_reading_applies() and self.gpu_event is None:
             self._main.query_one(GpuPane).show(None, sandbox=False)  # a real instance and no reading of it yet
-        self._main.query_one(ChecklistPane).show(snap.steps if snap else [], now)
+        self._main.query_one(ChecklistPane).show(self._steps_shown(), now)
         self._main.query_one(CostPane).show(snap.cost if snap else None, budget_usd=self.settings.budget.run_usd)
         self._draw_header()
         self._set_text("#why", self._why())
         self.refresh_bindings()
+
+    def _steps_shown(self) -> Sequence[StepRecord]:
+        """The rows of the checklist pane: the run's steps (`OperatorApp` adds a proposal)."""
+        return self.snapshot.steps if self.snapshot else []
 
     def _set_text(self, selector: str, text: str) -> None:
         """Update a one-line Static only when its text changes (an idle screen then costs nothing)."""
@@ -389,6 +393,8 @@ class RunViewer(App[None]):
         )
         if run is None:
             parts += ["no run", watchdog]
+            if view is not None and view.running is False:
+                parts.append("the watchdog ends instances a run forgot; start it: console watchdog start")
         else:
             parts += [f"run {run.id} ({run.checklist}, {run.status})", watchdog]
             if self.driving:
@@ -425,7 +431,12 @@ class RunViewer(App[None]):
             active_instances=self._active_instances(),
             gate_passed=self.gate.passed,
             gate_reason=self.gate.reason,
+            proposal=self._proposed(),
         )
+
+    def _proposed(self) -> str | None:
+        """The checklist proposed with no run (`OperatorApp`); a viewer proposes nothing."""
+        return None
 
     def _refusal(self, action: str) -> str | None:
         """Why ``action`` cannot be done now (one line), or None when it can."""

@@ -31,6 +31,7 @@ from console.notify import EventRelay, Notifier
 from console.redact import redact
 from console.resources import Resources
 from console.state import RunRecord, StateStore
+from console.watchdog.batch import watch_jobs
 from console.watchdog.readings import Readings, default_readings
 from console.watchdog.rules import IDLE_GPU_PCT, Facts, Verdict, first_rule, max_runtime_minutes, models_pending_upload
 from remote.errors import InstanceNotFound, RemoteError
@@ -130,6 +131,7 @@ class Watchdog:
         for verdict in verdicts:
             self._enforce(instances, verdict, report)
         self._settle_vanished(provider, {i.id for i in live})
+        report.verdicts += watch_jobs(self, report, now)  # Batch jobs: the same rules (console.watchdog.batch)
         with contextlib.suppress(Exception):  # notifications never stop the watchdog
             self.relay.pump()
         self._finish(report)

@@ -17,7 +17,7 @@ else) and runs arrays (`RUNS_ARRAYS`).
               champions and roster rebuilt from the verdicts, uploaded to the store as a version
     release   nothing: Batch holds the machines (``()``)
 
-Settings (``[backends.batch]``): ``bucket``, ``queue`` (rc-engine), ``compute_environment``,
+Settings (``[backends.batch]``): ``bucket`` (else the artifact store's), ``queue`` (rc-engine), ``compute_environment``,
 ``job_definition``, ``image``, ``max_vcpus`` (16), ``vcpus`` per child (1), ``memory_mb`` (2048),
 ``features_dir`` and ``encoder_dir`` when the spec names no inputs, ``poll_s`` (1.0).
 """
@@ -85,7 +85,8 @@ class BatchBackend:
             raise ProviderError("the batch backend needs AWS (or the sandbox's moto); none is configured")
         self.context = context
         self.options = dict(context.options)
-        self.bucket = str(self.options.get("bucket") or "")
+        # Its own bucket, else the artifact store's (the sandbox profile has one).
+        self.bucket = str(self.options.get("bucket") or getattr(context.store, "bucket", "") or "")
         self.queue = str(self.options.get("queue") or "rc-engine")
         self.environment = str(self.options.get("compute_environment") or "rc-engine-spot")
         self.definition = str(self.options.get("job_definition") or "rc-engine-child")

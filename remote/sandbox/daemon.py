@@ -241,6 +241,7 @@ async def _serve(paths: SandboxPaths, args: argparse.Namespace, shutdown: Shutdo
         market_url=market.url if market else None,
         market_mode=args.market_mode,
         market_seed=args.market_seed,
+        market_clock_shift_s=market.clock_shift_s if market else 0,
     )
     publish({})
     log.info("sandbox up in %.2fs: moto %s, market %s", time.monotonic() - started, moto_url, base["market_url"])
@@ -276,7 +277,24 @@ def _start_market(args: argparse.Namespace) -> Any:
     except ImportError:  # the market simulator lands separately; the cloud half works without it
         log.warning("remote.sandbox.market is not importable; no market simulator")
         return None
-    return MarketSimulator(seed=args.market_seed, mode=args.market_mode, host="127.0.0.1", port=0).start()
+    from remote.sandbox.market import clock_shift_for
+
+    shift = clock_shift_for(_market_started_at(SandboxPaths.under(args.state_dir)))
+    return MarketSimulator(
+        seed=args.market_seed, mode=args.market_mode, host="127.0.0.1", port=0, clock_shift_s=shift
+    ).start()
+
+
+def _market_started_at(paths: SandboxPaths) -> float:
+    """When this state directory's market started (unix seconds), recorded the first time:
+    a restarted daemon carries the same market on instead of starting it over."""
+    record = paths.root / "market-clock.json"
+    try:
+        return float(json.loads(record.read_text())["started_at"])
+    except (OSError, ValueError, KeyError, TypeError):
+        started = time.time()
+        _write_json(record, {"started_at": started})
+        return started
 
 
 class _FrontedMotoServer:

@@ -89,6 +89,8 @@ class SandboxEndpoints:
     price_source: str = "sandbox table"
     market_mode: str = "structured"
     market_seed: int = 7
+    market_clock_shift_s: int = 0
+    """Wall time minus market time (`remote.sandbox.market.clock_shift_for`)."""
 
     @classmethod
     def read(cls, state_dir: Path) -> "SandboxEndpoints":
@@ -103,6 +105,7 @@ class SandboxEndpoints:
             doc.get("price_source", "sandbox table"),
             str(doc.get("market_mode", "structured")),
             int(doc.get("market_seed", 7)),
+            int(doc.get("market_clock_shift_s", 0)),
         )
 
     # --- SSH endpoints ----------------------------------------------------------------

@@ -3,6 +3,12 @@
 The HTTP server that serves it (Coinbase and CoinGecko shapes) is `remote.sandbox.market_server`.
 
 The simulator's "now" is the wall clock: it serves candles up to the last closed minute.
+Which minutes of the price process it serves is anchored: a sandbox started at wall time
+``S`` serves, as wall minute ``T``, the process's minute ``T - clock_shift_for(S)``, so its
+first "now" is always `MARKET_ANCHOR` (2026-11-23 00:00 UTC of the process) and ``days =
+30`` means the same 30 simulated days on any machine, any day; the market then advances in
+real time from there. Served timestamps stay on the wall clock, so the console's own clock,
+fetch windows and live checks need nothing special.
 
 The price process
 -----------------
@@ -56,17 +62,22 @@ import pandas as pd
 
 EPOCH = int(datetime(2015, 1, 1, tzinfo=timezone.utc).timestamp())
 DAY = 86_400
-BLOCK_MINUTES = 360
-BLOCKS_PER_DAY = 4
+BLOCK_MINUTES = 120
+BLOCKS_PER_DAY = 12
 MAX_DAYS = 40 * 366  # the process is defined from 2015 to about 2055
 GRANULARITIES = (60, 300, 900, 3600)
 MAX_CANDLES = 300
+MARKET_ANCHOR = int(datetime(2026, 11, 23, tzinfo=timezone.utc).timestamp())
+"""The process time a fresh sandbox's market starts at, whatever the seed and the date."""
 
 REGIMES = ("calm", "trending", "choppy", "panic")
 _SIGMA = np.array([0.00035, 0.00035, 0.00070, 0.00180])
-_DRIFT = np.array([0.0, 0.25, 0.0, 0.12])
+_DRIFT = np.array([0.0, 0.40, 0.0, 0.12])
 _THETA = np.array([0.03, 0.10, -0.12, 0.08])
 _TREND_PERSIST = 0.5
+SPIKE_RATE = 0.03
+SPIKE_SIZE = (3.0, 6.0)
+SPIKE_REVERT = 3
 _VOLUME_X = np.array([0.7, 1.1, 1.0, 2.5])
 # Rows: from-regime; columns: to-regime (6-hour blocks).
 _TRANSITIONS = np.array(
@@ -104,6 +115,12 @@ COINS: dict[str, Coin] = {
     )
 }
 _BY_GECKO_ID = {c.coingecko_id: c for c in COINS.values()}
+
+
+def clock_shift_for(started_at: float) -> int:
+    """Wall time minus market time for a sandbox started at ``started_at`` (unix seconds):
+    whole minutes, so that the started minute serves the process's `MARKET_ANCHOR`."""
+    return int(started_at) // 60 * 60 - MARKET_ANCHOR
 
 
 def _seed_words(seed: int, product_id: str, mode: str, *more: int) -> list[int]:
@@ -220,12 +237,16 @@ def generate_minutes(
     wick = np.empty((n, 2, 1440))
     vol_noise = np.empty((n, 1440))
     trade_u = np.empty((n, 1440))
+    spike_u = np.empty((n, 1440))
+    spike_size = np.empty((n, 1440))
     for i, d in enumerate(days):  # one generator per day: same day, same numbers, always
         rng = np.random.default_rng(_seed_words(seed, product_id, mode, int(d)))
         e[i] = rng.standard_normal(1440)
         wick[i] = np.abs(rng.standard_normal((2, 1440)))
         vol_noise[i] = rng.lognormal(0.0, 0.5, 1440)
         trade_u[i] = rng.random(1440)
+        spike_u[i] = rng.random(1440)
+        spike_size[i] = rng.uniform(SPIKE_SIZE[0], SPIKE_SIZE[1], 1440) * np.sign(e[i])
     blocks = days[:, None] * BLOCKS_PER_DAY + (np.arange(1440) // BLOCK_MINUTES)[None, :]
     regime = path.regime[blocks]
     structured = mode == "structured"
@@ -234,6 +255,9 @@ def generate_minutes(
     drift = _DRIFT[regime] * path.sign[blocks] if structured else np.zeros_like(sigma)
     e_prev = np.concatenate([np.zeros((n, 1)), e[:, :-1]], axis=1)
     r = sigma * (e + theta * e_prev + drift)
+    spike = np.zeros_like(r)
+    if structured:
+        r, spike = _add_spikes(r, sigma, spike_u, spike_size)
     # Pin each day to its day-level total so levels never depend on the range asked. The
     # correction is the Gaussian bridge: each minute takes the share cov(r_t, S) / var(S)
     # of the gap, which keeps the minute returns distributed as before (no hidden drift).
@@ -250,7 +274,7 @@ def generate_minutes(
     open_ = np.exp(log_close - r)
     high = np.maximum(open_, close) * np.exp(0.6 * sigma * wick[:, 0])
     low = np.minimum(open_, close) * np.exp(-0.6 * sigma * wick[:, 1])
-    activity = _VOLUME_SEASON[None, :] * _VOLUME_X[regime] * (0.5 + 0.7 * np.abs(e))
+    activity = _VOLUME_SEASON[None, :] * _VOLUME_X[regime] * (0.5 + 0.7 * np.abs(e) + 0.5 * spike)
     volume = coin.base_volume * activity * vol_noise * path.day_volume_noise[days][:, None]
     traded = trade_u >= coin.missing_rate * _QUIET[None, :] / np.maximum(_VOLUME_X[regime], 0.7)
     times = (EPOCH + days[:, None] * DAY + np.arange(1440)[None, :] * 60).astype(np.int64)
@@ -266,6 +290,21 @@ def generate_minutes(
 
 
 _FIELDS = ("time", "open", "high", "low", "close", "volume")
+
+
+def _add_spikes(r: np.ndarray, sigma: np.ndarray, u: np.ndarray, size: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Liquidity spikes: in a share `SPIKE_RATE` of minutes a market order sweeps the book
+    (a move of ``size`` volatilities, on heavy volume) and the price gives it back evenly
+    over the next `SPIKE_REVERT` minutes. Each spike and its reversal sum to zero inside
+    the day, so the day's total (and the pinning below) is untouched. Returns the returns
+    and each minute's spike size in volatilities (for the volume)."""
+    n = r.shape[1]
+    at = (u < SPIKE_RATE) & (np.arange(n)[None, :] < n - SPIKE_REVERT)
+    jump = np.where(at, size * sigma, 0.0)
+    out = r + jump
+    for k in range(1, SPIKE_REVERT + 1):
+        out[:, k:] -= jump[:, :-k] / SPIKE_REVERT
+    return out, np.abs(np.where(at, size, 0.0))
 
 
 def aggregate(minutes: dict[str, np.ndarray], granularity: int) -> dict[str, np.ndarray]:
@@ -320,11 +359,19 @@ def fundamentals_at(
     off_midnight = (times - EPOCH) % DAY != 0
     if off_midnight.any():
         t = times[off_midnight]
-        minutes = generate_minutes(product_id, int(t.min()) - 3 * 3600, int(t.max()), seed=seed, mode=mode)
-        idx = np.searchsorted(minutes["time"], t - 60, side="right") - 1
-        ok = idx >= 0
         sub = price[off_midnight]
-        sub[ok] = minutes["close"][idx[ok]]
+        days_of = t // DAY
+        # Dense points (hourly) from one range of minutes; sparse ones (daily over years,
+        # as a clock-shifted sandbox asks) one day at a time.
+        dense = len(np.unique(days_of)) * 2 >= (int(t.max()) - int(t.min())) // DAY + 1
+        for mask in [np.ones(len(t), dtype=bool)] if dense else [days_of == d for d in np.unique(days_of)]:
+            g = t[mask]
+            minutes = generate_minutes(product_id, int(g.min()) - 3 * 3600, int(g.max()), seed=seed, mode=mode)
+            idx = np.searchsorted(minutes["time"], g - 60, side="right") - 1
+            ok = idx >= 0
+            part = sub[mask]
+            part[ok] = minutes["close"][idx[ok]]
+            sub[mask] = part
         price[off_midnight] = sub
     supply = coin.supply * (1.0 + 0.00005 * day)  # slow issuance
     volume_usd = coin.base_volume * 1440 * 40 * price * path.day_volume_noise[np.maximum(day - 1, 0)]

@@ -116,8 +116,14 @@ class MarketSimulator:
         require_api_key: str | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        clock_shift_s: int = 0,
     ) -> None:
         self.seed = int(seed)
+        if int(clock_shift_s) % 60:
+            raise ValueError("clock_shift_s must be a whole number of minutes")
+        self.clock_shift_s = int(clock_shift_s)
+        """Wall time minus market time: the minute served as wall time T is the price
+        process's minute ``T - clock_shift_s`` (`remote.sandbox.market.clock_shift_for`)."""
         self.mode = _check_mode(mode)
         self.rate_limit_per_s = float(rate_limit_per_s)
         self._require_key = require_api_key
@@ -286,8 +292,12 @@ class MarketSimulator:
             )
         from remote.sandbox.universe import listed_since
 
+        shift = self.clock_shift_s
         first = max(start // g * g, listed_since(product_id, now))  # a recent listing has no older candles
-        minutes = generate_minutes(product_id, first, min(end, last_closed + 60), seed=self.seed, mode=self.mode)
+        minutes = generate_minutes(
+            product_id, first - shift, min(end, last_closed + 60) - shift, seed=self.seed, mode=self.mode
+        )
+        minutes["time"] = minutes["time"] + shift  # wall times, bucketed on the wall clock's hours
         data = aggregate(minutes, g)
         keep = (data["time"] >= start) & (data["time"] < end)
         rows = [
@@ -309,10 +319,10 @@ class MarketSimulator:
         coin = _BY_GECKO_ID.get(coin_id)
         if coin is None:
             return 404, {}, {"error": "coin not found"}
-        now = int(self.clock())
+        now = int(self.clock()) - self.clock_shift_s
         ath, ath_time = all_time_high(coin.product_id, now, seed=self.seed, mode=self.mode)
         current = fundamentals_at(coin.product_id, np.array([now // 60 * 60]), seed=self.seed, mode=self.mode)
-        iso = datetime.fromtimestamp(ath_time, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        iso = datetime.fromtimestamp(ath_time + self.clock_shift_s, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
         return (
             200,
             {},
@@ -345,7 +355,7 @@ class MarketSimulator:
             return 200, {}, {"prices": [], "market_caps": [], "total_volumes": []}
         step = 3600 if end - start <= 90 * DAY else DAY
         times = np.arange(-(-start // step) * step, end + 1, step, dtype=np.int64)
-        values = fundamentals_at(coin.product_id, times, seed=self.seed, mode=self.mode)
+        values = fundamentals_at(coin.product_id, times - self.clock_shift_s, seed=self.seed, mode=self.mode)
         ms = (times * 1000).tolist()
         return (
             200,

@@ -109,7 +109,8 @@ class MarketUniverseApi:
         if len(parts) == 3 and parts[0] == "products" and parts[2] == "book":
             if parts[1] not in COINS:
                 return 404, {}, {"message": "NotFound"}
-            return 200, {}, book(parts[1], int(self.sim.clock()), seed=self.sim.seed, mode=self.sim.mode)
+            market_now = int(self.sim.clock()) - self.sim.clock_shift_s  # the anchored market's own time
+            return 200, {}, book(parts[1], market_now, seed=self.sim.seed, mode=self.sim.mode)
         if parts == ["api", "v3", "coins", "markets"]:
             return self._markets(query)
         return None

@@ -44,7 +44,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from remote.sandbox.market import all_time_high, fundamentals_at, sample_inputs, simulated_candles  # noqa: E402
+from remote.sandbox.market import MARKET_ANCHOR, all_time_high, fundamentals_at, sample_inputs, simulated_candles  # noqa: E402
 from runtime_checks.alignment import DEFAULT_FETCH_BARS  # noqa: E402
 from runtime_checks.dryrun import dryrun_symbol  # noqa: E402
 from runtime_checks.gate import GateCriteria  # noqa: E402
@@ -135,10 +135,15 @@ def judge(symbol: str, work: Path, seed: int, mode: str, end: int, bars: int) ->
 def line(label: str, problems: list[str], f: dict) -> str:
     verdict = "PASS" if not problems else "FAIL"
     why = "" if not problems else "  <- " + "; ".join(p.split(": ", 1)[1] for p in problems[:2])
-    return (f"    {label:<8} {verdict} n={f['samples']:>4} hit {f['hit_rate']:.3f} p={f['p_value']:.2g} "
-            f"(maj {f['baseline_majority_hit_rate']:.3f}, last {f['baseline_last_move_hit_rate']:.3f}) "
-            f"conf {f['mean_confidence']:.3f} net {f['after_cost_net_return']:+.4f} over {f['after_cost_trades']} trades"
-            + why)  # fmt: skip
+    e = f.get("evidence") or {}
+    bases = e.get("baselines") or {}
+    paired = " ".join(f"{k} {b.get('accuracy', float('nan')):.3f} p={b.get('p_value', float('nan')):.2g}"
+                      for k, b in sorted(bases.items()))  # fmt: skip
+    return (f"    {label:<8} {verdict} n={f['samples']:>4} accuracy {e.get('accuracy', f['hit_rate']):.3f} "
+            f"AUC {e.get('auc', float('nan')):.3f} p={e.get('auc_p_value', float('nan')):.2g} vs [{paired}] "
+            f"trade hit {e.get('trade_hit_rate', float('nan')):.3f} "
+            f"net {f['after_cost_net_return']:+.4f} p={e.get('net_p_value', float('nan')):.2g} "
+            f"over {f['after_cost_trades']} trades" + why)  # fmt: skip
 
 
 def main() -> None:
@@ -146,7 +151,9 @@ def main() -> None:
     p.add_argument("--seeds", default="7")
     p.add_argument("--modes", default="structured,random_walk")
     p.add_argument("--symbols", default="BTC-USD,ETH-USD,SOL-USD")
-    p.add_argument("--end", default="2026-11-23T00:00:00Z", help="the simulated 'now' (UTC) of the newest run")
+    anchor = datetime.fromtimestamp(MARKET_ANCHOR, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    p.add_argument("--end", default=anchor, help="the simulated 'now' (UTC) of the newest run (default: where a "
+                   "fresh sandbox's market starts, `MARKET_ANCHOR`)")  # fmt: skip
     p.add_argument("--days-back", type=int, default=1, help="also judge the runs started 1..N-1 days before --end")
     p.add_argument("--days", type=int, default=30)
     # The sandbox profile's training (console/checklist/checklists/retrain.toml).

@@ -8,7 +8,7 @@ import httpx
 import numpy as np
 import pytest
 
-from remote.sandbox.market import _day_path, generate_minutes
+from remote.sandbox.market import BLOCK_MINUTES, EPOCH, MARKET_ANCHOR, _day_path, clock_shift_for, generate_minutes
 from remote.sandbox.market_server import MarketSimulator
 
 T0 = 1_740_787_200  # 2025-03-01 00:00 UTC
@@ -64,6 +64,36 @@ def test_same_seed_and_range_give_the_same_candles_whichever_range_was_asked_fir
     assert first == second
     with MarketSimulator(seed=4, rate_limit_per_s=1000) as other:
         assert _candles(other.url, "SOL-USD", 60, T0, T0 + 18000).json() != first
+
+
+def _anchored(started: int) -> MarketSimulator:
+    sim = MarketSimulator(seed=7, rate_limit_per_s=1000, clock_shift_s=clock_shift_for(started))
+    sim.clock = lambda: started + 25 * 60 + 7  # 25 minutes after the sandbox started
+    return sim
+
+
+def test_an_anchored_market_serves_the_same_prices_whatever_day_and_hour_it_starts():
+    monday_morning, months_later_evening = 1_764_572_430, 1_764_572_430 + 97 * DAY + 11 * 3600 + 13 * 60
+    with _anchored(monday_morning) as one, _anchored(months_later_evening) as two:
+        a = httpx.get(f"{one.url}/products/ETH-USD/candles", params={"granularity": 60}).json()
+        b = httpx.get(f"{two.url}/products/ETH-USD/candles", params={"granularity": 60}).json()
+        hourly_a = _candles(one.url, "ETH-USD", 3600, monday_morning - 30 * DAY, monday_morning - 20 * DAY).json()
+        gecko = [
+            httpx.get(f"{s.url}/api/v3/coins/ethereum/market_chart/range",
+                      params={"vs_currency": "usd", "from": start - 2 * DAY, "to": start}).json()["prices"]
+            for s, start in ((one, monday_morning), (two, months_later_evening))
+        ]  # fmt: skip
+    # Hourly fundamentals stay on whole wall-clock hours, so they sample the two markets at
+    # different minutes of the same history: close, not equal.
+    assert all(p[0] % 3_600_000 == 0 for p in gecko[0] + gecko[1])
+    assert np.allclose([p[1] for p in gecko[0]][-40:], [p[1] for p in gecko[1]][-40:], rtol=0.03)
+    assert len(a) > 280 and [r[1:] for r in a] == [r[1:] for r in b]  # the same minutes, prices and volumes
+    assert a[0][0] == monday_morning // 60 * 60 + 24 * 60  # served on the wall clock, newest closed first
+    assert all(row[0] % 3600 == 0 for row in hourly_a)  # hours stay whole hours of the wall clock
+    # What the first minute served is: the process's MARKET_ANCHOR.
+    first = generate_minutes("ETH-USD", MARKET_ANCHOR, MARKET_ANCHOR + 60, every_minute=True)
+    served = [r for r in a if r[0] == monday_morning // 60 * 60]
+    assert served and served[0][4] == pytest.approx(float(first["close"][0]), rel=1e-12)
 
 
 def test_higher_granularities_aggregate_the_minutes(sim):
@@ -128,7 +158,7 @@ def _block_autocorrelation(mode: str) -> dict[int, float]:
     r = np.diff(np.log(c))
     contiguous = np.diff(t) == 60
     path = _day_path(7, "BTC-USD", mode)
-    block = (t[1:] - 1_420_070_400) // (6 * 3600)
+    block = (t[1:] - EPOCH) // (BLOCK_MINUTES * 60)
     regime = path.regime[block]
     out = {}
     for k in range(4):

@@ -101,3 +101,25 @@ def test_training_file_for_another_symbol_is_refused(tmp_path, builder, candles)
     write_model(tmp_path / "m", "BTC-USD", spec.names, spec.hash)
     with pytest.raises(CheckInputError, match="holds features for ETH-USD"):
         check_symbol_alignment("BTC-USD", models_dir=tmp_path / "m", features_dir=tmp_path / "f", builder=builder, candles=candles)
+
+
+class FillingBuilder(SmallBuilder):
+    """Same names, order and hash as the training builder, but its 12-bar volatility reads
+    a quarter high: the kind of skew only values show (a hole filled on one side only)."""
+
+    def build(self, symbol, candles):
+        out = super().build(symbol, candles)
+        out["vol_12"] = out["vol_12"] * 1.25
+        return out
+
+
+def test_alignment_compares_values_for_the_same_timestamps_and_names_the_skewed_feature(dirs, builder, candles):
+    features, models = dirs
+    good = check_symbol_alignment("BTC-USD", models_dir=models, features_dir=features, builder=builder, candles=candles)
+    assert good.passed and good.figures["value_rows_compared"] > 1000 and good.figures["value_rows_skewed"] == 0
+    assert "values agree within 0.1 sd" in good.summary
+    bad = check_symbol_alignment("BTC-USD", models_dir=models, features_dir=features, builder=FillingBuilder(), candles=candles)
+    assert not bad.passed
+    assert "values differ beyond 0.1 sd" in bad.summary and "vol_12 on" in bad.summary and "UTC: runtime" in bad.summary
+    skew = bad.details["value_skew"]
+    assert [f["name"] for f in skew["features"]] == ["vol_12"] and skew["features"][0]["worst_sd"] > 0.1

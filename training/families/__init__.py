@@ -19,6 +19,8 @@ FAMILIES: dict[str, str] = {
     "dql": "training.families.dql:DqlFamily",
     "gbm": "training.families.gbm:GbmFamily",
     "lstm": "training.families.lstm:LstmFamily",
+    "regime": "training.families.regime:RegimeFamily",
+    "health": "training.families.health:HealthFamily",
 }
 """Family name -> ``module:Class``."""
 

@@ -15,6 +15,11 @@ candles closed by then:
   is the value at that instant), and the all-time high is the running maximum of prices
   known so far, with CoinGecko's reported ATH used only after its date.
 
+Gaps (`training.features.gaps`): holes of up to ten one-minute candles are filled with
+the previous close and zero volume; a longer hole splits the candles into segments built
+apart, so no indicator, return or higher-timeframe candle bridges it (each segment has its
+own warm-up, whose rows are not samples). The live path fills the same way.
+
 Missing inputs (no fundamentals, no 5m/15m/1h candles, or inputs that stop well before
 the candles do) raise `MissingFeatureInput`; nothing is ever filled with zeros.
 Early rows whose windows are not yet full hold NaN; `finite_rows` drops them for files.
@@ -30,6 +35,7 @@ import talib
 
 from training.data.market import TIMEFRAMES, unix_seconds
 from training.errors import MissingFeatureInput
+from training.features.gaps import fill_small_holes, segments
 from training.features.spec import SESSIONS, FeatureDef, FeatureSpec
 
 DAY = 86_400
@@ -324,6 +330,48 @@ def build_features(
     """
     if "1m" not in candles_by_tf or candles_by_tf["1m"] is None or len(candles_by_tf["1m"]) == 0:
         raise MissingFeatureInput(f"no 1m candles for {symbol}; fetch them first (`console data fetch`)")
+    # The gap policy (training.features.gaps): small holes filled, longer ones split the
+    # candles into segments that are built apart, so nothing reaches across a hole.
+    step = TIMEFRAMES["1m"]
+    frame_1m = fill_small_holes(candles_by_tf["1m"], step)
+    parts = segments(frame_1m, step)
+    if len(parts) == 1:
+        return _build_segment(symbol, {**candles_by_tf, "1m": frame_1m}, fundamentals, spec, finite_only)
+    pieces = []
+    for start, stop in parts:
+        piece = frame_1m.iloc[start:stop].reset_index(drop=True)
+        lo, hi = piece["timestamp"].iloc[0], piece["timestamp"].iloc[-1]
+        inputs: dict[str, pd.DataFrame] = {"1m": piece}
+        for tf in spec.timeframes:
+            if tf != "1m":  # only higher-timeframe candles wholly inside the segment
+                frame = candles_by_tf.get(tf)
+                if frame is not None:
+                    end = frame["timestamp"] + pd.Timedelta(seconds=TIMEFRAMES[tf] - step)
+                    frame = frame.loc[(frame["timestamp"] >= lo) & (end <= hi)].reset_index(drop=True)
+                inputs[tf] = frame
+        short = any(inputs.get(tf) is None or len(inputs[tf]) == 0 for tf in spec.timeframes if tf != "1m")
+        if short:
+            # Too short to hold one higher-timeframe candle: every row is warm-up, no sample.
+            pieces.append(_nan_segment(piece, spec, finite_only))
+            continue
+        pieces.append(_build_segment(symbol, inputs, fundamentals, spec, finite_only))
+    return pd.concat(pieces, ignore_index=True)
+
+
+def _nan_segment(piece: pd.DataFrame, spec: FeatureSpec, finite_only: bool) -> pd.DataFrame:
+    minute = _Series(piece, TIMEFRAMES["1m"])
+    columns = {name: np.full(len(piece), np.nan) for name in spec.names}
+    return _assemble(piece, minute, spec, columns, finite_only)
+
+
+def _build_segment(
+    symbol: str,
+    candles_by_tf: Mapping[str, pd.DataFrame],
+    fundamentals: pd.DataFrame | None,
+    spec: FeatureSpec,
+    finite_only: bool,
+) -> pd.DataFrame:
+    """`build_features` on candles without a hole (one segment of the gap policy)."""
     frame_1m = candles_by_tf["1m"]
     minute = _Series(frame_1m, TIMEFRAMES["1m"])
     columns: dict[str, np.ndarray] = {}

@@ -357,6 +357,37 @@ class FeatureSpec:
     def uses_multi_timeframe(self) -> bool:
         return any(f.family == "multi_timeframe" for f in self.features)
 
+    @cached_property
+    def lookback_minutes(self) -> int:
+        """The longest look-back of any candle feature, in minutes, from the definitions:
+        candles each computation reads (a MACD: slow + signal; RSI's change: period + lag;
+        the volatility regime: 60) times the candle length. Daily fundamentals (up to 30
+        days of daily points) are not counted here: `daily_lookback_days` gives theirs."""
+        return max((feature_lookback_minutes(f) for f in self.features if f.family != "fundamentals"), default=0)
+
+    @property
+    def daily_lookback_days(self) -> int:
+        """The longest look-back of the daily fundamentals features, in days (0 without them)."""
+        days = [2 * int(f.param("days") or 0) if f.kind == "fund_volume_change" else int(f.param("days") or 0)
+                for f in self.features if f.family == "fundamentals"]  # fmt: skip
+        return max(days, default=0)
+
+
+def feature_lookback_minutes(f: FeatureDef) -> int:
+    """Minutes of candles before (and including) a row that feature ``f`` reads."""
+    from training.data.market import TIMEFRAMES
+
+    minutes = TIMEFRAMES.get(str(f.param("timeframe") or "1m"), 60) // 60
+    candles = max(
+        int(f.param("slow") or 0) + int(f.param("signal") or 0),
+        int(f.param("period") or 0) + int(f.param("lag") or 0),
+        int(f.param("lag") or 0) + 1,
+        60 if f.kind in ("volatility_ratio",) else 0,
+        1,
+    )
+    # Higher-timeframe candles are used once closed: one more candle of delay at most.
+    return (candles + (1 if minutes > 1 else 0)) * minutes
+
 
 def spec_for(symbol: str, config: FeatureConfig | None = None) -> FeatureSpec:
     """The feature spec for ``symbol`` under ``config`` (the default config if None)."""

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
@@ -32,7 +32,7 @@ from training.families.artifacts import save_json
 from training.families.base import FitJob, InputNeed, Predictor, Progress, ProgressSink
 from training.families.evaluation import Evaluation, GateRule
 from training.families.lstm.baseline import LastMovePredictor
-from training.families.lstm.params import LstmParams, recomputed_feature_hash
+from training.families.lstm.params import LstmParams, recomputed_feature_hash, spec_lookback
 from training.metrics import TradingCosts
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -91,9 +91,15 @@ class LstmFamily:
         if params.fresh:
             shutil.rmtree(job.work_dir, ignore_errors=True)
         feature_file = _input(job, "features")
+        # The purge between parts: the label horizon plus the spec's real longest look-back
+        # (never less than the configured one).
+        spec = params.window_spec
+        spec = replace(
+            spec, longest_feature_window=max(spec.longest_feature_window, spec_lookback(feature_file, job.unit, params))
+        )
         dataset = load_symbol_dataset(
             feature_file,
-            params.window_spec,
+            spec,
             expected_hash=params.expected_hash,
             recomputed_hash=recomputed_feature_hash(feature_file, job.unit, params),
         )

@@ -116,3 +116,21 @@ def recomputed_feature_hash(feature_file: Path, unit: str, params: LstmParams) -
         return feature_spec.spec_for(unit, config).hash
     except ValueError as exc:
         raise BadTrainingConfig(f"bad features section in the training config ({exc})") from None
+
+
+def spec_lookback(feature_file: Path, unit: str, params: LstmParams) -> int:
+    """The longest look-back of the file's feature spec in one-minute rows, computed from the
+    feature definitions (`training.features.spec.FeatureSpec.lookback_minutes`: the 1h MACD's
+    is 2,160), when the file was built with this code's spec; 0 when it was not (then the
+    configured ``longest_feature_window`` alone sets the purge)."""
+    try:
+        from training.features import spec as feature_spec
+
+        meta = read_feature_meta(feature_file)
+        if meta.spec_version != str(getattr(feature_spec, "SPEC_VERSION", "")):
+            return 0
+        config = feature_spec.FeatureConfig.from_mapping(dict(params.features or {}))
+        spec = feature_spec.spec_for(unit, config)
+    except (ImportError, FeatureFileError, ValueError):
+        return 0
+    return int(spec.lookback_minutes) if spec.hash == meta.feature_hash else 0
