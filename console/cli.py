@@ -47,6 +47,7 @@ COMMANDS: dict[str, str] = {
     "train": "train",
     "infra": "infra",
     "tui": "tui",
+    "report": "report",
 }
 
 
