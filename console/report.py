@@ -180,7 +180,7 @@ def _training(page: _Page, events: Sequence[EventRecord], steps: Sequence[StepRe
         page.add("<p>No training progress was recorded.</p>")
         return
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(curves), figsize=(4 * len(curves), 3), squeeze=False)
+    fig, axes = plt.subplots(1, len(curves), figsize=(max(7, 4 * len(curves)), 3), squeeze=False)
     for ax, (symbol, by_epoch) in zip(axes[0], sorted(curves.items()), strict=True):
         epochs = sorted(by_epoch)
         for i, label in ((0, "training loss"), (1, "validation loss")):
@@ -249,7 +249,7 @@ def _equity(page: _Page, dryrun: StepRecord | None) -> None:
         page.add("<p>No equity curves (the dry run did not record them).</p>")
         return
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(curves), figsize=(4 * len(curves), 3), squeeze=False)
+    fig, axes = plt.subplots(1, len(curves), figsize=(max(7, 4 * len(curves)), 3), squeeze=False)
     for ax, (symbol, series) in zip(axes[0], sorted(curves.items()), strict=True):
         for name in ("model", "majority", "last_move"):
             values = series.get(name) or []
@@ -262,7 +262,7 @@ def _equity(page: _Page, dryrun: StepRecord | None) -> None:
         ax.set_xlabel("decisions (thinned)")
         ax.set_ylabel("cumulative return after costs")
         ax.legend(fontsize=7)
-    _figure(page, fig, "equity", "After-cost equity on the judged bars: the model's rule against the baselines' rules")
+    _figure(page, fig, "equity", "After-cost equity on the judged bars: the model's rule and the baselines'")
 
 
 # -- helpers ----------------------------------------------------------------------------------
