@@ -46,6 +46,8 @@ COMMANDS: dict[str, str] = {
     "cost": "cost",
     "train": "train",
     "infra": "infra",
+    "dql": "dql",
+    "image": "image",
     "tui": "tui",
     "report": "report",
 }

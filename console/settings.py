@@ -23,12 +23,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
 from console.errors import ConfigError
+from console.inputs import read_regular_file
 from console.redact import MASK, register_environment_secrets, register_secret
+from console.url_secrets import mask_urls, url_secrets
 
 APP_NAME = "retrain-console"
 PROFILES = ("sandbox", "aws")
@@ -210,6 +212,13 @@ class Settings(BaseSettings):
     """Options of each training backend, by name (``[backends.sagemaker]`` ...), handed to it as
     `remote.backends.base.BackendContext.options`."""
 
+    @field_validator("state_dir", "data_dir", mode="before")
+    @classmethod
+    def _not_empty(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("must not be empty (it would put the state in the current directory)")
+        return value
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -252,7 +261,7 @@ def find_config_file(explicit: str | os.PathLike[str] | None, environ: dict[str,
     named = explicit or environ.get("RC_CONFIG")
     if named:
         path = Path(named).expanduser()
-        if not path.is_file():
+        if not path.exists():
             how = "--config" if explicit else "RC_CONFIG"
             raise ConfigError(f"config file {path} does not exist (named by {how})", hint="check the path")
         return path
@@ -264,9 +273,9 @@ def find_config_file(explicit: str | os.PathLike[str] | None, environ: dict[str,
 
 def read_config_file(path: Path) -> dict[str, Any]:
     """Parse a TOML config file; a syntax error names the line and column."""
+    data = read_regular_file(path, what="config file", error=ConfigError)
     try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
+        return tomllib.loads(data.decode("utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: TOML syntax error {exc}", hint="fix the file or pass another --config") from None
     except UnicodeDecodeError:  # tomllib decodes UTF-8 itself; a binary file is not TOML
@@ -379,6 +388,9 @@ def load_settings(
         secret = getattr(settings, name)
         if secret is not None:
             register_secret(secret.get_secret_value())
+    for url in [*settings.notify_urls, settings.coinbase_url, settings.coingecko_url, settings.aws_endpoint_url]:
+        for part in url_secrets(url or ""):
+            register_secret(part)
     if settings.profile not in PROFILES:  # pragma: no cover - Literal already enforces it
         raise ConfigError(f"unknown profile {settings.profile!r}", hint=f"use one of: {', '.join(PROFILES)}")
     return LoadedSettings(settings, path, origins)
@@ -393,7 +405,7 @@ def _one_line_validation(exc: ValidationError, origins: dict[str, str], path: Pa
     origin = origins.get(".".join(parts[:2]) if nested else top, origins.get(top, "default"))
     env_name = f"RC_{top.upper()}__{parts[1].upper()}" if nested else _env_origin(top, env)
     where = {"file": f" in {path}", "env": f" from ${env_name}", "flag": " from the command line"}.get(origin, "")
-    msg = err.get("msg", "invalid value")
+    msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
     if err.get("type") == "extra_forbidden":
         return f"unknown setting {loc!r}{where} (see `console config show` for the known ones)"
     if top == "profile":
@@ -438,4 +450,4 @@ def _show(value: Any) -> str:
         return "(unset)"
     if isinstance(value, SecretStr):
         return MASK
-    return str(value)
+    return mask_urls(str(value))

@@ -555,9 +555,51 @@ def _number_cases() -> dict[str, Case]:
     return cases
 
 
+def _fifo(w: World, name: str) -> str:
+    path = w.scratch / name
+    os.mkfifo(path)
+    return str(path)
+
+
+OVERSIZE = "# padding\n" * (1 << 17)  # over 1 MiB of comments
+
+
 BATCHED: dict[str, Case] = {
     **_number_cases(),
     "env-watchdog-section-not-json": _env_case({"RC_WATCHDOG": "{garbage"}, "watchdog", "JSON"),
+    # inputs that are not regular files of a sane size
+    "checklist-dev-zero": _c(lambda w: ["run", "--checklist", "/dev/zero"], 2, "not a regular file"),
+    "checklist-fifo": _c(lambda w: ["run", "--checklist", _fifo(w, "checklist.toml")], 2, "not a regular file"),
+    "checklist-oversize": _c(lambda w: _checklist(w, OVERSIZE), 2, "limit"),
+    "config-dev-zero": _c(lambda w: ["--config", "/dev/zero", "runs"], 2, "not a regular file"),
+    "config-fifo": _c(lambda w: ["--config", _fifo(w, "console.toml"), "runs"], 2, "not a regular file"),
+    "config-oversize": _c(lambda w: _config(w, OVERSIZE), 2, "limit"),
+    "import-dev-zero": _c(lambda w: ["data", "import", "ETH-USD", "1m", "/dev/zero"], 2, "not a regular file"),
+    "import-fifo": _c(lambda w: ["data", "import", "ETH-USD", "1m", _fifo(w, "c.csv")], 2, "not a regular file"),
+    # checklist tables of the wrong type
+    "checklist-params-not-a-table": _c(lambda w: _checklist(w, 'params = 5\n[[steps]]\nname = "fetch"\n'), 2, "params"),
+    "checklist-step-params-not-a-table": _c(
+        lambda w: _toml_checklist(w, step_extra='params = "fast"'), 2, "params of step 'fetch'"),
+    "checklist-profiles-not-a-table": _c(lambda w: _checklist(w, 'profiles = 3\n[[steps]]\nname = "fetch"\n'), 2),
+    "checklist-defaults-not-a-table": _c(lambda w: _checklist(w, 'defaults = [1]\n[[steps]]\nname = "fetch"\n'), 2),
+    # normalisation
+    "env-state-dir-empty": _env_case({"RC_STATE_DIR": ""}, "state_dir", "empty"),
+    "run-symbols-empty": _c(lambda w: ["run", "--checklist", "retrain", "--symbols", ""], 2, "no symbols"),
+    "run-symbols-only-commas": _c(lambda w: ["run", "--checklist", "retrain", "--symbols", ",,"], 2, "no symbols"),
+    "fetch-symbols-empty": _c(lambda w: ["data", "fetch", "--symbols", "", "--days", "1"], 2, "no symbols"),
+    "features-build-symbols-empty": _c(lambda w: ["features", "build", "--symbols", " "], 2, "no symbols"),
+    "dryrun-symbols-empty": _c(lambda w: ["dryrun", "--symbols", ""], 2, "no symbols"),
+    "run-symbols-sharp-s": _c(lambda w: ["run", "--checklist", "retrain", "--symbols", "ß-USD"], 2, "ASCII"),
+    "fetch-symbols-dotless-i": _c(lambda w: ["data", "fetch", "--symbols", "ıNJ-USD", "--days", "1"], 2, "ASCII"),
+    "run-symbols-duplicate": _c(lambda w: ["run", "--checklist", "retrain", "--symbols", "BTC-USD,btc-usd"], 2,
+                                "listed twice"),
+    "features-build-symbols-duplicate": _c(lambda w: ["features", "build", "--symbols", "ETH-USD,ETH-USD"], 2,
+                                           "listed twice"),
+    "checklist-symbols-duplicate": _c(lambda w: _checklist(w, '[params]\nsymbols = ["ETH-USD", "ETH-USD"]\n'
+                                                              '[[steps]]\nname = "fetch"\n'), 2, "listed twice"),
+    "checklist-epochs-boolean": _c(lambda w: _toml_checklist(w, "epochs = true", "train"), 2, "epochs"),
+    "models-download-version-fullwidth-digits": _c(
+        lambda w: ["models", "download", "２０２６０１０１T000000Z-run1"], 2, "YYYYMMDDTHHMMSSZ"),
 }
 
 

@@ -43,6 +43,7 @@ from pydantic import ValidationError
 
 from console.checklist.step import Step, StepCatalog, StepParams, step_class
 from console.errors import ChecklistError
+from console.inputs import read_regular_file
 from console.numbers import finite_in
 
 SHIPPED_PACKAGE = "console.checklist"
@@ -97,12 +98,11 @@ def _read(name_or_path: str) -> tuple[str, str]:
     looks_like_path = "/" in name_or_path or name_or_path.endswith(".toml") or Path(name_or_path).exists()
     if looks_like_path:
         path = Path(name_or_path).expanduser()
+        data = read_regular_file(path, what="checklist file", error=ChecklistError)
         try:
-            return path.read_text(), str(path)
-        except FileNotFoundError:
-            raise ChecklistError(f"checklist file {path} does not exist") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ChecklistError(f"cannot read checklist file {path}: {exc}") from None
+            return data.decode("utf-8"), str(path)
+        except UnicodeDecodeError:
+            raise ChecklistError(f"checklist file {path} is not UTF-8 text, so not TOML") from None
     resource = resources.files(SHIPPED_PACKAGE) / SHIPPED_DIR / f"{name_or_path}.toml"
     if not resource.is_file():
         known = ", ".join(shipped_checklists())
@@ -154,13 +154,14 @@ def parse_checklist(
         raise ChecklistError(
             f"{source}: unknown section {sorted(unknown)[0]!r}", hint=f"sections: {', '.join(sorted(_TOP_KEYS))}"
         )
-    head = data.get("checklist", {})
+    head = _table(data, "checklist", source)
     name = str(head.get("name") or Path(source).stem)
-    shared = dict(data.get("params", {}))
-    shared.update(data.get("profiles", {}).get(profile, {}).get("params", {}))
+    shared = dict(_table(data, "params", source))
+    own_profile = _table(_table(data, "profiles", source), profile, source, f"[profiles.{profile}]")
+    shared.update(_table(own_profile, "params", source, f"[profiles.{profile}.params]"))
     shared.update({k: v for k, v in overrides.items() if v is not None})
 
-    defaults = {**_POLICY_DEFAULTS, **data.get("defaults", {})}
+    defaults = {**_POLICY_DEFAULTS, **_table(data, "defaults", source)}
     bad_default = set(defaults) - set(_POLICY_DEFAULTS)
     if bad_default:
         raise ChecklistError(f"{source}: unknown key {sorted(bad_default)[0]!r} in [defaults]")
@@ -187,7 +188,7 @@ def parse_checklist(
         registered = str(raw.get("step", step_name))
         cls = step_class(registered, steps)
         fields = set(cls.Params.model_fields)
-        own = dict(raw.get("params", {}))
+        own = dict(_table(raw, "params", source, f"params of step {step_name!r}"))
         values = {k: v for k, v in shared.items() if k in fields}
         used.update(values)
         values.update(own)
@@ -219,6 +220,17 @@ def parse_checklist(
         )
     shared.update(tightened)  # the run records (and the watchdog reads) the limits that apply
     return ChecklistSpec(name, str(head.get("description", "")), source, tuple(specs), shared, checklist_limits)
+
+
+def _table(data: dict[str, Any], key: str, source: str, what: str | None = None) -> dict[str, Any]:
+    """``data[key]`` when it is a table (``{}`` when absent); a one-line error when it is not."""
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise ChecklistError(
+            f"{source}: {what or f'[{key}]'} must be a table of key = value, not {type(value).__name__}",
+            hint="see the shipped checklist: `console plan --checklist retrain`",
+        )
+    return value
 
 
 def _one_line(exc: ValidationError) -> str:

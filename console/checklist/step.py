@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Callable, ClassVar, Mapping, T
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, model_validator
 
-from console.errors import ChecklistError, Interrupted
+from console.errors import ChecklistError, Interrupted, UsageError
 from console.outputs import NoOutputs, StepOutputs
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -87,6 +87,39 @@ def check_symbol(value: str) -> str:
     if not isinstance(value, str) or not _SYMBOL.match(value):
         raise ValueError(f"{value!r} is not a symbol like BTC-USD (BASE-QUOTE, capital letters and digits)")
     return value
+
+
+def symbol_list(text: str) -> list[str]:
+    """``BTC-USD,eth-usd`` as validated symbols: ASCII only (``ß-USD`` is not ``SS-USD``), upper-cased,
+    no duplicates, at least one (an empty list never means "all of them")."""
+    out: list[str] = []
+    for raw in (s.strip() for s in text.split(",")):
+        if not raw:
+            continue
+        if not raw.isascii():
+            raise ValueError(f"{raw!r} is not a symbol like BTC-USD (ASCII letters and digits only)")
+        symbol = check_symbol(raw.upper())
+        if symbol in out:
+            raise ValueError(f"{symbol} is listed twice")
+        out.append(symbol)
+    if not out:
+        raise ValueError("no symbols given; leave the option out to mean the default ones")
+    return out
+
+
+def symbols_option(value: str, option: str = "--symbols") -> list[str]:
+    """`symbol_list` for a command-line option: bad input is a one-line `UsageError`."""
+    try:
+        return symbol_list(value)
+    except ValueError as exc:
+        raise UsageError(f"{option}: {exc}") from None
+
+
+def _no_duplicates(symbols: list[str]) -> list[str]:
+    twice = sorted({s for s in symbols if symbols.count(s) > 1})
+    if twice:
+        raise ValueError(f"{twice[0]} is listed twice")
+    return symbols
 
 
 Symbol = Annotated[str, AfterValidator(check_symbol)]

@@ -10,8 +10,8 @@ import click
 from rich.table import Table
 
 from console.app import App, common_options, pass_app
-from console.checklist.step import check_symbol
-from console.errors import StepFailed, UsageError
+from console.checklist.step import symbols_option
+from console.errors import StepFailed
 from console.render import output_console
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -20,16 +20,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def parse_symbols(value: str | None) -> list[str] | None:
     """``BTC-USD,ETH-USD`` as a validated list (None when not given)."""
-    if not value:
+    if value is None:
         return None
-    out = []
-    for raw in value.split(","):
-        if raw.strip():
-            try:
-                out.append(check_symbol(raw.strip().upper()))
-            except ValueError as exc:
-                raise UsageError(f"--symbols: {exc}") from None
-    return out or None
+    return symbols_option(value)
 
 
 def check_models_option(models: str | None, symbols: list[str] | None) -> None:

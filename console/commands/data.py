@@ -10,6 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from console.app import App, common_options, pass_app
+from console.checklist.step import symbols_option
 from console.errors import ConsoleError, UsageError
 from console.market_data import fetch_all, fetch_range
 from console.render import output_console
@@ -19,9 +20,9 @@ from training.data.store import CandleStore
 
 
 def _symbols(value: str | None, app: App) -> list[str]:
-    if not value:
+    if value is None:
         return list(app.resources.feature_config().symbols)
-    return [check_symbol(s.strip()) for s in value.split(",") if s.strip()]
+    return symbols_option(value)
 
 
 def data_root_for(app: App, override: str | None) -> Path:
@@ -134,7 +135,7 @@ def import_cmd(app: App, symbol: str, timeframe: str, file: str, data_dir: str |
 def gaps_cmd(app: App, symbols: str | None, limit: int, data_dir: str | None) -> None:
     """Missing candles inside the fetched ranges, per symbol and timeframe."""
     store = CandleStore(data_root_for(app, data_dir))
-    syms = [check_symbol(s.strip()) for s in symbols.split(",")] if symbols else store.symbols()
+    syms = symbols_option(symbols) if symbols is not None else store.symbols()
     if not syms:
         click.echo(f"no candles in {store.data_dir} (run `console data fetch`)")
         return

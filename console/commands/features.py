@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from console.app import App, common_options, pass_app
+from console.checklist.step import symbols_option
 from console.commands.data import data_root_for
 from console.errors import UsageError
 from console.market_data import CountMismatch, verify_counts
@@ -22,9 +23,9 @@ from training.features.spec import spec_for
 
 
 def _symbols(value: str | None, app: App) -> list[str]:
-    if not value:
+    if value is None:
         return list(app.resources.feature_config().symbols)
-    return [check_symbol(s.strip()) for s in value.split(",") if s.strip()]
+    return symbols_option(value)
 
 
 def _console() -> Console:

@@ -14,7 +14,7 @@ from rich.table import Table
 from console.app import App, common_options, pass_app
 from console.checklist.engine import Engine, RunLock, run_dir
 from console.checklist.spec import ChecklistSpec
-from console.checklist.step import check_symbol
+from console.checklist.step import symbols_option
 from console.errors import ConsoleError, Interrupted, StateError, UsageError
 from console.render import output_console, pick_renderer
 from console.settings_shown import limit_lines, operator_limits
@@ -25,17 +25,11 @@ from console.summary import print_summary
 
 def _symbols(value: str | None) -> list[str] | str | None:
     """``--symbols``: a list of symbols, or a named set (``top20``, ``top150``...) for checklists that take one."""
-    if not value:
+    if value is None:
         return None
-    if re.fullmatch(r"top\d+", value.strip().lower()):
+    if re.fullmatch(r"top\d+", value.strip().lower(), flags=re.ASCII):
         return value.strip().lower()
-    symbols = [s.strip().upper() for s in value.split(",") if s.strip()]
-    for symbol in symbols:
-        try:
-            check_symbol(symbol)
-        except ValueError as exc:
-            raise UsageError(f"--symbols: {exc}") from None
-    return symbols
+    return symbols_option(value)
 
 
 def _skips(values: tuple[str, ...], reason: str | None) -> dict[str, str]:

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field
 
-from console.checklist.step import StepParams, Symbol
+from console.checklist.step import StepParams, Symbol, _no_duplicates
 
 Timeframe = Literal["1m", "5m", "15m", "1h"]
 ALL_TIMEFRAMES: tuple[Timeframe, ...] = ("1m", "5m", "15m", "1h")
@@ -36,7 +36,7 @@ class BackendParams(StepParams):
 
 
 class SymbolsParams(StepParams):
-    symbols: list[Symbol] = Field(min_length=1)
+    symbols: Annotated[list[Symbol], AfterValidator(_no_duplicates)] = Field(min_length=1)
 
 
 class FetchParams(SymbolsParams):

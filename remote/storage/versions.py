@@ -48,7 +48,7 @@ from remote.storage.paths import check_relative_path, safe_join, sha256_of
 MODELS_PREFIX = "models/"
 LATEST_KEY = "models/latest.json"
 MANIFEST_FILE = "MANIFEST.json"
-_VERSION = re.compile(r"^\d{8}T\d{6}Z-[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_VERSION = re.compile(r"^\d{8}T\d{6}Z-[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", re.ASCII)  # ASCII digits only
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _TAG_VALUE = re.compile(r"^[A-Za-z0-9 +\-=._:/@]{0,256}$")
 

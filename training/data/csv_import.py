@@ -10,6 +10,8 @@ is refused with one line naming the first bad row, and the store is left untouch
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +24,29 @@ from training.errors import BadMarketData
 TIME_COLUMNS = ("open_time", "timestamp", "time", "date", "datetime")
 
 
+MAX_CSV_BYTES = 2 << 30
+"""Ten years of 1m candles is well under 1 GiB; anything larger is not a candle file."""
+
+
+def _check_regular_file(path: Path) -> None:
+    """Refuse devices, FIFOs and huge files before reading (``/dev/zero`` would never end)."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise BadMarketData(f"no such file: {path}") from None
+    except OSError as exc:
+        raise BadMarketData(f"cannot read {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise BadMarketData(f"{path} is not a regular file (a directory, device or FIFO)")
+    if info.st_size > MAX_CSV_BYTES:
+        raise BadMarketData(f"{path} is {info.st_size} bytes, over the {MAX_CSV_BYTES} byte limit for a candle CSV")
+
+
 def read_candle_csv(path: Path | str, timeframe: str) -> pd.DataFrame:
     """A validated candle frame (the store's layout) from a CSV file."""
     step = check_timeframe(timeframe)
     path = Path(path)
+    _check_regular_file(path)
     try:
         raw = pd.read_csv(path)
     except FileNotFoundError:
