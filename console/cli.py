@@ -46,8 +46,10 @@ COMMANDS: dict[str, str] = {
     "cost": "cost",
     "train": "train",
     "infra": "infra",
+    "dql": "dql",
     "image": "image",
     "tui": "tui",
+    "report": "report",
 }
 
 

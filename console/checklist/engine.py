@@ -149,12 +149,9 @@ class Engine:
         return run
 
     def claim_run(self, spec: ChecklistSpec, *, new: bool = False) -> tuple[RunRecord | None, str, RunLock]:
-        """Resume the unfinished run of ``spec`` or create one, as one decision, and take its lock.
-
-        Returns (the resumed run or None, the run id, the held `RunLock` to hand to `drive`).
-        Under `StartLock`, so two consoles started at once never both create a run: the later
-        one finds the earlier one's run and its `RunLock` refuses it (`RunLocked`).
-        """
+        """(the resumed run or None, the run id, its held `RunLock` for `drive`): resume or create
+        as one decision under `StartLock`, so of two consoles started at once the later one finds
+        the earlier one's run and its `RunLock` refuses it (`RunLocked`)."""
         with StartLock(self.settings.state_dir):
             existing = None if new else self.find_resumable(spec)
             run_id = existing.id if existing is not None else self.create_run(spec)
@@ -184,8 +181,20 @@ class Engine:
             lock.__enter__()
         try:
             return self._drive(run_id, spec, from_step=from_step, only=only, skip=skip)
+        except BaseException as exc:
+            self._abandoned(run_id, exc)
+            raise
         finally:
             lock.__exit__(None, None, None)
+
+    def _abandoned(self, run_id: str, exc: BaseException) -> None:
+        """An error that ends the drive ends the run too (failed, or cancelled on Ctrl-C), so no run
+        is left "running" with nothing driving it. Best effort: the store may be what failed."""
+        status = RunStatus.CANCELLED if isinstance(exc, (KeyboardInterrupt, Interrupted)) else RunStatus.FAILED
+        with contextlib.suppress(Exception):
+            run = self.store.get_run(run_id)
+            if run is not None and run.status in (RunStatus.RUNNING, RunStatus.PENDING):
+                self.store.set_run_status(run_id, status, summary=f"the console stopped: {_first_line(exc)}")
 
     def _drive(
         self, run_id: str, spec: ChecklistSpec, *, from_step: str | None, only: str | None, skip: dict[str, str] | None
@@ -200,7 +209,11 @@ class Engine:
             self._tell(EngineEvent("run.running", run_id, None, f"driving run {run_id}"))
             for index, step in enumerate(spec.steps):
                 record = self.store.get_step(run_id, step.name)
-                assert record is not None
+                if record is None:
+                    raise StateError(
+                        f"run {run_id} has no step {step.name!r}: its checklist changed since the run was created",
+                        hint="start a fresh run with `console run --new`",
+                    )
                 if StepState(record.state).finished:
                     continue
                 if index < start:

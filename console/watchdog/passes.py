@@ -34,6 +34,7 @@ from console.state import RunRecord, StateStore
 from console.watchdog.batch import watch_jobs
 from console.watchdog.readings import Readings, default_readings
 from console.watchdog.rules import IDLE_GPU_PCT, Facts, Verdict, first_rule, max_runtime_minutes, models_pending_upload
+from console.watchdog.sagemaker import watch_training_jobs
 from remote.errors import InstanceNotFound, RemoteError
 from remote.providers.base import Provider
 
@@ -132,6 +133,7 @@ class Watchdog:
             self._enforce(instances, verdict, report)
         self._settle_vanished(provider, {i.id for i in live})
         report.verdicts += watch_jobs(self, report, now)  # Batch jobs: the same rules (console.watchdog.batch)
+        report.verdicts += watch_training_jobs(self, report, now)  # SageMaker jobs (console.watchdog.sagemaker)
         with contextlib.suppress(Exception):  # notifications never stop the watchdog
             self.relay.pump()
         self._finish(report)

@@ -79,6 +79,13 @@ class AgentPredictor:
             actions = self.net(obs).argmax(dim=1).numpy()
         return np.asarray(self.positions, dtype=np.float64)[actions]
 
+    def act(self, obs: np.ndarray) -> int:
+        """The action (index into ``positions``) the agent takes on one observation."""
+        import torch
+
+        with torch.no_grad():
+            return int(self.net(torch.as_tensor(np.asarray(obs, dtype=np.float32))).argmax())
+
 
 class FlatPredictor:
     """The fallback without a trained agent: stay out of the market."""
