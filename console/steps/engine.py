@@ -83,6 +83,12 @@ class TrainOut(StepOutputs):
     seconds: float = 0.0
 
 
+def _tell_failed(ctx: StepContext, symbol: str, state: str, why: str) -> None:
+    """An ``engine.symbol_failed`` event (a notification: `console.notify`) for a coin that did not make it."""
+    if state not in ("ok", "succeeded"):
+        ctx.emit("engine.symbol_failed", f"{symbol} {state}: {why}"[:300], symbol=symbol, state=state)
+
+
 def _usable(ctx: StepContext) -> list[str]:
     data = ctx.output_of("engine-data", DataOut)
     return list(data.usable) if data else []
@@ -124,6 +130,7 @@ class EngineData(Step):
         def coin(o: work.CoinOutcome) -> None:
             done.append(o)
             ctx.log.info("%s: %s %s", o.symbol, o.state, o.why)
+            _tell_failed(ctx, o.symbol, o.state, o.why)
             ctx.progress(len(done), len(symbols), o.symbol)
             ctx.check_cancelled()
 
@@ -200,6 +207,8 @@ class EngineTrain(Step):
                 on_coin=lambda o: ctx.log.info("%s: %s %s", o.symbol, o.state, o.why),
             )  # fmt: skip
             coins = {o.symbol: {"state": o.state, "why": o.why, **o.figures} for o in outcomes}
+        for symbol, row in coins.items():
+            _tell_failed(ctx, symbol, str(row.get("state")), str(row.get("why", "")))
         seconds = time.monotonic() - began
         passed = sum(1 for c in coins.values() if c.get("passed"))
         return StepResult.ok(f"{len(coins)} heads in {seconds:.1f} s; {passed} passed the after-cost gate",
