@@ -149,14 +149,15 @@ class Engine:
         return run
 
     def claim_run(self, spec: ChecklistSpec, *, new: bool = False) -> tuple[RunRecord | None, str, RunLock]:
-        """Resume the unfinished run of ``spec`` or create one, as one decision, and take its lock.
-
-        Returns (the resumed run or None, the run id, the held `RunLock` to hand to `drive`).
-        Under `StartLock`, so two consoles started at once never both create a run: the later
-        one finds the earlier one's run and its `RunLock` refuses it (`RunLocked`).
-        """
+        """(the resumed run or None, the run id, its held `RunLock` for `drive`): resume or create
+        as one decision under `StartLock`, so of two consoles started at once the later one finds
+        the earlier one's run and its `RunLock` refuses it (`RunLocked`)."""
         with StartLock(self.settings.state_dir):
-            existing = None if new else self.find_resumable(spec)
+            existing = self.find_resumable(spec)
+            if new and existing is not None:  # one unfinished run per checklist and parameters
+                with RunLock(run_dir(self.settings, existing.id), existing.id):  # refused while driven
+                    self.store.set_run_status(existing.id, RunStatus.SUPERSEDED, summary="replaced (--new)")
+                existing = None
             run_id = existing.id if existing is not None else self.create_run(spec)
             lock = RunLock(run_dir(self.settings, run_id), run_id).__enter__()
         return existing, run_id, lock
@@ -173,10 +174,8 @@ class Engine:
         skip: dict[str, str] | None = None,
         lock: RunLock | None = None,
     ) -> RunOutcome:
-        """Run the unfinished steps of ``run_id`` in order until one does not succeed.
-
-        ``lock``: the run's `RunLock`, already held (from `claim_run`); released when done.
-        """
+        """Run the unfinished steps of ``run_id`` in order until one does not succeed (``lock``: the
+        run's `RunLock` already held, from `claim_run`; released when done)."""
         if self.store.get_run(run_id) is None:
             raise StateError(f"no run {run_id!r} in {self.store.path}", hint="see `console runs`")
         lock = lock or RunLock(run_dir(self.settings, run_id), run_id)
@@ -184,8 +183,19 @@ class Engine:
             lock.__enter__()
         try:
             return self._drive(run_id, spec, from_step=from_step, only=only, skip=skip)
+        except BaseException as exc:
+            self._abandoned(run_id, exc)
+            raise
         finally:
             lock.__exit__(None, None, None)
+
+    def _abandoned(self, run_id: str, exc: BaseException) -> None:
+        """An error that ends the drive ends the run (failed; cancelled on Ctrl-C): never "running" undriven."""
+        status = RunStatus.CANCELLED if isinstance(exc, (KeyboardInterrupt, Interrupted)) else RunStatus.FAILED
+        with contextlib.suppress(Exception):
+            run = self.store.get_run(run_id)
+            if run is not None and run.status in (RunStatus.RUNNING, RunStatus.PENDING):
+                self.store.set_run_status(run_id, status, summary=f"the console stopped: {_first_line(exc)}")
 
     def _drive(
         self, run_id: str, spec: ChecklistSpec, *, from_step: str | None, only: str | None, skip: dict[str, str] | None
@@ -200,7 +210,11 @@ class Engine:
             self._tell(EngineEvent("run.running", run_id, None, f"driving run {run_id}"))
             for index, step in enumerate(spec.steps):
                 record = self.store.get_step(run_id, step.name)
-                assert record is not None
+                if record is None:
+                    raise StateError(
+                        f"run {run_id} has no step {step.name!r}: its checklist changed since the run was created",
+                        hint="start a fresh run with `console run --new`",
+                    )
                 if StepState(record.state).finished:
                     continue
                 if index < start:

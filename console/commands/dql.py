@@ -92,6 +92,9 @@ def _report(folder: Path, data_file: str, experiment: str) -> Path:
     from training.rl.report import write_report
 
     judged = judge_saved(folder, Path(data_file))
+    for line in judged.verdict.lines():
+        click.echo(f"  {line}")
+    click.echo("verdict: " + ("passed" if judged.verdict.passed else "FAILED (not champion, cannot go live)"))
     return write_report(
         Path("results") / experiment,
         experiment=experiment,

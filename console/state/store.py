@@ -9,6 +9,7 @@ alone (`console.checklist.engine`); the rest of the console reads it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -19,6 +20,7 @@ from typing import Any
 
 from console.errors import StateError
 from console.redact import redact
+from console.state.errors import state_error
 from console.state.records import (
     FINISHED,
     EventRecord,
@@ -80,10 +82,8 @@ class StateStore:
         return conn
 
     def _corrupt(self, exc: BaseException) -> StateError:
-        return StateError(
-            f"state database {self.path} is unreadable ({exc})",
-            hint="move it aside to start fresh, or pass another --state-dir",
-        )
+        """The right error for what SQLite said: damaged, disk full, read-only or busy (`state_error`)."""
+        return state_error(self.path, exc)
 
     def _tx(self) -> "_Transaction":
         return _Transaction(self._conn(), self)
@@ -171,8 +171,8 @@ class StateStore:
 
     def latest_unfinished_run(self, checklist: str | None = None) -> RunRecord | None:
         """The newest run that did not succeed (what `console resume` picks); manual runs are never resumed."""
-        sql = "SELECT * FROM runs WHERE status NOT IN (?, ?)"
-        args: tuple[Any, ...] = (RunStatus.SUCCEEDED.value, RunStatus.MANUAL.value)
+        sql = "SELECT * FROM runs WHERE status NOT IN (?, ?, ?)"
+        args: tuple[Any, ...] = (RunStatus.SUCCEEDED.value, RunStatus.MANUAL.value, RunStatus.SUPERSEDED.value)
         if checklist:
             sql += " AND checklist = ?"
             args = (*args, checklist)
@@ -441,7 +441,9 @@ class _Transaction:
             except sqlite3.DatabaseError as err:
                 raise self.store._corrupt(err) from None
         else:
-            self.conn.execute("ROLLBACK")
+            if self.conn.in_transaction:  # SQLite has already rolled back on a full disk
+                with contextlib.suppress(sqlite3.DatabaseError):
+                    self.conn.execute("ROLLBACK")
             if isinstance(exc, sqlite3.DatabaseError):
                 raise self.store._corrupt(exc) from None
 

@@ -60,3 +60,16 @@ def test_a_product_the_exchange_does_not_list_is_bad_input(state: dict[str, str]
     proc = console("run", "--checklist", "engine", "--symbols", "NOPE-USD", "--new", env=state, timeout=120)
     assert proc.returncode == 2, (proc.stdout[-1500:], proc.stderr)
     assert "the exchange lists no such product" in proc.stdout
+
+
+def test_progress_over_many_coins_is_one_line_of_counts() -> None:
+    from console.engine_work import CoinOutcome
+    from console.steps.engine import Tally
+
+    tally = Tally(400)
+    for i in range(300):
+        tally.add(CoinOutcome(f"C{i:03d}-USD", "ok", figures={"seconds": 1.0 + (i == 7) * 40}))
+    tally.add(CoinOutcome("BAD-USD", "failed", "timed out"))
+    done, total, line = tally.add(CoinOutcome("NEW-USD", "skipped", "2 days of history"))
+    assert (done, total) == (302, 400)
+    assert line == "failed 1 ok 300 skipped 1; slowest C007-USD 41s; failed BAD-USD, NEW-USD"

@@ -231,7 +231,10 @@ def train_one(
         costs=dict(manifest.get("costs") or {}),
         seed=int(manifest.get("seed") or 0),
     )
-    outcome = train_unit(job, here / "out", on_progress=progress)
+    pin = ""  # what the champion pins: the shared encoder's hash, when the job has one
+    if "encoder" in shared and (shared["encoder"] / "encoder.json").is_file():
+        pin = str(json.loads((shared["encoder"] / "encoder.json").read_text()).get("hash", ""))
+    outcome = train_unit(job, here / "out", on_progress=progress, pin=pin)
     progress.flush()  # the last step, if throttled away: where the fit ended
     rel = outcome.published.folder.relative_to(here / "out").as_posix()
     place.upload_folder(outcome.published.folder, f"{manifest['out']}{rel}/")

@@ -115,8 +115,9 @@ def fit_head(
         history.append({"round": env.iteration + 1, "val_log_loss": loss})
         on_round(env.iteration + 1, loss)
 
-    train = lgb.Dataset(np.asarray(x_train, dtype=np.float64), label=np.asarray(y_train), free_raw_data=True)
-    val = lgb.Dataset(np.asarray(x_val, dtype=np.float64), label=np.asarray(y_val), reference=train)
+    # float32 as the encoder gives it: LightGBM bins it without a float64 copy.
+    train = lgb.Dataset(np.asarray(x_train, dtype=np.float32), label=np.asarray(y_train), free_raw_data=True)
+    val = lgb.Dataset(np.asarray(x_val, dtype=np.float32), label=np.asarray(y_val), reference=train)
     booster = lgb.train(
         {
             "objective": "binary",
@@ -125,6 +126,7 @@ def fit_head(
             "num_leaves": config.num_leaves,
             "min_data_in_leaf": config.min_data_in_leaf,
             "feature_fraction": config.feature_fraction,
+            "max_bin": config.max_bin,
             "num_threads": config.threads,
             "seed": seed,
             "deterministic": True,

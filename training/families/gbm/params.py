@@ -38,6 +38,9 @@ class HeadConfig:
     num_leaves: int = 15
     min_data_in_leaf: int = 100
     feature_fraction: float = 0.9
+    max_bin: int = 63
+    """Histogram bins per component: 63 fits a standardised component as well as LightGBM's 255
+    here (same best round on the bench) and boosts about a third faster."""
     early_stopping: int = 30
     """Rounds without a better validation log-loss before boosting stops."""
     threads: int = 1
