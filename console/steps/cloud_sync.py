@@ -24,6 +24,10 @@ from console.steps.cloud import not_needed_by_backend
 from console.steps.params import DownloadParams, SyncParams, UploadParams
 from console.transfer import champion_rules, place_version, ready_host
 from remote.backends.base import JobRef
+from remote.errors import HostUnreachable
+
+SYNC_RECONNECTS = 3
+"""Reconnects the sync step makes inside one attempt when the SSH link drops."""
 
 
 @register
@@ -47,17 +51,32 @@ class Sync(Step):
         launched = ctx.output_of("launch", LaunchOutputs)
         if launched is None:
             raise StepFailed("no SSH coordinates for the instance", hint="run the launch step first")
-        with ctx.resources.runner(launched) as runner:
-            done = ready_host(
-                ctx.resources,
-                runner,
-                launched,
-                run_id=ctx.run_id,
-                symbols=list(ctx.params.symbols),
-                log=ctx.log,
-                cancelled=ctx.cancelled,
-            )
-        return StepResult.ok(done.summary, details=done.details, outputs=done.outputs)
+        for reconnect in range(SYNC_RECONNECTS + 1):
+            try:
+                with ctx.resources.runner(launched) as runner:
+                    done = ready_host(
+                        ctx.resources,
+                        runner,
+                        launched,
+                        run_id=ctx.run_id,
+                        symbols=list(ctx.params.symbols),
+                        log=ctx.log,
+                        cancelled=ctx.cancelled,
+                    )
+                break
+            except HostUnreachable as exc:  # ConnectionLost too: a link that dropped, or could not come up
+                # A dropped link is not a failed sync: reconnect here and send what is still
+                # missing (only changed files travel), instead of failing into the engine's retry.
+                if reconnect == SYNC_RECONNECTS:
+                    raise
+                wait = min(2.0**reconnect, 8.0)
+                ctx.log.warning("SSH dropped during sync (%s); reconnecting in %.0fs (%d/%d)",
+                                exc, wait, reconnect + 1, SYNC_RECONNECTS)  # fmt: skip
+                if ctx.cancelled.wait(wait):
+                    ctx.check_cancelled()
+        details = {**done.details, "reconnects": reconnect}
+        summary = done.summary + (f"; SSH dropped; reconnected {reconnect}x" if reconnect else "")
+        return StepResult.ok(summary, details=details, outputs=done.outputs)
 
 
 @register
