@@ -116,7 +116,8 @@ class SageMakerBackend:
             described = self._describe(ref.name)
             transitions = described.get("SecondaryStatusTransitions") or []
             for t in transitions[secondary_seen:]:
-                on_event(JobEvent(ref.name, "log", f"SageMaker {t.get('Status')}: {t.get('StatusMessage', '')}",
+                text = f"SageMaker {t.get('Status')}: {t.get('StatusMessage', '')}"
+                on_event(JobEvent(ref.name, "log", text, unit=",".join(ref.data.get("units") or ()),
                                   data={"secondary": t.get("Status")}))  # fmt: skip
             secondary_seen = len(transitions)
             for event in job_log.read():
