@@ -49,6 +49,7 @@ COMMANDS: dict[str, str] = {
     "dql": "dql",
     "image": "image",
     "tui": "tui",
+    "report": "report",
 }
 
 

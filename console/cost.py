@@ -102,7 +102,7 @@ class BudgetBreach:
             "daily": f"daily ({self.subject} UTC)",
             "instance": f"instance {self.subject}",
         }[self.kind]
-        return f"{what} budget reached: ${self.spent_usd:.2f} of ${self.limit_usd:.2f}"
+        return f"{what} budget reached: {usd(self.spent_usd)} of {usd(self.limit_usd)}"
 
 
 def rates(store: StateStore, instance_id: str) -> list[Rate]:
@@ -234,6 +234,11 @@ def daily_spend(store: StateStore, *, now: float | None = None) -> float:
         for r in store.instances()
         if (r.terminated_at or now) >= window[0]
     )
+
+
+def usd(amount: float) -> str:
+    """Dollars to the cent, or to four significant figures under a dollar (a $0.001 budget is not "$0.00")."""
+    return f"${amount:.2f}" if abs(amount) >= 1 or amount == 0 else f"${amount:.4g}"
 
 
 def run_budget_usd(store: StateStore, run_id: str, settings: "Settings") -> float:

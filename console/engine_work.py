@@ -225,6 +225,7 @@ def train_local(
     encoder_hash = json.loads((encoder / "encoder.json").read_text())["hash"]
 
     def one(symbol: str) -> CoinOutcome:
+        began = time.monotonic()
         job = FitJob(
             "gbm",
             symbol,
@@ -238,7 +239,12 @@ def train_local(
         return CoinOutcome(
             symbol,
             "ok",
-            figures={"model_dir": rel, "passed": outcome.verdict.passed, "reasons": list(outcome.verdict.reasons)},
+            figures={
+                "model_dir": rel,
+                "passed": outcome.verdict.passed,
+                "reasons": list(outcome.verdict.reasons),
+                "seconds": round(time.monotonic() - began, 3),
+            },
         )
 
     outcomes = []

@@ -236,6 +236,9 @@ class EventRelay:
                 line.hours if line else None,
                 line.source if line else "",
             )
+        if kind == "engine.symbol_failed":  # the per-coin engine: each coin that failed or was skipped
+            return n.send(f"engine: {event.data.get('symbol', '?')} {event.data.get('state', 'failed')}", event.message,
+                          FAILURE)  # fmt: skip
         if kind.startswith("watchdog.") or kind.startswith("budget."):
             failure = kind.endswith(("failed", "unconfirmed"))
             return n.watchdog_action(

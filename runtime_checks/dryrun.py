@@ -116,6 +116,7 @@ def evaluate(
         "p_up_std": float(p_all.std()) if n else 0.0,
         "long_share": float((p_all > 0.5).mean()) if n else float("nan"),
         "evidence": evidence,
+        "equity": equity_curves(p_all, future_all, horizon, costs, threshold, majority, last_move),
     }
     constant = n == 0 or figures["p_up_std"] < CONSTANT_STD
     stuck = n == 0 or float(np.abs(p_all - 0.5).max()) < STUCK_BAND
@@ -130,6 +131,30 @@ def evaluate(
         }
     )
     return figures
+
+
+EQUITY_POINTS = 240
+"""Points kept of each equity curve (the run report draws them)."""
+
+
+def equity_curves(
+    p_up: np.ndarray, future: np.ndarray, horizon: int, costs: Any, threshold: float, *baselines: np.ndarray
+) -> dict[str, list[float]]:
+    """The after-cost equity of the traded rule and of each baseline's rule (majority,
+    last move) on the same decisions: cumulative net return, thinned to `EQUITY_POINTS`."""
+    from training.evidence import decision_net_returns
+
+    curves = {}
+    for name, p, band in (
+        ("model", p_up, threshold),
+        ("majority", baselines[0], 0.0),
+        ("last_move", baselines[1], 0.0),
+    ):
+        net, _ = decision_net_returns(p, future, horizon, costs, band)
+        equity = np.cumsum(net)
+        keep = np.unique(np.linspace(0, len(equity) - 1, min(len(equity), EQUITY_POINTS)).astype(int))
+        curves[name] = [round(float(v), 6) for v in equity[keep]] if len(equity) else []
+    return curves
 
 
 @dataclass(frozen=True)

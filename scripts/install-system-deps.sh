@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Debian packages the test suite needs: a real OpenSSH server and client (tests start
-# their own sshd on 127.0.0.1) and rsync (the sync benchmark compares against it).
+# their own sshd on 127.0.0.1), rsync (the sync benchmark compares against it) and
+# Chromium's headless shell (the run report is rendered in a real browser).
 # Installs only what is missing, so it is instant on a machine that has them.
 set -euo pipefail
 need=()
@@ -8,6 +9,7 @@ command -v /usr/sbin/sshd >/dev/null 2>&1 || need+=(openssh-server)
 command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
 command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)
 command -v rsync >/dev/null 2>&1 || need+=(rsync)
+command -v chromium-headless-shell >/dev/null 2>&1 || need+=(chromium-headless-shell)
 [ ${#need[@]} -eq 0 ] && exit 0
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -153,7 +153,11 @@ class Engine:
         as one decision under `StartLock`, so of two consoles started at once the later one finds
         the earlier one's run and its `RunLock` refuses it (`RunLocked`)."""
         with StartLock(self.settings.state_dir):
-            existing = None if new else self.find_resumable(spec)
+            existing = self.find_resumable(spec)
+            if new and existing is not None:  # one unfinished run per checklist and parameters
+                with RunLock(run_dir(self.settings, existing.id), existing.id):  # refused while driven
+                    self.store.set_run_status(existing.id, RunStatus.SUPERSEDED, summary="replaced (--new)")
+                existing = None
             run_id = existing.id if existing is not None else self.create_run(spec)
             lock = RunLock(run_dir(self.settings, run_id), run_id).__enter__()
         return existing, run_id, lock
@@ -170,10 +174,8 @@ class Engine:
         skip: dict[str, str] | None = None,
         lock: RunLock | None = None,
     ) -> RunOutcome:
-        """Run the unfinished steps of ``run_id`` in order until one does not succeed.
-
-        ``lock``: the run's `RunLock`, already held (from `claim_run`); released when done.
-        """
+        """Run the unfinished steps of ``run_id`` in order until one does not succeed (``lock``: the
+        run's `RunLock` already held, from `claim_run`; released when done)."""
         if self.store.get_run(run_id) is None:
             raise StateError(f"no run {run_id!r} in {self.store.path}", hint="see `console runs`")
         lock = lock or RunLock(run_dir(self.settings, run_id), run_id)
@@ -188,8 +190,7 @@ class Engine:
             lock.__exit__(None, None, None)
 
     def _abandoned(self, run_id: str, exc: BaseException) -> None:
-        """An error that ends the drive ends the run too (failed, or cancelled on Ctrl-C), so no run
-        is left "running" with nothing driving it. Best effort: the store may be what failed."""
+        """An error that ends the drive ends the run (failed; cancelled on Ctrl-C): never "running" undriven."""
         status = RunStatus.CANCELLED if isinstance(exc, (KeyboardInterrupt, Interrupted)) else RunStatus.FAILED
         with contextlib.suppress(Exception):
             run = self.store.get_run(run_id)

@@ -31,11 +31,14 @@ def cost_cmd(app: App, run_id: str | None, days: int, json_out: bool) -> None:
     now = time.time()
     lines = ledger(store, run_id=run_id, since=now - days * 86400, now=now)
     jobs = job_costs(store, run_id=run_id, since=now - days * 86400)
+    ended_because = {r.id: r.terminate_reason for r in store.instances(run_id=run_id) if r.terminated_at}
     if json_out:
         click.echo(
             json.dumps(
                 {
-                    "lines": [_as_dict(line) for line in lines],
+                    "lines": [
+                        {**_as_dict(line), "ended_because": ended_because.get(line.instance_id)} for line in lines
+                    ],
                     "jobs": [job_dict(job) for job in jobs],
                     "total_usd": sum(line.cost_usd for line in lines) + sum(j.cost_usd or 0.0 for j in jobs),
                     "today_usd": daily_spend(store, now=now),
@@ -100,6 +103,9 @@ def cost_cmd(app: App, run_id: str | None, days: int, json_out: bool) -> None:
     )
     # Piped or captured output keeps every column whole rather than wrapping at 80.
     output_console().print(table)
+    for line in lines:
+        if not line.live:
+            click.echo(f"{line.instance_id} ended: {ended_because.get(line.instance_id) or 'reason not recorded'}")
     click.echo(
         f"today (UTC): ${daily_spend(store, now=now):.2f} of the ${app.settings.budget.daily_usd:.2f} daily budget"
     )

@@ -1,4 +1,4 @@
-"""`console sync`, `console exec` and `console models upload | download | list`.
+"""`console sync`, `console exec` and `console models upload | download | list | sync | latest`.
 
 By hand, through the same runner, sync and store the checklist steps use: the instance is
 looked up in the state store (launched by a run or by `console instance launch`), its
@@ -179,6 +179,38 @@ def models_list(app: App, json_out: bool) -> None:
             "*" if latest and v.version == latest.version else "",
         )
     output_console().print(table)
+
+
+INVESTMENT_MODELS = "s3://investment-system-data/models"
+"""Where the investment system's ``latest.json`` lives by default (the seed's bucket)."""
+
+
+@models_group.command("latest")
+@click.option(
+    "--store",
+    "store_url",
+    default=INVESTMENT_MODELS,
+    show_default=True,
+    help="The bucket's models folder (s3://BUCKET/models, gs://, az://, or a directory).",
+)
+@click.option("--json", "json_out", is_flag=True, help="Print as JSON.")
+@common_options
+@pass_app
+def models_latest(app: App, store_url: str, json_out: bool) -> None:
+    """What the investment runtime would load from latest.json (regime, health), and why."""
+    import tempfile
+
+    from runtime_checks.investment import load_models
+
+    store = app.resources.store_at(store_url)
+    with tempfile.TemporaryDirectory() as cache:
+        models = load_models(store, Path(cache))
+    if json_out:
+        click.echo(json.dumps({"version": models.version, "source": models.source, "reasons": models.reasons}))
+        return
+    click.echo(f"store: {store.describe()}")
+    for line in models.lines():
+        click.echo(line)
 
 
 @models_group.command("sync")

@@ -59,6 +59,16 @@ def _still_costing(app: App, run_id: str) -> str:
     )
 
 
+def _report_line(app: App, run_id: str) -> str:
+    """Write the run's report (`console report`); a failure to write it never changes the run's exit."""
+    from console.commands.report import report_for
+
+    try:
+        return f"report: {report_for(app, run_id)}"
+    except Exception as exc:  # noqa: BLE001 - the run's outcome stands; say why there is no page
+        return f"report not written ({type(exc).__name__}: {str(exc)[:200]}); try `console report {run_id}`"
+
+
 def _drive(
     app: App, spec: ChecklistSpec, run_id: str, *, json_lines: bool, lock: RunLock | None = None, **selection: Any
 ) -> None:
@@ -73,6 +83,7 @@ def _drive(
         renderer.close()
     if not json_lines:
         print_summary(app.store, run_id)
+        click.echo(_report_line(app, run_id))
         click.echo(
             f"run {run_id}: {outcome.status}"
             + (f" at {outcome.failed_step}: {outcome.message}" if outcome.failed_step else "")

@@ -8,6 +8,7 @@ import time
 import click
 
 from console.app import App, common_options, pass_app
+from console.state import InstanceRecord
 from console.watchdog import (
     PassReport,
     run_foreground,
@@ -57,8 +58,15 @@ def status_cmd(app: App, json_out: bool) -> None:
     """Say whether the watchdog runs, and what its last pass saw and did."""
     status = watchdog_status(app.settings)
     if json_out:
+        recent = [
+            {"instance_id": r.id, "run_id": r.run_id, "terminated_at": r.terminated_at, "reason": r.terminate_reason}
+            for r in _recent_terminations(app)
+        ]
         click.echo(
-            json.dumps({"running": status.running, "pid": status.pid, "last_pass": status.last_pass}, default=str)
+            json.dumps(
+                {"running": status.running, "pid": status.pid, "last_pass": status.last_pass, "recent": recent},
+                default=str,
+            )
         )
         return
     click.echo(f"watchdog: running (pid {status.pid})" if status.running else "watchdog: not running")
@@ -76,8 +84,21 @@ def status_cmd(app: App, json_out: bool) -> None:
             )
             + (f"; error: {last['error']}" if last.get("error") else "")
         )
+    for record in _recent_terminations(app):
+        ago = (time.time() - (record.terminated_at or 0)) / 60
+        click.echo(f"  {record.id} ({record.run_id or 'no run'}) ended {ago:.0f} min ago: {record.terminate_reason}")
     if not status.running:
         click.echo("start it with `console watchdog start` (a launch starts it too)")
+
+
+RECENT_S = 86400.0
+
+
+def _recent_terminations(app: App, limit: int = 10) -> list[InstanceRecord]:
+    """Instances that ended in the last day, newest first, with the reason each was recorded with."""
+    since = time.time() - RECENT_S
+    ended = [r for r in app.store.instances() if r.terminated_at and r.terminated_at >= since]
+    return sorted(ended, key=lambda r: r.terminated_at or 0, reverse=True)[:limit]
 
 
 @watchdog_group.command("once")

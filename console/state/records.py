@@ -33,6 +33,9 @@ class RunStatus(enum.StrEnum):
     """The operator stopped it."""
     PAUSED = "paused"
     """Stopped early on purpose (``--only``): more steps are left."""
+    SUPERSEDED = "superseded"
+    """Replaced by a fresh run of the same checklist and parameters (``console run --new``), so
+    only one of them is ever unfinished; what it launched has no purpose left."""
     MANUAL = "manual"
     """Instances launched by hand (``console instance launch``): no steps and no driver. The
     watchdog still holds them to their budget and runtime (the instance's own dead-man switch
@@ -46,10 +49,12 @@ class RunStatus(enum.StrEnum):
     @property
     def resumable(self) -> bool:
         """True when `console resume` would continue it (anything short of success, but a manual run)."""
-        return self not in (RunStatus.SUCCEEDED, RunStatus.MANUAL)
+        return self not in (RunStatus.SUCCEEDED, RunStatus.MANUAL, RunStatus.SUPERSEDED)
 
 
-FINISHED = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.BLOCKED, RunStatus.CANCELLED})
+FINISHED = frozenset(
+    {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.BLOCKED, RunStatus.CANCELLED, RunStatus.SUPERSEDED}
+)
 """The statuses a run ends in (the watchdog's run-ended rule, the finished-at timestamp)."""
 
 

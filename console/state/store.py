@@ -171,8 +171,8 @@ class StateStore:
 
     def latest_unfinished_run(self, checklist: str | None = None) -> RunRecord | None:
         """The newest run that did not succeed (what `console resume` picks); manual runs are never resumed."""
-        sql = "SELECT * FROM runs WHERE status NOT IN (?, ?)"
-        args: tuple[Any, ...] = (RunStatus.SUCCEEDED.value, RunStatus.MANUAL.value)
+        sql = "SELECT * FROM runs WHERE status NOT IN (?, ?, ?)"
+        args: tuple[Any, ...] = (RunStatus.SUCCEEDED.value, RunStatus.MANUAL.value, RunStatus.SUPERSEDED.value)
         if checklist:
             sql += " AND checklist = ?"
             args = (*args, checklist)

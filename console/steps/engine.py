@@ -83,6 +83,34 @@ class TrainOut(StepOutputs):
     seconds: float = 0.0
 
 
+class Tally:
+    """Hundreds of coins in one progress line: counts by state, the slowest so far, the failed."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.counts: dict[str, int] = {}
+        self.failed: list[str] = []
+        self.slowest: tuple[float, str] = (0.0, "")
+
+    def add(self, o: work.CoinOutcome) -> tuple[int, int, str]:
+        self.slowest = max(self.slowest, (float(o.figures.get("seconds", 0.0)), o.symbol))
+        self.counts[o.state] = self.counts.get(o.state, 0) + 1
+        if o.state != "ok":
+            self.failed.append(o.symbol)
+        done = sum(self.counts.values())
+        states = " ".join(f"{k} {v}" for k, v in sorted(self.counts.items()))
+        failed = (
+            f"; failed {', '.join(self.failed[-3:])}{' ...' if len(self.failed) > 3 else ''}" if self.failed else ""
+        )
+        return done, self.total, f"{states}; slowest {self.slowest[1]} {self.slowest[0]:.0f}s{failed}"
+
+
+def _tell_failed(ctx: StepContext, symbol: str, state: str, why: str) -> None:
+    """An ``engine.symbol_failed`` event (a notification: `console.notify`) for a coin that did not make it."""
+    if state not in ("ok", "succeeded"):
+        ctx.emit("engine.symbol_failed", f"{symbol} {state}: {why}"[:300], symbol=symbol, state=state)
+
+
 def _usable(ctx: StepContext) -> list[str]:
     data = ctx.output_of("engine-data", DataOut)
     return list(data.usable) if data else []
@@ -124,6 +152,7 @@ class EngineData(Step):
         def coin(o: work.CoinOutcome) -> None:
             done.append(o)
             ctx.log.info("%s: %s %s", o.symbol, o.state, o.why)
+            _tell_failed(ctx, o.symbol, o.state, o.why)
             ctx.progress(len(done), len(symbols), o.symbol)
             ctx.check_cancelled()
 
@@ -194,12 +223,19 @@ class EngineTrain(Step):
             coins = train_on_batch(ctx, symbols, p.head_params(), costs.costs if costs else {})
         else:
             cap = {"sequential": 1, "parallel": len(symbols), "hybrid": p.max_concurrent}[p.mode]
+            tally = Tally(len(symbols))
+
+            def coin(o: work.CoinOutcome) -> None:
+                ctx.log.info("%s: %s %s", o.symbol, o.state, o.why)
+                ctx.progress(*tally.add(o))
+
             outcomes = work.train_local(
                 ctx.resources, symbols, p.head_params(), costs.costs if costs else {}, max_concurrent=cap,
-                timeout_s=p.symbol_timeout_s, retries=p.symbol_retries, force=p.force,
-                on_coin=lambda o: ctx.log.info("%s: %s %s", o.symbol, o.state, o.why),
+                timeout_s=p.symbol_timeout_s, retries=p.symbol_retries, force=p.force, on_coin=coin,
             )  # fmt: skip
             coins = {o.symbol: {"state": o.state, "why": o.why, **o.figures} for o in outcomes}
+        for symbol, row in coins.items():
+            _tell_failed(ctx, symbol, str(row.get("state")), str(row.get("why", "")))
         seconds = time.monotonic() - began
         passed = sum(1 for c in coins.values() if c.get("passed"))
         return StepResult.ok(f"{len(coins)} heads in {seconds:.1f} s; {passed} passed the after-cost gate",

@@ -64,6 +64,8 @@ class OperatorApp(RunViewer):
         Binding("q", "quit", "Quit"),
     ]
 
+    report_path: Path | None = None
+    """The newest run report this console wrote (after a drive ends)."""
     proposal: Proposal | None = None
     """With no run: the checklist planned on screen, started by ``a``."""
     proposal_choice: str = DEFAULT_CHECKLIST
@@ -340,6 +342,22 @@ class OperatorApp(RunViewer):
             outcome.status, "error"
         )
         self.notify(f"run {outcome.run_id} {outcome.status}{where}", severity=severity)  # type: ignore[arg-type]
+        self.write_report(outcome.run_id)
+
+    @work(thread=True, group="report", exclusive=True, exit_on_error=False)
+    def write_report(self, run_id: str) -> None:
+        """Write the run's report (`console report`) off the UI thread and name its path."""
+        from console.report import default_path, write_report
+        from runtime_checks.gate import GateCriteria
+
+        try:
+            rules = GateCriteria.from_settings(self.settings.gate).evidence_rules()
+            path = write_report(self.store, run_id, default_path(self.settings.state_dir, run_id), gate_rules=rules)
+        except Exception as exc:  # noqa: BLE001 - the run stands; say why there is no page
+            self.call_from_thread(self.notify, f"report not written: {one_line(exc)}", severity="warning")
+            return
+        self.report_path = path
+        self.call_from_thread(self.notify, f"report: {path}", title="Run report")
 
     @while_on_screen
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:

@@ -104,3 +104,16 @@ def test_relay_tells_each_launch_and_termination_once(tmp_path, store, receiver)
     relay.pump()
     assert receiver.titles() == ["run run-n2 started", "instance i-0def launched", "instance i-0def terminated"]
     assert "$0.1578/h (sandbox table)" in receiver.received[1]["message"]
+
+
+def test_relay_announces_each_engine_coin_that_failed(tmp_path, store, receiver):
+    relay = EventRelay(store, Notifier([receiver.url]), tmp_path / "notify.json")
+    run = new_run(store, "run-e1")
+    store.add_event(run, "engine-data", "engine.symbol_failed", "AAJ-USD skipped: 2 days of history",
+                    {"symbol": "AAJ-USD", "state": "skipped"})
+    store.add_event(run, "engine-train", "engine.symbol_failed", "ETH-USD failed: timed out after 2700 s",
+                    {"symbol": "ETH-USD", "state": "failed"})
+    relay.pump()
+    titles = receiver.titles()
+    assert "engine: AAJ-USD skipped" in titles and "engine: ETH-USD failed" in titles
+    assert receiver.received[-1]["type"] == "failure"

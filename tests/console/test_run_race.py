@@ -70,3 +70,30 @@ def test_consoles_started_together_make_one_run_and_launch_one_instance(tmp_path
     assert sorted(code for code, _, _ in results) == [0] + [2] * (RACERS - 1), results
     refused = [err for code, _, err in results if code == 2]
     assert all("already being driven" in err and "Traceback" not in err for err in refused), refused
+
+
+def test_new_supersedes_the_unfinished_run_so_only_one_is_ever_unfinished(tmp_path: Path) -> None:
+    from console.checklist.engine import Engine, RunLock, run_dir
+    from console.errors import RunLocked
+    from console.steps import load_checklist
+
+    checklist = tmp_path / "c.toml"
+    checklist.write_text('[checklist]\nname = "c"\n[[steps]]\nname = "w"\nstep = "wait"\n[steps.params]\nseconds = 1\n')
+    settings = load_settings(flags={"state_dir": str(tmp_path / "state")}).settings
+    engine = Engine(settings, StateStore.open(settings.state_dir))
+    spec = load_checklist(str(checklist))
+    _, first, lock = engine.claim_run(spec)
+    try:  # while the first run is driven, --new is refused rather than making a second unfinished run
+        try:
+            engine.claim_run(spec, new=True)
+            raise AssertionError("--new took a run that another console drives")
+        except RunLocked:
+            pass
+    finally:
+        lock.__exit__(None, None, None)
+    _, second, lock = engine.claim_run(spec, new=True)
+    lock.__exit__(None, None, None)
+    assert second != first
+    assert engine.store.get_run(first).status == "superseded"
+    assert engine.store.latest_unfinished_run("c").id == second
+    assert not RunLock.is_held(run_dir(settings, first))

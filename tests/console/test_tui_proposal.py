@@ -117,5 +117,8 @@ def test_c_picks_the_operators_own_checklist_and_a_runs_it_to_the_end(tmp_path: 
                 timeout=30, what="both steps to succeed",
             )  # fmt: skip
             await until(pilot, lambda: "succeeded" in str(app.query_one("#steps").get_row("pause")[2]))
+            await until(pilot, lambda: app.report_path is not None, timeout=60, what="the run report")
+            assert app.report_path.is_file() and run_id in str(app.report_path)
+            assert any(f"report: {app.report_path}" in n.message for n in app._notifications)
 
     run(scenario())

@@ -46,7 +46,7 @@ def test_an_orphan_training_job_is_stopped_and_a_known_runs_job_is_left_and_cost
     trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
                                                      "Principal": {"Service": "sagemaker.amazonaws.com"}}]}  # fmt: skip
     role = make_client("iam", target).create_role(RoleName=f"rc-wd-{stamp}", AssumeRolePolicyDocument=json.dumps(trust))
-    write_synthetic_feature_file(tmp_path / "f", UNIT, 700, 3, stored_hash=spec_for(UNIT).hash, spec_version=SPEC_VERSION)
+    write_synthetic_feature_file(tmp_path / "f", UNIT, 9000, 3, stored_hash=spec_for(UNIT).hash, spec_version=SPEC_VERSION)
     store = StateStore.open(tmp_path / "state")
     store.create_run("known-run", checklist="retrain", checklist_path="retrain", profile="sandbox",
                      params={"budget_usd": 10.0}, steps=[("train", "train", "train")])  # fmt: skip

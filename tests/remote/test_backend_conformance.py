@@ -131,7 +131,7 @@ def ssh_harness(tmp_path: Path, request: pytest.FixtureRequest) -> Harness:
     run_id = f"conf-{time.monotonic_ns()}"
     features = tmp_path / "features"
     # Made-up features under the real spec's name and hash: what the trainer recomputes and accepts.
-    write_synthetic_feature_file(features, UNIT, 700, 3, stored_hash=spec_for(UNIT).hash, spec_version=SPEC_VERSION)
+    write_synthetic_feature_file(features, UNIT, 9000, 3, stored_hash=spec_for(UNIT).hash, spec_version=SPEC_VERSION)
     store = LocalArtifactStore(tmp_path / "store")
     pool = FakeHostPool(FakeProvider(tmp_path / "cloud"), run_id, features)
     backend = backend_class("ssh")(BackendContext(run_id=run_id, store=store, hosts=pool, work_dir=tmp_path / "work"))
@@ -161,7 +161,7 @@ def sagemaker_harness(tmp_path: Path, request: pytest.FixtureRequest) -> Harness
     sandbox = request.getfixturevalue("sandbox")
     run_id = f"conf-{time.monotonic_ns()}"
     features = tmp_path / "features"
-    write_synthetic_feature_file(features, UNIT, 700, 3, stored_hash=spec_for(UNIT).hash, spec_version=SPEC_VERSION)
+    write_synthetic_feature_file(features, UNIT, 9000, 3, stored_hash=spec_for(UNIT).hash, spec_version=SPEC_VERSION)
     target = sandbox.aws_target()
     bucket = f"rc-conf-{run_id}".lower()
     make_client("s3", target).create_bucket(Bucket=bucket)

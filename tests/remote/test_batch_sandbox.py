@@ -130,3 +130,30 @@ def test_the_child_refuses_to_train_without_the_consoles_token() -> None:
         check_guard({"RC_JOB_NAME": "train-x", "RC_JOB_TOKEN": token + "x"}, manifest)
     with pytest.raises(LocalTrainingRefused, match="refusing to train locally"):
         check_guard({}, manifest)
+
+
+def test_collect_takes_nothing_half_written_by_a_killed_child(tmp_path: Path) -> None:
+    import hashlib
+
+    from remote.backends.batch_collect import gather
+    from remote.errors import StorageError
+
+    model = b"tree\nversion=v4\n"
+    folder = "models/BTC-USD/20261205T000000Z"
+    objects = {
+        f"out/{folder}/model.bin": model,
+        f"out/{folder}/sha256.txt": f"{hashlib.sha256(model).hexdigest()}  model.bin\n".encode(),
+        "out/results/0.json": json.dumps({"units": [{"unit": "BTC-USD", "state": "succeeded", "model_dir": folder,
+                                                     "timestamp": "20261205T000000Z", "passed": False}]}).encode(),
+    }  # fmt: skip
+    # Child 1 was killed mid-upload: a folder without its sha256.txt and no results file.
+    objects["out/models/ETH-USD/20261205T000000Z/model.bin"] = b"tree\npart"
+    summary = gather(objects.get, 2, tmp_path / "ok")
+    assert summary["missing_children"] == [1] and [u["unit"] for u in summary["units"]] == ["BTC-USD"]
+    assert (tmp_path / "ok" / folder / "model.bin").read_bytes() == model
+    assert not (tmp_path / "ok" / "models" / "ETH-USD").exists()
+    # A file that differs from its hash is refused, and nothing of its folder is left behind.
+    objects[f"out/{folder}/model.bin"] = b"tree\ntampered"
+    with pytest.raises(StorageError, match="differs from its sha256"):
+        gather(objects.get, 2, tmp_path / "bad")
+    assert not (tmp_path / "bad" / folder).exists()

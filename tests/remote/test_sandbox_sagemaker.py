@@ -21,7 +21,7 @@ from tests.remote.sandbox_fixtures import new_run_id, sandbox  # noqa: F401
 
 UNIT = "BTC-USD"
 TRAIN = {"window": 8, "longest_feature_window": 10, "hidden_size": 8, "num_layers": 1, "batch_size": 64,
-         "device": "cpu", "patience": 1000}  # fmt: skip
+         "device": "cpu", "patience": 1000, "sample_stride": 5}  # fmt: skip
 TRUST = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
                                                  "Principal": {"Service": "sagemaker.amazonaws.com"}}]}  # fmt: skip
 
@@ -39,7 +39,7 @@ def account(sandbox, tmp_path: Path) -> dict[str, Any]:  # noqa: F811
     iam = make_client("iam", target)
     role = iam.create_role(RoleName=f"rc-sm-{run_id}", AssumeRolePolicyDocument=json.dumps(TRUST))["Role"]["Arn"]
     features = tmp_path / "features"
-    write_synthetic_feature_file(features, UNIT, 700, 3, stored_hash=spec_for(UNIT).hash, spec_version=SPEC_VERSION)
+    write_synthetic_feature_file(features, UNIT, 9000, 3, stored_hash=spec_for(UNIT).hash, spec_version=SPEC_VERSION)
     options = {"role_arn": role, "bucket": bucket, "features_dir": str(features), "instance_type": "ml.m5.large"}
     store = LocalArtifactStore(tmp_path / "store")
     backend = backend_class("sagemaker")(
@@ -101,7 +101,7 @@ def test_create_training_job_is_validated_like_aws(account: dict[str, Any]) -> N
 def test_a_spot_interruption_resumes_from_the_checkpoints_and_trains_every_epoch_once(account: dict[str, Any],
                                                                                      tmp_path: Path) -> None:  # fmt: skip
     backend = account["backend"]
-    epochs = 6
+    epochs = 4
     ref = backend.submit(spec(account, f"sm-{account['run_id']}-spot", epochs))
     seen: list[JobEvent] = []
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import sys
 import zipfile
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -26,12 +25,16 @@ FAIL = Verdict((RuleOutcome("beats persistence on test_f1_macro", False, 0.34, 0
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """One briefly trained model of each family, saved (the gate is not what is tested here)."""
+    from training.families.base import FitJob
+    from training.families.investment.synthetic import write_synthetic_tables
+
     root = tmp_path_factory.mktemp("models")
-    out = {"folders": {}, "metrics": {}, "context": None, "features": None}
+    context, features = write_synthetic_tables(root / "data", 420, 5, seed=0)
+    inputs = {"regime": {"context": context}, "health": {"asset_features": features}}
+    out: dict = {"folders": {}, "metrics": {}}
     for name in ("regime", "health"):
         family = get_family(name)
-        job = family.synthetic_job(root / name, skill=True, seed=0)
-        job = replace(job, params={**job.params, "epochs": 1})
+        job = FitJob(name, name, inputs[name], root / f"work-{name}", params={"epochs": 1, "device": "cpu"})
         fitted = family.fit(job, lambda p: None)
         folder = root / f"{name}-saved"
         folder.mkdir()
@@ -40,8 +43,8 @@ def saved(tmp_path_factory: pytest.TempPathFactory) -> dict:
         out["metrics"][name] = json.loads((folder / "metrics.json").read_text())
     import pandas as pd
 
-    out["context"] = pd.read_parquet(root / "regime" / "data" / "context.parquet")
-    out["features"] = pd.read_parquet(root / "health" / "data" / "features.parquet")
+    out["context"] = pd.read_parquet(context)
+    out["features"] = pd.read_parquet(features)
     return out
 
 
@@ -113,3 +116,14 @@ def test_an_archive_with_foreign_entries_is_refused(tmp_path: Path) -> None:
     with pytest.raises(CheckpointMismatch, match="unexpected entries"):
         unpack_model(crafted, tmp_path / "out")
     assert not (tmp_path.parent / "escape.txt").exists()
+
+
+def test_console_models_latest_shows_what_the_runtime_would_load(tmp_path: Path, saved: dict) -> None:
+    from tests.console.cli import console
+
+    store_dir = tmp_path / "bucket" / "models"
+    result = publish(_store(tmp_path), saved["folders"], {"regime": PASS, "health": PASS}, saved["metrics"])
+    proc = console("models", "latest", "--store", str(store_dir), "--json")
+    assert proc.returncode == 0, proc.stderr
+    shown = json.loads(proc.stdout)
+    assert shown == {"version": result.version, "source": {"regime": "trained", "health": "trained"}, "reasons": {}}

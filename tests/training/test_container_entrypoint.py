@@ -30,7 +30,7 @@ def opt_ml(tmp_path: Path, epochs: int, *, token: str) -> tuple[Path, dict[str, 
     from training.features.spec import SPEC_VERSION, spec_for
 
     root = tmp_path / "opt" / "ml"
-    write_synthetic_feature_file(root / "input/data/features", UNIT, 700, 3, stored_hash=spec_for(UNIT).hash,
+    write_synthetic_feature_file(root / "input/data/features", UNIT, 9000, 3, stored_hash=spec_for(UNIT).hash,
                                  spec_version=SPEC_VERSION)  # fmt: skip
     (root / "input/data/config").mkdir(parents=True)
     config = {"train": {**TRAIN, "epochs": epochs}, "gates": {"min_trades": 5}}

@@ -111,6 +111,8 @@ class FittedHealth:
     params: dict[str, Any]
     outcome: Any
     seconds: float
+    evaluation: Evaluation | None = None
+    """Kept once judged: saving shows the same figures without judging again."""
 
 
 def _design(latent: np.ndarray) -> np.ndarray:
@@ -212,8 +214,12 @@ class HealthFamily:
     def evaluate(self, fitted: FittedHealth, job: FitJob) -> Evaluation:
         from training.families.health.judge import evaluation
 
-        latent, error = fitted.model.latent_and_recon(fitted.samples.x[fitted.samples.test])
-        return evaluation(fitted.samples, fitted.model.scores(latent), float(error.mean()), fitted.params["alpha"])
+        if fitted.evaluation is None:
+            latent, error = fitted.model.latent_and_recon(fitted.samples.x[fitted.samples.test])
+            fitted.evaluation = evaluation(
+                fitted.samples, fitted.model.scores(latent), float(error.mean()), fitted.params["alpha"]
+            )
+        return fitted.evaluation
 
     def rules(self, params: Mapping[str, Any]) -> tuple[GateRule, ...]:
         from training.families.health.judge import health_rules

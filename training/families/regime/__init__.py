@@ -61,6 +61,8 @@ class FittedRegime:
     params: dict[str, Any]
     outcome: Any
     seconds: float
+    evaluation: Evaluation | None = None
+    """Kept once judged: saving shows the same figures without judging again."""
 
     def probabilities(self, ends: np.ndarray) -> np.ndarray:
         return _probabilities(self.net, self.samples.windows(ends))
@@ -154,7 +156,11 @@ class RegimeFamily:
     def evaluate(self, fitted: FittedRegime, job: FitJob) -> Evaluation:
         from training.families.regime.judge import evaluation
 
-        return evaluation(fitted.samples, fitted.probabilities(fitted.samples.test), fitted.params["alpha"])
+        if fitted.evaluation is None:
+            fitted.evaluation = evaluation(
+                fitted.samples, fitted.probabilities(fitted.samples.test), fitted.params["alpha"]
+            )
+        return fitted.evaluation
 
     def rules(self, params: Mapping[str, Any]) -> tuple[GateRule, ...]:
         from training.families.regime.judge import regime_rules
