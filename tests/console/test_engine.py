@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from console.checklist.engine import Engine, EngineEvent, RunLock, run_dir
-from console.steps import load_checklist
 from console.errors import RunLocked
 from console.settings import load_settings
 from console.state import StateStore
-from tests.console.cli import CONSOLE, assert_one_line_error, console
+from console.steps import load_checklist
+from tests.console.cli import CONSOLE, console
 
 PY = sys.executable
 
@@ -47,7 +47,9 @@ def engine(tmp_path: Path):
 def test_steps_run_in_order_and_every_transition_is_an_event(tmp_path: Path, engine) -> None:
     eng, events = engine
     marker = tmp_path / "m"
-    path = write_checklist(tmp_path / "c.toml", command_step("one", counter(marker)) + command_step("two", counter(marker)))
+    path = write_checklist(
+        tmp_path / "c.toml", command_step("one", counter(marker)) + command_step("two", counter(marker))
+    )
     spec = load_checklist(str(path))
     run_id = eng.create_run(spec)
     outcome = eng.drive(run_id, spec)
@@ -88,7 +90,9 @@ def test_step_past_its_timeout_fails_and_its_process_is_killed(tmp_path: Path, e
 
 def test_run_stops_at_the_first_failure_and_later_steps_stay_pending(tmp_path: Path, engine) -> None:
     eng, _ = engine
-    path = write_checklist(tmp_path / "c.toml", command_step("bad", "raise SystemExit(3)") + command_step("after", "pass"))
+    path = write_checklist(
+        tmp_path / "c.toml", command_step("bad", "raise SystemExit(3)") + command_step("after", "pass")
+    )
     spec = load_checklist(str(path))
     run_id = eng.create_run(spec)
     assert eng.drive(run_id, spec).failed_step == "bad"
@@ -106,7 +110,9 @@ def test_unlanded_step_ends_blocked_never_succeeded(tmp_path: Path, engine) -> N
     outcome = eng.drive(run_id, spec)
     assert outcome.status == "blocked" and outcome.exit_code == 3
     assert [(s.state, s.summary) for s in eng.store.steps(run_id)] == [
-        ("blocked", "test-unlanded: not implemented yet"), ("pending", "")]
+        ("blocked", "test-unlanded: not implemented yet"),
+        ("pending", ""),
+    ]
 
 
 def test_from_only_and_skip_select_steps_and_record_skip_reasons(tmp_path: Path, engine) -> None:
@@ -144,32 +150,72 @@ def _wait_for(predicate, timeout: float = 60.0) -> None:
     raise AssertionError("condition not met in time")
 
 
-@pytest.mark.slow
-def test_killed_runner_resumes_from_the_unfinished_step_without_redoing_finished_ones(tmp_path: Path) -> None:
+def _run_and_kill_runner(tmp_path: Path, steps: str) -> tuple[Path, StateStore, str]:
+    """`console run` in a session of its own, SIGKILLed (its whole group) once the step runs."""
     state = tmp_path / "state"
-    first, second, third = tmp_path / "first", tmp_path / "second", tmp_path / "third"
-    started = tmp_path / "started"
-    slow = f"{counter(second)}\nimport os, time\nif not os.path.exists({str(started)!r}):\n open({str(started)!r},'w'); time.sleep(60)"
-    path = write_checklist(
-        tmp_path / "c.toml", command_step("first", counter(first)) + command_step("second", slow) + command_step("third", counter(third))
-    )
+    path = write_checklist(tmp_path / "c.toml", steps)
     env = {**os.environ, "RC_STATE_DIR": str(state), "COLUMNS": "200"}
-    proc = subprocess.Popen([*CONSOLE, "run", "--checklist", str(path)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True)
-    _wait_for(started.exists)
+    proc = subprocess.Popen(
+        [*CONSOLE, "run", "--checklist", str(path)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    _wait_for((tmp_path / "started").exists)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
-
     store = StateStore.open(state)
-    run = store.list_runs(1)[0]
-    assert [s.state for s in store.steps(run.id)] == ["succeeded", "running", "pending"]
+    return state, store, store.list_runs(1)[0].id
 
-    resumed = console("resume", run.id, env={"RC_STATE_DIR": str(state)})
+
+def _slow(marker: Path, started: Path, seconds: float) -> str:
+    """Count a run in ``marker``, say it started, then take ``seconds`` (the first time only)."""
+    return (f"{counter(marker)}\nimport pathlib, time\npathlib.Path({str(started)!r}).touch()\n"
+            f"if pathlib.Path({str(marker)!r}).read_text().count('x') == 1: time.sleep({seconds})")  # fmt: skip
+
+
+@pytest.mark.slow
+def test_killed_runner_resumes_from_the_unfinished_step_without_running_any_command_twice(tmp_path: Path) -> None:
+    first, second, third = tmp_path / "first", tmp_path / "second", tmp_path / "third"
+    steps = (command_step("first", counter(first)) + command_step("second", _slow(second, tmp_path / "started", 2))
+             + command_step("third", counter(third)))  # fmt: skip
+    state, store, run_id = _run_and_kill_runner(tmp_path, steps)
+    assert [s.state for s in store.steps(run_id)] == ["succeeded", "running", "pending"]
+
+    # The command outlived its console (its watcher is in a session of its own): the resumed
+    # run waits for it and takes its exit status instead of starting it again.
+    resumed = console("resume", run_id, env={"RC_STATE_DIR": str(state)})
     assert resumed.returncode == 0, resumed.stderr
-    assert [s.state for s in store.steps(run.id)] == ["succeeded", "succeeded", "succeeded"]
-    assert first.read_text() == "x\n"  # the finished step was not run again
-    assert second.read_text() == "x\nx\n" and third.read_text() == "x\n"
-    assert store.get_step(run.id, "second").attempt == 2
+    assert [s.state for s in store.steps(run_id)] == ["succeeded", "succeeded", "succeeded"]
+    assert first.read_text() == "x\n" and second.read_text() == "x\n" and third.read_text() == "x\n"
+    assert store.get_step(run_id, "second").attempt == 2
+    log = next((state / "runs" / run_id).glob("*-second.log")).read_text()
+    assert "still running" in log or "finished meanwhile" in log
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("idempotent", [False, True])
+def test_a_command_whose_outcome_is_lost_runs_again_only_when_idempotent(tmp_path: Path, idempotent: bool) -> None:
+    marker = tmp_path / "ran"
+    extra = "[steps.params]\nidempotent = true\n" if idempotent else ""
+    step = command_step("once", _slow(marker, tmp_path / "started", 30))
+    if idempotent:
+        step = step.replace("[steps.params]\n", extra)
+    state, store, run_id = _run_and_kill_runner(tmp_path, step)
+    record = json.loads((state / "runs" / run_id / ".command-once.json").read_text())
+    os.killpg(record["pgid"], signal.SIGKILL)  # the watcher and the command too: the outcome is lost
+    time.sleep(0.5)
+
+    resumed = console("resume", run_id, env={"RC_STATE_DIR": str(state)}, timeout=120)
+    step_record = store.get_step(run_id, "once")
+    if idempotent:
+        assert resumed.returncode == 0, resumed.stderr
+        assert step_record.state == "succeeded" and marker.read_text() == "x\nx\n"
+    else:
+        assert resumed.returncode != 0
+        assert step_record.state == "blocked" and "outcome is lost" in step_record.summary
+        assert marker.read_text() == "x\n"  # not run a second time behind the operator's back
 
 
 @pytest.mark.slow
@@ -187,8 +233,12 @@ def test_two_processes_racing_for_one_run_never_both_drive_it(tmp_path: Path) ->
     settings = load_settings(flags={"state_dir": str(state)}).settings
     spec = load_checklist(str(path))
     run_id = Engine(settings, store).create_run(spec)
-    racers = [subprocess.Popen([*CONSOLE, "resume", run_id], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-              for _ in range(2)]
+    racers = [
+        subprocess.Popen(
+            [*CONSOLE, "resume", run_id], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
     results = [(p.wait(timeout=60), p.stderr.read()) for p in racers]
     codes = sorted(code for code, _ in results)
     assert codes == [0, 2], results
@@ -202,8 +252,9 @@ def test_ctrl_c_cancels_the_step_records_it_and_exits_130(tmp_path: Path) -> Non
     code = f"open({str(started)!r},'w')\nimport time; time.sleep(60)"
     path = write_checklist(tmp_path / "c.toml", command_step("long", code))
     env = {**os.environ, "RC_STATE_DIR": str(state), "COLUMNS": "200"}
-    proc = subprocess.Popen([*CONSOLE, "run", "--checklist", str(path)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*CONSOLE, "run", "--checklist", str(path)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     _wait_for(started.exists)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
