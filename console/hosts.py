@@ -9,6 +9,7 @@ and whether spot notices are worth looking for.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Callable
 
 from console.errors import StepFailed
@@ -23,12 +24,21 @@ if TYPE_CHECKING:  # pragma: no cover
     from remote.ssh import SSHRunner
 
 
+PROVIDER_SILENCE_S = 60.0
+"""How long the provider may stay unreachable before the train step says so (and again each minute)."""
+
+
 class RunHosts:
     """The `HostPool` of one run, for one step's attempt (it logs to that step's log)."""
 
-    def __init__(self, ctx: "StepContext", *, max_replacements: int = 2) -> None:
+    def __init__(
+        self, ctx: "StepContext", *, max_replacements: int = 2, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.ctx = ctx
         self.max_replacements = max_replacements
+        self.clock = clock
+        self._unreachable_since: float | None = None
+        self._told_at: float | None = None
 
     # --- the run's host -------------------------------------------------------------------
 
@@ -84,10 +94,29 @@ class RunHosts:
         if ProviderCapability.RENTS_MACHINES not in self._capabilities():
             return None  # a lent host is not lost by the provider: SSH says when it is down
         try:
-            return self.ctx.instances.lost_reason(host.instance_id)
+            why = self.ctx.instances.lost_reason(host.instance_id)
         except RemoteError as exc:  # the provider being unreachable is not evidence of a lost host
             self.ctx.log.warning("could not ask the provider about %s: %s", host.instance_id, exc)
+            self._provider_silent(host, exc)
             return None
+        self._unreachable_since = self._told_at = None
+        return why
+
+    def _provider_silent(self, host: SshHost, exc: Exception) -> None:
+        """Say so, once a minute, while the provider stays unreachable (a dead sandbox daemon, an
+        API outage): training waits with a visible reason instead of silently until its timeout."""
+        now = self.clock()
+        if self._unreachable_since is None:
+            self._unreachable_since = now
+        silent = now - self._unreachable_since
+        if silent >= PROVIDER_SILENCE_S and (self._told_at is None or now - self._told_at >= PROVIDER_SILENCE_S):
+            self._told_at = now
+            message = (
+                f"the provider has been unreachable for {silent:.0f}s, so whether {host.instance_id} still runs"
+                f" is unknown ({exc}); is the sandbox up (`console sandbox status`)?"
+            )
+            self.ctx.log.error("%s", message)
+            self.ctx.emit("provider.unreachable", message, instance_id=host.instance_id, silent_s=round(silent))
 
     def can_replace(self) -> bool:
         return ProviderCapability.RENTS_MACHINES in self._capabilities()

@@ -343,4 +343,19 @@ class Instances:
                 touched.append(record.id)
             except Exception as exc:  # noqa: BLE001 - the next beat tries again; the switch allows for misses
                 log.warning("%s", redact(f"cannot touch the heartbeat on {record.id}: {exc}"))
+                self._record_if_gone(provider, record.id)
         return touched
+
+    def _record_if_gone(self, provider: "Provider", instance_id: str) -> None:
+        """An instance the provider confirms gone is recorded terminated at once, so its cost
+        stops accruing now rather than at the watchdog's next pass."""
+        try:
+            inst = provider.describe(instance_id)
+        except InstanceNotFound:
+            self.store.mark_instance_terminated(instance_id, "gone: the provider no longer knows it")
+            return
+        except Exception:  # noqa: BLE001 - unreachable provider: nothing is confirmed
+            return
+        if inst.state == "terminated":
+            why = f" ({inst.state_reason})" if inst.state_reason else ""
+            self.store.mark_instance_terminated(instance_id, f"gone: terminated outside the console{why}")

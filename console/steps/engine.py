@@ -50,10 +50,12 @@ class EngineParams(StepParams):
     children: int = Field(2, ge=1, le=10_000)
     """Batch array size."""
     min_trades: int = Field(30, ge=0)
+    head_engine: Literal["lightgbm", "xgboost"] = "lightgbm"
 
     def head_params(self) -> dict[str, Any]:
         return {
             "split": {"horizon": self.horizon, "longest_feature_window": self.longest_feature_window},
+            "head": {"engine": self.head_engine},
             "encoder": {"n_components": self.n_components},
             "gates": {"min_trades": self.min_trades},
         }

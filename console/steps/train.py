@@ -262,6 +262,9 @@ class _Progress:
         ctx, p = self.ctx, self.ctx.params
         if event.kind == "log":
             ctx.log.info("%s", event.message)
+            if event.data.get("secondary"):  # a managed job's state: the TUI's training pane shows it
+                for unit in filter(None, event.unit.split(",")):
+                    ctx.emit("train.job", event.message, symbol=unit, job=event.job, state=event.data["secondary"])
         elif event.kind == "epoch":
             data = dict(event.data)
             ctx.emit("train.progress", event.message, **data)

@@ -17,7 +17,7 @@ from console.state import EventRecord, StateStore
 if TYPE_CHECKING:
     from console.settings import Settings
 
-TRAINING_EVENT_KINDS = ("train.progress", "train.epoch")
+TRAINING_EVENT_KINDS = ("train.progress", "train.epoch", "train.job")
 """Events the per-symbol training view reads.
 
 The train step is expected to emit, once per finished epoch and symbol::
@@ -182,6 +182,8 @@ class SymbolTraining:
     loss: float | None = None
     val_metric: float | None = None
     losses: list[float] = field(default_factory=list)
+    job_state: str = ""
+    """A managed job's state (SageMaker's secondary status: Starting, Training, Interrupted...)."""
 
 
 def fold_training(progress: dict[str, SymbolTraining], events: Iterable[EventRecord]) -> bool:
@@ -194,6 +196,10 @@ def fold_training(progress: dict[str, SymbolTraining], events: Iterable[EventRec
         if not symbol:
             continue
         row = progress.setdefault(symbol, SymbolTraining(symbol))
+        if event.kind == "train.job":
+            row.job_state = str(event.data.get("state") or "")
+            changed = True
+            continue
         row.epoch = _int(event.data.get("epoch"), row.epoch)
         row.epochs = _int(event.data.get("epochs"), row.epochs)
         loss = _float(event.data.get("loss"))

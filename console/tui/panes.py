@@ -223,5 +223,6 @@ class TrainingView(VerticalScroll):
             epochs = f"/{row.epochs}" if row.epochs else ""
             loss = f"{row.loss:.3f}" if row.loss is not None else "–"
             metric = f"{row.val_metric:.3f}" if row.val_metric is not None else "–"
-            label.update(f"{symbol} ep {row.epoch}{epochs} loss {loss} val {metric}")
+            job = f" · {row.job_state}" if row.job_state else ""
+            label.update(f"{symbol} ep {row.epoch}{epochs} loss {loss} val {metric}{job}")
             spark.data = list(row.losses[-HISTORY:])

@@ -65,7 +65,7 @@ def main() -> int:
         store = LocalArtifactStore(work / "store")
         options = {"role_arn": role["Role"]["Arn"], "bucket": "rc-bench", "features_dir": str(work / "features")}
         train = {"epochs": args.epochs, "window": 8, "longest_feature_window": 10, "hidden_size": 8,
-                 "num_layers": 1, "batch_size": 64, "device": "cpu", "patience": 1000}  # fmt: skip
+                 "num_layers": 1, "batch_size": 64, "device": "cpu", "patience": 1000, "sample_stride": 5}  # fmt: skip
 
         def run(name: str, interrupt_at: int | None) -> dict[str, Any]:
             backend = backend_class("sagemaker")(BackendContext(run_id="bench", store=store, aws=lambda: target,

@@ -1,5 +1,5 @@
 """The dql checklist end to end on the sandbox, in its smallest honest size: one symbol,
-two days of candles, two short episodes. The agent trains on the leased instance (never
+three days of candles, two short episodes. The agent trains on the leased instance (never
 here), is judged after costs against its baselines, and comes home with its verdict."""
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ STEPS = ("fetch", "features", "verify-counts", "launch", "sync", "train", "uploa
 def small_dql_checklist(path: Path) -> Path:
     text = SHIPPED.read_text()
     sandbox = text[text.index("[profiles.sandbox.params]") :]
-    sandbox = re.sub(r"(?m)^days = \d+$", "days = 2", sandbox)
+    sandbox = re.sub(r"(?m)^days = \d+$", "days = 3", sandbox)
     sandbox = re.sub(r"(?m)^(epochs|episodes) = \d+$", r"\1 = 2", sandbox)
-    sandbox = re.sub(r"(?m)^episode_length = \d+$", "episode_length = 128", sandbox)
+    sandbox = re.sub(r"(?m)^episode_length = \d+$", "episode_length = 64", sandbox)
     sandbox = re.sub(r"(?m)^backoff_s = [\d.]+$", "backoff_s = 0.3", sandbox)
     path.write_text(text[: text.index("[profiles.sandbox.params]")] + sandbox)
     return path

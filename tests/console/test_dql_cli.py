@@ -3,6 +3,7 @@ judged again and reported as a page with its figures."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,7 @@ def test_an_unsupported_backend_is_refused(data_file: Path) -> None:
 def test_a_saved_agent_is_judged_and_reported_with_figures(tmp_path: Path, data_file: Path) -> None:
     family = get_family("dql")
     job = family.synthetic_job(tmp_path / "job", skill=False, seed=5)
+    job = replace(job, params={**job.params, "episodes": 1, "episode_length": 64})  # what is judged, not how well
     fitted = family.fit(job, lambda p: None)
     family.evaluate(fitted, job)
     folder = tmp_path / "model"
@@ -65,6 +67,7 @@ def test_a_saved_agent_is_judged_and_reported_with_figures(tmp_path: Path, data_
         "--experiment-name", "noise", cwd=tmp_path,
     )  # fmt: skip
     assert report.returncode == 0, report.stderr
+    assert "verdict: FAILED" in report.stdout
     page = (tmp_path / "results" / "noise" / "report.html").read_text()
     assert "FAILED" in page
     for png in ("equity.png", "drawdown.png", "actions.png", "training.png"):

@@ -10,6 +10,7 @@ from pathlib import Path
 from console.cost import BudgetBreach, record_rate
 from console.state import StateStore
 from tests.console.cli import console
+from tests.remote.sandbox_fixtures import sandbox  # noqa: F401
 
 
 def test_watchdog_status_and_cost_say_why_each_instance_ended(tmp_path: Path) -> None:
@@ -29,3 +30,32 @@ def test_watchdog_status_and_cost_say_why_each_instance_ended(tmp_path: Path) ->
     assert cost.returncode == 0, cost.stderr
     [line] = json.loads(cost.stdout)["lines"]
     assert line["ended_because"] == f"watchdog: {reason}"
+
+
+def test_an_instance_the_provider_confirms_gone_stops_costing_at_the_next_heartbeat(tmp_path, sandbox) -> None:
+    import os
+
+    from console.cost import ledger
+    from console.instances import Instances
+    from console.resources import Resources
+    from console.settings import Settings
+    from remote.providers.base import LaunchSpec
+
+    settings = Settings(state_dir=sandbox.state_dir)
+    store = StateStore.open(tmp_path / "state")
+    provider = sandbox.ec2_provider(sandbox.state_dir / "keys")
+    run_id = f"gone-{os.getpid()}-{time.monotonic_ns()}"
+    store.create_run(run_id, checklist="t", checklist_path="t", profile="sandbox", params={}, steps=[])
+    inst = provider.launch(LaunchSpec(run_id=run_id, owner="t", ssh_cidr="127.0.0.1/32",
+                                      instance_type="g4dn.xlarge")).instance
+    instances = Instances(Resources(settings), store, provider=provider)
+    instances.record(inst, run_id)
+    record_rate(store, inst.id, run_id, 0.30, 1.0, "sandbox")
+    provider.terminate(inst.id, timeout_s=60)  # gone behind the console's back
+
+    assert instances.touch_heartbeats(run_id) == []
+    [record] = store.instances(run_id=run_id)
+    assert record.state == "terminated" and record.terminate_reason.startswith("gone:")
+    [now_line] = ledger(store, run_id=run_id)
+    [hour_later] = ledger(store, run_id=run_id, now=time.time() + 3600)
+    assert not now_line.live and hour_later.cost_usd == now_line.cost_usd  # no longer accruing

@@ -1,6 +1,6 @@
 """`console train cloud | cloud-status | cloud-list` as an operator runs them (subprocesses),
 on the sandbox, whose SageMaker front runs the training job for real: the smallest honest
-job (one symbol, two days, one epoch) through fetch, features, the SageMaker job, upload and
+job (one symbol, nine days -- the least the purge gap between parts allows -- one epoch) through fetch, features, the SageMaker job, upload and
 download; then the job's status with its managed-spot saving, and the model in the store."""
 
 from __future__ import annotations
@@ -29,10 +29,11 @@ def console(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess
 
 @pytest.mark.slow
 def test_train_cloud_runs_a_sagemaker_job_and_brings_the_model_home_with_its_spot_saving(env) -> None:
-    done = console(env, "train", "cloud", "BTC-USD", "--provider", "local", "--days", "2", "--epochs", "1")
+    done = console(env, "train", "cloud", "BTC-USD", "--provider", "local", "--days", "9", "--epochs", "1")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     run_id = re.search(r"^run (\S+): BTC-USD on the sandbox's SageMaker", done.stdout, re.M).group(1)
     assert "train.progress BTC-USD epoch 1/1" in done.stdout
+    assert re.search(r"train +train\.job +SageMaker Training: ", done.stdout)  # the TUI's training pane shows it
     for step in ("train", "upload", "download"):
         assert re.search(rf"^\S+ {step} +SUCCEEDED", done.stdout, re.M), step
     assert list((Path(env["RC_STATE_DIR"]) / "data" / "models").rglob("models/BTC-USD/*/verdict.json"))

@@ -124,3 +124,24 @@ def test_unknown_settings_are_bad_input() -> None:
     with pytest.raises(BadTrainingConfig, match="split.window must be 1"):
         GbmParams.from_mapping({"split": {"window": 5}})
     assert isinstance(SharedEncoder, type)
+
+
+def test_an_xgboost_head_learns_what_there_is_saves_as_json_and_fails_on_noise(tmp_path: Path) -> None:
+    family = get_family("gbm")
+    for skill in (True, False):
+        job = family.synthetic_job(tmp_path / str(skill), skill=skill, seed=1)
+        job = replace(job, params={**job.params, "head": {**job.params["head"], "engine": "xgboost"}})
+        params = family.check_params(job.params)
+        fitted = family.fit(job, lambda p: None)
+        verdict = judge(family.evaluate(fitted, job), family.rules(params))
+        assert verdict.passed is skill, verdict.lines()
+        if skill:
+            folder = tmp_path / "saved"
+            folder.mkdir()
+            family.save(fitted, folder)
+            assert (folder / "model.bin").read_text().startswith("{")  # XGBoost's JSON, no pickle
+            ends = fitted.dataset.test_ends
+            raw = fitted.dataset.features[ends] * np.asarray(fitted.dataset.scaler.std) + np.asarray(
+                fitted.dataset.scaler.mean
+            )
+            assert np.allclose(family.load(folder).predict(raw), fitted.probabilities(ends), atol=1e-5)

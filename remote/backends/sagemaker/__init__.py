@@ -23,6 +23,8 @@ the container resumes from /opt/ml/checkpoints, which SageMaker keeps in the che
 from __future__ import annotations
 
 import hashlib
+import json
+import shutil
 import tarfile
 import time
 from datetime import datetime, timezone
@@ -116,7 +118,8 @@ class SageMakerBackend:
             described = self._describe(ref.name)
             transitions = described.get("SecondaryStatusTransitions") or []
             for t in transitions[secondary_seen:]:
-                on_event(JobEvent(ref.name, "log", f"SageMaker {t.get('Status')}: {t.get('StatusMessage', '')}",
+                text = f"SageMaker {t.get('Status')}: {t.get('StatusMessage', '')}"
+                on_event(JobEvent(ref.name, "log", text, unit=",".join(ref.data.get("units") or ()),
                                   data={"secondary": t.get("Status")}))  # fmt: skip
             secondary_seen = len(transitions)
             for event in job_log.read():
@@ -157,14 +160,25 @@ class SageMakerBackend:
                 f"SageMaker job {ref.name} is {described['TrainingJobStatus']}"
                 f"{': ' + status.reason if status.reason else ''}; it has no model to collect"
             )
-        uri = str((described.get("ModelArtifacts") or {}).get("S3ModelArtifacts") or "")
-        bucket, _, key = uri.removeprefix("s3://").partition("/")
-        staging = (self.context.work_dir or Path(".")) / ref.run_id / "sagemaker" / f"{ref.name}.model.tar.gz"
-        staging.parent.mkdir(parents=True, exist_ok=True)
-        self._call("GetObject", self._client("s3").download_file, Bucket=bucket, Key=key, Filename=str(staging))
-        files = unpack_model(staging, Path(dest))
-        if not files:
-            raise StorageError(f"{uri} holds no files; did the job write /opt/ml/model?")
+        # One job per symbol: the version holds every finished job of the run, so the download
+        # step (which takes the last version) has them all; rosters and summaries are merged.
+        jobs = [d for d in self._run_jobs(ref.run_id) if d["TrainingJobName"] != ref.name] + [described]
+        staging = (self.context.work_dir or Path(".")) / ref.run_id / "sagemaker"
+        files = 0
+        for job in jobs:
+            uri = str((job.get("ModelArtifacts") or {}).get("S3ModelArtifacts") or "")
+            bucket, _, key = uri.removeprefix("s3://").partition("/")
+            archive = staging / f"{job['TrainingJobName']}.model.tar.gz"
+            archive.parent.mkdir(parents=True, exist_ok=True)
+            self._call("GetObject", self._client("s3").download_file, Bucket=bucket, Key=key, Filename=str(archive))
+            unpacked = staging / job["TrainingJobName"]
+            shutil.rmtree(unpacked, ignore_errors=True)
+            count = unpack_model(archive, unpacked)
+            if not count:
+                raise StorageError(f"{uri} holds no files; did the job write /opt/ml/model?")
+            files += merge_model_dir(unpacked, Path(dest))
+            archive.unlink(missing_ok=True)
+            shutil.rmtree(unpacked, ignore_errors=True)
         store.ensure_bucket()
         tags = ArtifactTags(
             run_id=ref.run_id,
@@ -172,7 +186,6 @@ class SageMakerBackend:
             gpu=str(ref.data.get("instance_type") or self.options.instance_type),
         )
         record = store.upload_version(Path(dest), tags)
-        staging.unlink(missing_ok=True)
         return Collected(record.version, len(record.files), record.total_bytes, store.describe())
 
     def release(self, run_id: str) -> tuple[str, ...]:
@@ -214,6 +227,17 @@ class SageMakerBackend:
             "model": (d.get("ModelArtifacts") or {}).get("S3ModelArtifacts") or "",
             "run_id": (d.get("HyperParameters") or {}).get("rc_run_id") or "",
         }
+
+    def _run_jobs(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's completed jobs (by name, then by the ``rc_run_id`` hyperparameter), by name."""
+        found = []
+        for summary in self.jobs(name_contains=run_id):
+            if summary.get("TrainingJobStatus") != "Completed":
+                continue
+            d = self._describe(summary["TrainingJobName"])
+            if (d.get("HyperParameters") or {}).get("rc_run_id") == run_id:
+                found.append(d)
+        return sorted(found, key=lambda d: str(d["TrainingJobName"]))
 
     def describe(self, name: str) -> dict[str, Any]:
         """DescribeTrainingJob of ``name`` (unknown: `ProviderError` with code ``NotFound``)."""
@@ -358,6 +382,33 @@ def spot_saving_pct(training_s: Any, billable_s: Any) -> float | None:
     if not training_s or billable_s is None:
         return None
     return round((1.0 - float(billable_s) / float(training_s)) * 100.0, 1)
+
+
+def merge_model_dir(source: Path, dest: Path) -> int:
+    """One job's /opt/ml/model into ``dest``: model folders and champion pointers copied,
+    ``roster.json`` symbols and ``summary.json`` rows merged with what ``dest`` has; files added."""
+    dest.mkdir(parents=True, exist_ok=True)
+    count = 0
+    for path in sorted(p for p in source.rglob("*") if p.is_file()):
+        rel = path.relative_to(source)
+        target = dest / rel
+        if rel.as_posix() in ("roster.json", "summary.json") and target.is_file():
+            old, new = json.loads(target.read_text()), json.loads(path.read_text())
+            merged: dict[str, Any]
+            if rel.name == "roster.json":
+                merged = {"symbols": {**old.get("symbols", {}), **new.get("symbols", {})},
+                          "updated_at": max(str(old.get("updated_at") or ""), str(new.get("updated_at") or ""))}  # fmt: skip
+            else:
+                merged = {"succeeded": int(old.get("succeeded", 0)) + int(new.get("succeeded", 0)),
+                          "failed": int(old.get("failed", 0)) + int(new.get("failed", 0)),
+                          "seconds": float(old.get("seconds", 0)) + float(new.get("seconds", 0)),
+                          "symbols": [*old.get("symbols", []), *new.get("symbols", [])]}  # fmt: skip
+            target.write_text(json.dumps(merged, indent=2, sort_keys=True) + "\n")
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+        count += 1
+    return count
 
 
 def _epoch(value: Any) -> float | None:

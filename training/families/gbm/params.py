@@ -25,7 +25,7 @@ from training.errors import BadTrainingConfig
 from training.families.evaluation import DEFAULT_ALPHA
 
 SECTIONS = ("split", "head", "encoder", "gates", "expected_feature_hash", "fresh")
-ENGINES = ("lightgbm",)
+ENGINES = ("lightgbm", "xgboost")
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,7 @@ class HeadConfig:
     """One coin's boosted head."""
 
     engine: str = "lightgbm"
+    """``lightgbm`` (default) or ``xgboost`` (the xgboost-cpu wheel: no CUDA libraries)."""
     rounds: int = 300
     learning_rate: float = 0.05
     num_leaves: int = 15
