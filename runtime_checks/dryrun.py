@@ -192,6 +192,8 @@ def dryrun_symbol(
     if folder is not None:
         models.require_complete(folder)
         model = models.load_predictor(folder, symbol)
+    cutoff = _judged_after(folder, training)
+    fetch_bars = max(fetch_bars, _bars_to_judge_from(cutoff, builder, symbol, training.granularity, candles.now()))
     raw = candles.latest(symbol, training.granularity, fetch_bars)
     frame = fresh_candles(raw, symbol=symbol, granularity=training.granularity, now=candles.now())
     close = frame["close"].to_numpy(dtype=np.float64)
@@ -239,13 +241,6 @@ def dryrun_symbol(
     # part (the holdout and anything newer). A model says where its test part ended
     # (``judged_until``); an older one that does not is judged only on bars newer than the
     # whole training file, which holds its test part.
-    cutoff_at = models.judged_until(folder)
-    if cutoff_at is None:
-        cutoff_at = training.last_timestamp
-        until = models.trained_until(folder)
-        if until is not None and unix_seconds([until])[0] > unix_seconds([cutoff_at])[0]:
-            cutoff_at = until
-    cutoff = int(unix_seconds([cutoff_at])[0])
     oos = (unix_seconds(stamps)[ends] > cutoff) & (ends + horizon < len(close))
     figures = evaluate(
         p_all[oos],
@@ -282,6 +277,28 @@ def dryrun_symbol(
         + (" (no trained model: baseline only)" if model is None else "")
     )
     return SymbolDryrun(tuple(lines), DRYRUN.result(symbol, not problems, summary, figures, details))
+
+
+def _judged_after(folder: Path | None, training: Any) -> int:
+    """Unix seconds of the last bar the dry run may not judge: the model's test part's end
+    (``judged_until``); for an older model that does not say, the newer of the training
+    file's last bar and the model's training time."""
+    cutoff_at = models.judged_until(folder)
+    if cutoff_at is None:
+        cutoff_at = training.last_timestamp
+        until = models.trained_until(folder)
+        if until is not None and unix_seconds([until])[0] > unix_seconds([cutoff_at])[0]:
+            cutoff_at = until
+    return int(unix_seconds([cutoff_at])[0])
+
+
+def _bars_to_judge_from(cutoff: int, builder: FeatureBuilder, symbol: str, granularity: int, now: float) -> int:
+    """Candles to fetch so that every bar after ``cutoff`` is judged: the builder's settling
+    before the first of them, and the bars since. A holdout longer than the default fetch is
+    then judged whole, not only its newest days."""
+    settle = builder.spec(symbol).settle_minutes * 60 // max(granularity, 1)
+    since = max(int(now) - cutoff, 0) // max(granularity, 1)
+    return int(settle + since + 2)
 
 
 def _usable_ends(x: np.ndarray, window: int) -> np.ndarray:

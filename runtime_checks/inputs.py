@@ -33,6 +33,8 @@ class FeatureSpecInfo:
 
     names: tuple[str, ...]
     hash: str
+    settle_minutes: int = 0
+    """Minutes at the start of a fetch whose rows the builder leaves unused (its settling)."""
 
 
 class FeatureBuilder(Protocol):
@@ -77,7 +79,7 @@ class SpecFeatureBuilder:
         from training.features.spec import spec_for
 
         spec = _translate(lambda: spec_for(symbol), symbol)
-        return FeatureSpecInfo(tuple(spec.names), str(spec.hash))
+        return FeatureSpecInfo(tuple(spec.names), str(spec.hash), SETTLE_LOOKBACKS * spec.lookback_minutes)
 
     def build(self, symbol: str, candles: pd.DataFrame) -> pd.DataFrame:
         from training.data.resample import resample_candles
