@@ -7,6 +7,9 @@ produced into the artifact store as a new version, through the run's training ba
 ``models/latest.json`` last). ``download`` takes that version (or latest), checks every
 sha256, and places it in the models directory.
 
+Before it uploads, ``upload`` removes the partial versions an earlier, killed attempt of the
+same run left in the store (files but no manifest; event ``artifacts.partial_removed``).
+
 ``sync`` ends SKIPPED when the run's backend manages its own instances (there is no host of
 ours to sync to); ``upload`` collects from any backend.
 """
@@ -79,6 +82,24 @@ class Sync(Step):
         return StepResult.ok(summary, details=details, outputs=done.outputs)
 
 
+def _remove_partial_uploads(ctx: StepContext) -> None:
+    """Delete what an earlier attempt of this run, killed mid-upload, left in the store: its
+    versions with files but no manifest (never a complete version, never another run's). This
+    console holds the run's lock, so no upload of this run is still going."""
+    if not ctx.resources.has_artifact_store:
+        return
+    store = ctx.resources.artifact_store()
+    removed = store.remove_partial_versions(ctx.run_id)
+    for version in removed:
+        ctx.log.info("removed the partial version %s a killed upload left in %s", version, store.describe())
+        ctx.emit(
+            "artifacts.partial_removed",
+            f"removed partial version {version} (an earlier upload of this run was killed)",
+            version=version,
+            store=store.describe(),
+        )
+
+
 @register
 class Upload(Step):
     """Bring the trained artifacts into the store as a new version, through the training backend."""
@@ -102,6 +123,7 @@ class Upload(Step):
         backend = ctx.resources.backend(
             ctx.params.backend, run_id=ctx.run_id, hosts=RunHosts(ctx), log=ctx.log, should_stop=ctx.cancelled.is_set
         )
+        _remove_partial_uploads(ctx)
         last = None
         for n, ref in enumerate(refs):
             staging = Path(ctx.run_dir) / f"artifacts-{ctx.attempt}-{n}"

@@ -140,6 +140,14 @@ class AzureArtifactStore(VersionedStore):
             raise ChecksumMismatch(f"{key} in {self.describe()} does not match its recorded sha256; refusing it")
         return data
 
+    def _delete_prefix(self, prefix: str) -> int:
+        names = self._call(
+            f"list {prefix}", lambda: [item.name for item in self.client.list_blobs(name_starts_with=self._key(prefix))]
+        )
+        for name in names:
+            self._call(f"delete {name}", self.client.delete_blob, name)
+        return len(names)
+
     def _list_versions(self) -> list[str]:
         base = self._key(MODELS_PREFIX)
 

@@ -138,6 +138,14 @@ class GcsArtifactStore(VersionedStore):
             raise ChecksumMismatch(f"{key} in {self.describe()} does not match its recorded sha256; refusing it")
         return data
 
+    def _delete_prefix(self, prefix: str) -> int:
+        blobs = self._call(
+            f"list {prefix}", lambda: list(self.client.list_blobs(self.bucket_name, prefix=self._key(prefix)))
+        )
+        for blob in blobs:
+            self._call(f"delete {blob.name}", blob.delete)
+        return len(blobs)
+
     def _list_versions(self) -> list[str]:
         base = self._key(MODELS_PREFIX)
 

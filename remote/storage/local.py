@@ -101,6 +101,15 @@ class LocalArtifactStore(VersionedStore):
             raise ChecksumMismatch(f"{key} in {self.describe()} does not match its recorded sha256; refusing it")
         return data
 
+    def _delete_prefix(self, prefix: str) -> int:
+        folder = self._path(prefix.rstrip("/"))
+        if not folder.is_dir():
+            return 0
+        with self._locked(shared=False):
+            count = sum(1 for p in folder.rglob("*") if p.is_file() and not p.name.endswith(".meta.json"))
+            shutil.rmtree(folder)
+        return count
+
     def _list_versions(self) -> list[str]:
         base = self.root / "models"
         return [p.name for p in base.iterdir() if p.is_dir()] if base.is_dir() else []

@@ -179,6 +179,36 @@ class S3ArtifactStore(VersionedStore):
                 versions.append(common["Prefix"][len(self._key(MODELS_PREFIX)) :].rstrip("/"))
         return versions
 
+    def _delete_prefix(self, prefix: str) -> int:
+        full = self._key(prefix)
+        paginator = self.client.get_paginator("list_objects_v2")
+        pages = self._call(f"list {prefix}", lambda: list(paginator.paginate(Bucket=self.bucket, Prefix=full)))
+        keys = [obj["Key"] for page in pages for obj in page.get("Contents", [])]
+        for start in range(0, len(keys), 1000):  # DeleteObjects takes at most 1000 keys
+            batch = [{"Key": key} for key in keys[start : start + 1000]]
+            out = self._call(
+                f"delete {prefix}",
+                self.client.delete_objects,
+                Bucket=self.bucket,
+                Delete={"Objects": batch, "Quiet": True},
+            )
+            if out.get("Errors"):
+                first = out["Errors"][0]
+                raise StorageError(f"delete {first.get('Key')} failed on {self.describe()}: {first.get('Code')}")
+        # A multipart upload killed part-way keeps its parts (billed, invisible to a listing).
+        uploads = self._call(
+            f"list uploads under {prefix}", self.client.list_multipart_uploads, Bucket=self.bucket, Prefix=full
+        )
+        for upload in uploads.get("Uploads", []):
+            self._call(
+                f"abort upload of {upload['Key']}",
+                self.client.abort_multipart_upload,
+                Bucket=self.bucket,
+                Key=upload["Key"],
+                UploadId=upload["UploadId"],
+            )
+        return len(keys)
+
     def object_tags(self, key: str) -> dict[str, str]:
         """The S3 tags of one object (for checks and the models list)."""
         out = self._call(f"read tags of {key}", self.client.get_object_tagging, Bucket=self.bucket, Key=self._key(key))

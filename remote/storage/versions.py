@@ -8,7 +8,9 @@ Layout under the store's prefix::
 
 ``<version>`` is ``<UTC timestamp>-<run id>`` (e.g. ``20261123T110455Z-run-42``). Files go
 up first, the manifest next, and ``latest.json`` last, so a reader that follows the
-pointer never finds half a version. Each object carries its sha256 in its metadata
+pointer never finds half a version; a version without a manifest is what a killed upload
+left, and `VersionedStore.remove_partial_versions` deletes a run's own before it uploads
+again. Each object carries its sha256 in its metadata
 (``x-amz-meta-sha256``) and the tags ``trained_date``, ``gpu`` and ``run_id``; big files
 go up in multipart. A download checks every file's sha256 against the manifest and the
 object's metadata, refuses any path that would land outside the target directory
@@ -97,6 +99,11 @@ def new_version_name(run_id: str, now: datetime | None = None) -> str:
     return check_version(name)
 
 
+def version_run_id(version: str) -> str:
+    """The run id a version name ends with (``20261123T110455Z-run-42`` -> ``run-42``)."""
+    return check_version(version)[len("YYYYMMDDTHHMMSSZ-") :]
+
+
 def check_version(version: str) -> str:
     if not isinstance(version, str) or not _VERSION.match(version):
         raise RemotePathRefused(f"version {version!r} is not of the form YYYYMMDDTHHMMSSZ-RUNID")
@@ -124,6 +131,8 @@ class ArtifactStore(Protocol):
 
     def latest(self) -> VersionRecord | None: ...
 
+    def remove_partial_versions(self, run_id: str) -> list[str]: ...
+
     def describe(self) -> str: ...
 
 
@@ -148,6 +157,11 @@ class VersionedStore(ABC):
 
     @abstractmethod
     def _list_versions(self) -> list[str]: ...
+
+    @abstractmethod
+    def _delete_prefix(self, prefix: str) -> int:
+        """Delete every object whose key starts with ``prefix`` (and, on S3, abort the unfinished
+        multipart uploads there); how many objects went."""
 
     def recorded_sha256(self, key: str) -> str | None:
         """The sha256 the object ``key`` records in its metadata, or None when it is absent.
@@ -256,6 +270,40 @@ class VersionedStore(ABC):
             if raw is not None:
                 records.append(_parse_manifest(version, raw))
         return records
+
+    def remove_partial_versions(self, run_id: str) -> list[str]:
+        """Delete the versions of ``run_id`` that have objects but no manifest, and return them.
+
+        A version's manifest goes up after its files, so a version without one is what an upload
+        killed part-way leaves behind. Call this only while driving ``run_id`` (its `RunLock`
+        held), before uploading again: no upload of that run can then be in flight. Complete
+        versions (manifest present, even one unreadable or damaged), the one ``latest.json``
+        names, and other runs' versions are never touched."""
+        if not _RUN_ID.match(run_id):
+            raise RemotePathRefused(f"run id {run_id!r} is not a plain name (letters, digits, . _ -)")
+        pointed = None
+        raw = self._get_bytes(LATEST_KEY)
+        if raw is not None:
+            try:
+                pointed = json.loads(raw).get("version")
+            except (ValueError, AttributeError):
+                pointed = None
+        try:
+            versions = self._list_versions()
+        except ArtifactNotFound:  # no bucket yet: nothing was ever uploaded
+            return []
+        removed = []
+        for version in sorted(versions):
+            if not _VERSION.match(version) or version_run_id(version) != run_id or version == pointed:
+                continue
+            try:
+                if self._get_bytes(f"{MODELS_PREFIX}{version}/{MANIFEST_FILE}") is not None:
+                    continue
+            except ChecksumMismatch:
+                continue  # a manifest is there, damaged: not ours to judge here
+            self._delete_prefix(f"{MODELS_PREFIX}{version}/")
+            removed.append(version)
+        return removed
 
     def download_version(self, version: str, dest_dir: Path) -> Path:
         """Download a version (or ``"latest"``) to ``dest_dir/<version>`` and return it.

@@ -19,6 +19,7 @@ from remote.storage.urls import StoreEndpoints, StoreUrlInvalid, open_store, par
 from remote.storage.versions import VersionedStore
 from tests.console.cli import assert_one_line_error, console
 from tests.remote.emulators import azurite, gcs_emulator
+from tests.remote.test_storage_store import check_partial_versions_are_removed_and_nothing_else
 
 pytestmark = pytest.mark.slow
 TAGS = ArtifactTags(run_id="run-7", trained_date="2026-12-05", gpu="none")
@@ -64,6 +65,10 @@ def test_a_version_goes_up_and_comes_down_verified(cloud: VersionedStore, tmp_pa
     folder = cloud.download_version("latest", tmp_path / "down")
     assert (folder / "models" / "BTC-USD" / "weights.npz").read_bytes() == bytes(range(256)) * 40
     assert cloud.recorded_sha256("models/nothing/here") is None
+
+
+def test_a_killed_uploads_partial_version_is_removed_and_nothing_else(cloud: VersionedStore, tmp_path: Path) -> None:
+    check_partial_versions_are_removed_and_nothing_else(cloud, tmp_path)
 
 
 def test_a_changed_object_is_refused_on_download(cloud: VersionedStore, tmp_path: Path) -> None:

@@ -300,3 +300,39 @@ def test_local_reader_never_sees_new_bytes_with_the_old_checksum(tmp_path):
     finally:
         stop.set()
         thread.join()
+
+
+class _Killed(BaseException):
+    """Stands in for SIGKILL: nothing after it runs, ``except Exception`` does not catch it."""
+
+
+def check_partial_versions_are_removed_and_nothing_else(store, tmp_path: Path) -> None:
+    """An upload of run-42 killed before its manifest leaves files; removing run-42's partial
+    versions deletes them and keeps every complete version and another run's partial one."""
+    complete = store.upload_version(_models(tmp_path / "a"), TAGS, version="20261121T090000Z-run-42")
+    other = ArtifactTags(run_id="run-43", trained_date="2026-11-23", gpu="x")
+    put_bytes = store._put_bytes
+
+    def killed_at_the_manifest(key, data, tags):
+        if key.endswith("/MANIFEST.json"):
+            raise _Killed
+        put_bytes(key, data, tags)
+
+    store._put_bytes = killed_at_the_manifest
+    for tags, version in ((TAGS, "20261122T090000Z-run-42"), (other, "20261122T090000Z-run-43")):
+        with pytest.raises(_Killed):
+            store.upload_version(_models(tmp_path / version), tags, version=version)
+    del store._put_bytes
+    assert store.recorded_sha256("models/20261122T090000Z-run-42/roster.json") is not None
+
+    assert store.remove_partial_versions("run-42") == ["20261122T090000Z-run-42"]
+    assert store.recorded_sha256("models/20261122T090000Z-run-42/roster.json") is None
+    assert store.recorded_sha256("models/20261122T090000Z-run-43/roster.json") is not None
+    assert [v.version for v in store.list_versions()] == [complete.version]
+    assert store.latest().version == complete.version
+    store.download_version(complete.version, tmp_path / "down")
+    assert store.remove_partial_versions("run-42") == []
+
+
+def test_a_killed_uploads_partial_version_is_removed_and_nothing_else(store, tmp_path):
+    check_partial_versions_are_removed_and_nothing_else(store, tmp_path)

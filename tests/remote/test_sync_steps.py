@@ -15,6 +15,7 @@ import secrets
 import threading
 from pathlib import Path
 
+import boto3
 import pytest
 
 from console.checklist.step import StepContext, StepState
@@ -24,6 +25,7 @@ from console.steps.cloud_sync import Download, Sync, Upload
 from console.steps.params import DownloadParams, SyncParams, UploadParams
 from remote.backends.ssh.hosts import RemoteLayout
 from remote.errors import StorageError
+from remote.storage import ArtifactTags, S3ArtifactStore
 
 
 def _layout(launch: dict) -> RemoteLayout:
@@ -128,3 +130,62 @@ def test_upload_with_nothing_trained_fails_clearly(world):
     Path(_layout(outputs.outputs["launch"]).artifacts).mkdir(parents=True)
     with pytest.raises(StorageError, match="no artifacts"):
         Upload().run(_ctx(world, "upload", UploadParams(symbols=["BTC-USD"])))
+
+
+def test_upload_after_a_killed_upload_removes_its_partial_version_and_nothing_else(world, tmp_path):
+    settings, outputs, tmp = world
+    outputs.outputs["sync"] = {"gpu": "1x NVIDIA A10G"}
+    store = S3ArtifactStore(settings.s3_bucket, endpoint_url=settings.aws_endpoint_url, region="us-east-1")
+    store.ensure_bucket()
+    earlier = tmp_path / "earlier"
+    (earlier / "models").mkdir(parents=True)
+    (earlier / "models/model.pt").write_bytes(os.urandom(1024))
+    # A complete version of this run (an earlier job of it) and one of another run: both stay.
+    done = store.upload_version(
+        earlier, ArtifactTags("run-7", "2026-11-21", "NVIDIA A10G"), version="20261121T090000Z-run-7"
+    )
+    other_done = store.upload_version(
+        earlier, ArtifactTags("run-6", "2026-11-20", "x"), version="20261120T090000Z-run-6"
+    )
+    # A killed upload of this run: files up, one multipart upload begun, no manifest, no pointer move.
+    # And another run's upload in flight right now: the same, and it must be left alone.
+    s3 = boto3.client("s3", endpoint_url=settings.aws_endpoint_url, region_name="us-east-1")
+    killed, in_flight = "models/20261122T090000Z-run-7/", "models/20261122T090000Z-run-8/"
+    for prefix in (killed, in_flight):
+        s3.put_object(Bucket=settings.s3_bucket, Key=prefix + "models/model.pt", Body=os.urandom(512))
+        s3.put_object(Bucket=settings.s3_bucket, Key=prefix + "roster.json", Body=b"{}")
+        begun = s3.create_multipart_upload(Bucket=settings.s3_bucket, Key=prefix + "models/big.pt")
+        s3.upload_part(
+            Bucket=settings.s3_bucket,
+            Key=prefix + "models/big.pt",
+            UploadId=begun["UploadId"],
+            PartNumber=1,
+            Body=os.urandom(1024),
+        )
+    artifacts = Path(_layout(outputs.outputs["launch"]).artifacts)
+    (artifacts / "models").mkdir(parents=True)
+    (artifacts / "models/model.pt").write_bytes(os.urandom(2048))
+    events: list[tuple[str, dict]] = []
+    ctx = _ctx(world, "upload", UploadParams(symbols=["BTC-USD"]))
+    ctx.emit = lambda kind, message, **data: events.append((kind, data))
+
+    up = Upload().run(ctx)
+
+    def keys(prefix: str) -> list[str]:
+        return [o["Key"] for o in s3.list_objects_v2(Bucket=settings.s3_bucket, Prefix=prefix).get("Contents", [])]
+
+    def pending(prefix: str) -> list[str]:
+        return [
+            u["Key"]
+            for u in s3.list_multipart_uploads(Bucket=settings.s3_bucket).get("Uploads", [])
+            if u["Key"].startswith(prefix)
+        ]
+
+    assert keys(killed) == [] and pending(killed) == []
+    assert len(keys(in_flight)) == 2 and pending(in_flight) == [in_flight + "models/big.pt"]
+    assert [v.version for v in store.list_versions()] == [other_done.version, done.version, up.outputs.version]
+    assert store.latest().version == up.outputs.version
+    fetched = store.download_version(done.version, tmp_path / "check")
+    assert (fetched / "models/model.pt").read_bytes() == (earlier / "models/model.pt").read_bytes()
+    assert ("artifacts.partial_removed", {"version": "20261122T090000Z-run-7", "store": store.describe()}) in events
+    assert [kind for kind, _ in events].count("artifacts.partial_removed") == 1
