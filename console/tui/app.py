@@ -356,8 +356,12 @@ class OperatorApp(RunViewer):
         except Exception as exc:  # noqa: BLE001 - the run stands; say why there is no page
             self.call_from_thread(self.notify, f"report not written: {one_line(exc)}", severity="warning")
             return
+        self.call_from_thread(self._report_written, path)
+
+    def _report_written(self, path: Path) -> None:
+        # On the UI thread, together: whoever sees `report_path` also finds its notification.
         self.report_path = path
-        self.call_from_thread(self.notify, f"report: {path}", title="Run report")
+        self.notify(f"report: {path}", title="Run report")
 
     @while_on_screen
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
