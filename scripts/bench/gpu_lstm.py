@@ -14,6 +14,13 @@ Target: at least 80% busy. Without a GPU it runs a reduced CPU version (``--cpu-
 and says "no GPU" first.
 
     python scripts/bench/gpu_lstm.py --windows 1000000 --out gpu_lstm.json
+
+``gpu_lstm.py scheduler [...]`` is the other mode (`gpu_lstm_scheduler`): BTC-USD, ETH-USD and
+SOL-USD trained at the AWS profile's model through `training.scheduler` (concurrent jobs),
+reporting per-epoch seconds, the three coins' epochs in all, and GPU busy %:
+
+    python scripts/bench/gpu_lstm.py scheduler                        # GPU host, real sizes
+    python scripts/bench/gpu_lstm.py scheduler --days 3 --epochs 1    # small, on a CPU
 """
 
 from __future__ import annotations
@@ -92,6 +99,10 @@ def kernel_busy_share(runner: EpochRunner, data: DeviceData, steps: int, batch: 
 
 
 def main() -> int:
+    if sys.argv[1:2] == ["scheduler"]:
+        from gpu_lstm_scheduler import main as scheduler_main
+
+        return scheduler_main(sys.argv[2:])
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--windows", type=int, default=1_000_000)
     p.add_argument("--cpu-windows", type=int, default=8_192, help="windows when no GPU is present")
