@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
+from console.engine_progress import CoinEvents
 from console.engine_work import engine_dir
 from console.errors import ConsoleError
 
@@ -38,9 +39,24 @@ def train_on_batch(
         max_runtime_s=int(p.symbol_timeout_s * max(1, len(symbols) // max(1, p.children) + 1)),
     )
     ref = backend.submit(spec)
-    status = backend.follow(
-        ref, lambda e: ctx.log.info("%s %s", e.kind, e.message), should_stop=lambda: ctx.cancelled.is_set()
-    )
+    board = CoinEvents(ctx.emit)
+    told: dict[str, str] = {}
+
+    def relay(e: Any) -> None:
+        """A child's progress lines as the coins' states (a coin runs from its first line to its ``done``)."""
+        ctx.log.info("%s %s", e.kind, e.message)
+        unit = str(getattr(e, "unit", "") or "")
+        if unit in told and told[unit] != "running" or not unit:
+            return
+        if e.kind == "done":
+            state = "done" if e.data.get("state") == "succeeded" else "failed"
+            board.state(unit, state, str(e.data.get("why", "")))
+            told[unit] = state
+        elif unit not in told:
+            board.state(unit, "running")
+            told[unit] = "running"
+
+    status = backend.follow(ref, relay, should_stop=lambda: ctx.cancelled.is_set())
     if status.phase is not JobPhase.SUCCEEDED:
         raise ConsoleError(f"Batch job {ref.name} ended {status.phase.value}: {status.reason or status.secondary}")
     staging = ctx.run_dir / "batch-collected"
@@ -48,6 +64,10 @@ def train_on_batch(
     backend.collect(ref, staging)
     summary = json.loads((staging / "summary.json").read_text())
     _merge(staging, resources.paths.models)
+    for row in summary["units"]:
+        state = "done" if row.get("state") == "succeeded" else "failed"
+        if told.get(str(row["unit"])) != state:  # its done line was not seen, or collect judged otherwise
+            board.state(str(row["unit"]), state, str(row.get("why", "")), row.get("seconds"))
     return {
         str(row["unit"]): {
             "state": "ok" if row.get("state") == "succeeded" else "failed",

@@ -214,8 +214,14 @@ def train_local(
     retries: int,
     force: bool,
     on_coin: Callable[[CoinOutcome], None],
+    on_start: Callable[[str], None] = lambda symbol: None,
+    on_done: Callable[[CoinOutcome], None] = lambda outcome: None,
 ) -> list[CoinOutcome]:
-    """The heads on this machine; the resume ledger (``engine/ledger.json``) skips finished coins."""
+    """The heads on this machine; the resume ledger (``engine/ledger.json``) skips finished coins.
+
+    ``on_start`` and ``on_done`` are called in the worker threads as an attempt at a coin begins
+    and as a head is trained (so a screen sees coins finish in the order they do); ``on_coin``
+    once per coin with its outcome, in the order the coins were given."""
     from training.families.base import FitJob
     from training.families.run import train_unit
 
@@ -225,6 +231,7 @@ def train_local(
     encoder_hash = json.loads((encoder / "encoder.json").read_text())["hash"]
 
     def one(symbol: str) -> CoinOutcome:
+        on_start(symbol)
         began = time.monotonic()
         job = FitJob(
             "gbm",
@@ -236,7 +243,7 @@ def train_local(
         )
         outcome = train_unit(job, resources.paths.models, pin=encoder_hash)
         rel = outcome.published.folder.relative_to(resources.paths.models).as_posix()
-        return CoinOutcome(
+        done = CoinOutcome(
             symbol,
             "ok",
             figures={
@@ -246,12 +253,16 @@ def train_local(
                 "seconds": round(time.monotonic() - began, 3),
             },
         )
+        on_done(done)
+        return done
 
     outcomes = []
     todo = [s for s in symbols if force or ledger.get(s, {}).get("encoder_hash") != encoder_hash]
     for s in symbols:
         if s not in todo:
             outcomes.append(CoinOutcome(s, "ok", "finished in an earlier run (resume ledger)", ledger[s]["figures"]))
+            on_done(outcomes[-1])
+            on_coin(outcomes[-1])
     with ThreadPoolExecutor(max_workers=max(1, max_concurrent)) as pool:
         pending = {s: pool.submit(one, s) for s in todo}
         for symbol, future in pending.items():

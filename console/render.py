@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from console.checklist.engine import EngineEvent
+from console.engine_progress import COIN_EVENT, QUEUED_EVENT
 
 STATE_STYLE = {
     "succeeded": "green",
@@ -62,6 +63,8 @@ class PlainRenderer:
     def __call__(self, event: EngineEvent) -> None:
         if event.kind == "log" and not self.verbose or event.kind in ("progress", "run.created", "run.running"):
             return
+        if event.kind in (COIN_EVENT, QUEUED_EVENT):
+            return  # one per coin and change: the step's progress line counts them
         if event.kind.startswith("run."):
             return  # the command prints the run's outcome itself
         stamp = time.strftime("%H:%M:%S", time.localtime(event.ts))

@@ -21,6 +21,7 @@ from pydantic import AfterValidator, Field
 
 from console import engine_work as work
 from console.checklist.step import Step, StepContext, StepParams, StepResult, Symbol, register
+from console.engine_progress import CoinEvents
 from console.errors import EXIT_GATE, EXIT_USAGE, UsageError
 from console.outputs import StepOutputs
 
@@ -133,6 +134,7 @@ class EngineSymbols(Step):
             symbols = work.resolve_symbols(ctx.resources, wanted)
         except UsageError as exc:
             return StepResult.failed(str(exc), {"exit_code": EXIT_USAGE})
+        CoinEvents(ctx.emit).queued(symbols)
         return StepResult.ok(f"{len(symbols)} coins: {', '.join(symbols[:8])}{' ...' if len(symbols) > 8 else ''}",
                              {"symbols": symbols}, outputs=SymbolsOut(symbols=symbols))  # fmt: skip
 
@@ -155,6 +157,8 @@ class EngineData(Step):
             done.append(o)
             ctx.log.info("%s: %s %s", o.symbol, o.state, o.why)
             _tell_failed(ctx, o.symbol, o.state, o.why)
+            if o.state != "ok":
+                CoinEvents(ctx.emit).state(o.symbol, "skipped", o.why)
             ctx.progress(len(done), len(symbols), o.symbol)
             ctx.check_cancelled()
 
@@ -225,15 +229,19 @@ class EngineTrain(Step):
             coins = train_on_batch(ctx, symbols, p.head_params(), costs.costs if costs else {})
         else:
             cap = {"sequential": 1, "parallel": len(symbols), "hybrid": p.max_concurrent}[p.mode]
-            tally = Tally(len(symbols))
+            tally, board = Tally(len(symbols)), CoinEvents(ctx.emit)
 
             def coin(o: work.CoinOutcome) -> None:
                 ctx.log.info("%s: %s %s", o.symbol, o.state, o.why)
+                if o.state != "ok":  # heads trained are told as they finish (on_done)
+                    board.state(o.symbol, o.state, o.why)
                 ctx.progress(*tally.add(o))
 
             outcomes = work.train_local(
                 ctx.resources, symbols, p.head_params(), costs.costs if costs else {}, max_concurrent=cap,
                 timeout_s=p.symbol_timeout_s, retries=p.symbol_retries, force=p.force, on_coin=coin,
+                on_start=lambda symbol: board.state(symbol, "running"),
+                on_done=lambda o: board.state(o.symbol, "done", o.why, o.figures.get("seconds")),
             )  # fmt: skip
             coins = {o.symbol: {"state": o.state, "why": o.why, **o.figures} for o in outcomes}
         for symbol, row in coins.items():

@@ -192,7 +192,8 @@ class CostPane(Vertical):
 
 
 class TrainingView(VerticalScroll):
-    """Epoch, loss and validation metric per symbol, with a small loss plot each."""
+    """Epoch, loss and validation metric per symbol, with a small loss plot each; for the engine's
+    hundreds of coins, their board instead (`console.engine_progress.CoinBoard.lines`)."""
 
     BORDER_TITLE = "Training"
 
@@ -202,6 +203,9 @@ class TrainingView(VerticalScroll):
 
     def compose(self) -> ComposeResult:
         yield Static("no training progress yet", id="training-empty")
+        board = Static("", id="engine-board")
+        board.display = False
+        yield board
 
     def reset(self) -> None:
         """Forget every symbol (another run is shown)."""
@@ -209,6 +213,24 @@ class TrainingView(VerticalScroll):
             row.remove()
         self._rows.clear()
         self.query_one("#training-empty", Static).display = True
+        self.show_coins([])
+
+    def show_coins(self, lines: Sequence[str]) -> None:
+        """The engine's board: counts by state, the slowest running, the failed with their reason."""
+        board = self.query_one("#engine-board", Static)
+        board.display = bool(lines)
+        self.border_title = "Training · engine" if lines else self.BORDER_TITLE
+        if self.parent is not None:
+            self.parent.set_class(bool(lines), "engine")  # the board takes half the row, the log the other
+        if not lines:
+            return
+        self.query_one("#training-empty", Static).display = False
+        text = Text(lines[0], style="bold")
+        for line in lines[1:]:
+            style = "red" if line.startswith(("failed", "  ")) else "dim" if line.startswith("skipped") else ""
+            text.append("\n")
+            text.append(line, style=style)
+        board.update(text)
 
     def show(self, progress: dict[str, SymbolTraining]) -> None:
         if progress:

@@ -25,6 +25,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Static
 from textual.worker import get_current_worker
 
+from console.engine_progress import CoinBoard
 from console.errors import ConsoleError
 from console.state import InstanceRecord, StateStore, StepRecord
 from console.tui.feed import (
@@ -103,6 +104,8 @@ class RunViewer(App[None]):
         self.snapshot: RunSnapshot | None = None
         self.gate = GateStatus(False, "no gate record: the dry run must pass first")
         self.training: dict[str, SymbolTraining] = {}
+        self.coins = CoinBoard()
+        """The engine's coins by state (`console.engine_progress`), folded from the run's events."""
         self.watchdog_seen_at: float | None = None
         self.gpu_event: Reading | None = None
         self.host: Reading | None = None
@@ -230,6 +233,7 @@ class RunViewer(App[None]):
         self.run_id = run_id
         self.spec = None
         self.training = {}
+        self.coins = CoinBoard()
         self.gpu_event = None
         self._main.query_one(LogPane).clear()
         self._main.query_one(TrainingView).reset()
@@ -318,6 +322,8 @@ class RunViewer(App[None]):
             self._main.query_one(LogPane).add_lines(update.log_lines, read=update.log_lines_read)
         if fold_training(self.training, update.events):
             self._main.query_one(TrainingView).show(self.training)
+        if self.coins.fold(update.events):
+            self._main.query_one(TrainingView).show_coins(self.coins.lines(self.clock()))
         if update.watchdog_seen_at:
             self.watchdog_seen_at = update.watchdog_seen_at
         if update.gpu_reading:
@@ -349,6 +355,8 @@ class RunViewer(App[None]):
     def _tick(self) -> None:
         """Once a second: elapsed times and cost move while something runs."""
         snap = self.snapshot
+        if self.coins.running():  # the running coins' times move
+            self._main.query_one(TrainingView).show_coins(self.coins.lines(self.clock()))
         if snap and (any(s.state == "running" for s in snap.steps) or self._active_instances()):
             self._redraw()
         else:

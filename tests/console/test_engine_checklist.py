@@ -48,6 +48,35 @@ def test_engine_on_a_random_walk_promotes_no_head_and_exits_4(state: dict[str, s
         costs = json.loads((folder / "costs.json").read_text())
         assert costs["fee_bps"] == 10.0 and costs["spread_bps"] > 0  # measured from the book
         assert any(line.startswith("earns after costs") for line in row["reasons"])
+    # The operator's screen, opened on the run the engine drove, counts the coins by state.
+    assert _board(Path(state["RC_STATE_DIR"]))[0] == "3 coins: queued 0 · running 0 · done 3 · failed 0 · skipped 0"
+
+
+def _board(state_dir: Path) -> list[str]:
+    """The engine board of the newest run, as `console tui` shows it (its feed reads the real store)."""
+    import asyncio
+
+    from console.settings import Settings
+    from console.state import StateStore
+    from console.tui.app import OperatorApp
+    from console.tui.readings import Reading
+
+    store = StateStore.open(state_dir)
+    run_id = store.list_runs(1)[0].id
+    kinds = [(e.kind, e.data.get("state")) for e in store.events(run_id) if e.kind.startswith("engine.")]
+    assert kinds.count(("engine.coin", "running")) == 3 and kinds.count(("engine.coin", "done")) == 3, kinds
+
+    async def scenario() -> list[str]:
+        app = OperatorApp(Settings(state_dir=state_dir), store, run_id=run_id, poll_s=0.1, reading_every_s=3600,
+                          readings=lambda: Reading("host", util_pct=1.0, mem_pct=1.0))  # fmt: skip
+        async with app.run_test(size=(130, 40)) as pilot:
+            for _ in range(200):
+                if app.coins.coins and app.snapshot is not None:
+                    break
+                await pilot.pause(0.05)
+            return str(app.query_one("#engine-board").render()).splitlines()
+
+    return asyncio.run(scenario())
 
 
 def test_an_unknown_symbol_set_is_bad_input(state: dict[str, str], tmp_path: Path) -> None:
