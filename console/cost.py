@@ -301,10 +301,8 @@ def step_remaining_s(
 
 
 def batch_job_costs(store: StateStore, run_id: str) -> dict[str, float]:
-    """Estimated dollars of each AWS Batch job of ``run_id``: the latest ``batch.cost`` event the
-    watchdog recorded per job (vCPU-seconds at the spot estimate; `remote.providers.batch_jobs`)."""
-    latest: dict[str, float] = {}
-    for event in store.events(run_id):
-        if event.kind == "batch.cost":
-            latest[str(event.data.get("job_id"))] = float(event.data.get("estimated_usd") or 0.0)
-    return latest
+    """Estimated dollars of each AWS Batch job of ``run_id`` from the ledger's Batch table
+    (vCPU-seconds at the spot estimate; `console.batch_ledger`)."""
+    from console.batch_ledger import batch_costs
+
+    return {job.job_id: job.cost_usd for job in batch_costs(store, run_id=run_id)}

@@ -56,7 +56,11 @@ def train_on_batch(
             board.state(unit, "running")
             told[unit] = "running"
 
-    status = backend.follow(ref, relay, should_stop=lambda: ctx.cancelled.is_set())
+    _record(ctx, ref.job_id)
+    try:
+        status = backend.follow(ref, relay, should_stop=lambda: ctx.cancelled.is_set())
+    finally:
+        _record(ctx, ref.job_id)
     if status.phase is not JobPhase.SUCCEEDED:
         raise ConsoleError(f"Batch job {ref.name} ended {status.phase.value}: {status.reason or status.secondary}")
     staging = ctx.run_dir / "batch-collected"
@@ -78,6 +82,19 @@ def train_on_batch(
         }
         for row in summary["units"]
     }
+
+
+def _record(ctx: "StepContext", job_id: str) -> None:
+    """The job's estimated cost in the ledger (`console.batch_ledger`); the watchdog keeps it current."""
+    from console.batch_ledger import record_view
+
+    try:
+        view = ctx.resources.job_view(job_id)
+    except Exception as exc:  # noqa: BLE001 - the ledger is told later by the watchdog; the run goes on
+        ctx.log.warning("could not record Batch job %s in the cost ledger: %s", job_id, exc)
+        return
+    if view is not None:
+        record_view(ctx.state, view, seen_by="engine", sandbox=ctx.settings.is_sandbox)
 
 
 def _merge(source: Path, root: Path) -> None:

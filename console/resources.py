@@ -196,6 +196,14 @@ class Resources:
         queue = str(self.settings.backends.get("batch", {}).get("queue") or "rc-engine")
         return list_batch_jobs(target, [queue])
 
+    def job_view(self, job_id: str) -> Any:
+        """One Batch job of ours by id, live or ended (None once Batch has forgotten it)."""
+        from remote.providers.batch_jobs import describe_batch_job
+
+        return describe_batch_job(
+            self.sandbox(start=False).aws_target() if self.sandboxed else self.aws_target(), job_id
+        )
+
     def terminate_job(self, job_id: str, reason: str) -> None:
         from remote.providers.batch_jobs import terminate_batch_job
 

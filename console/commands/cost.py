@@ -9,6 +9,7 @@ import click
 from rich.table import Table
 
 from console.app import App, common_options, pass_app
+from console.batch_ledger import batch_costs, batch_dict, batch_table
 from console.cost import InstanceCost, daily_spend, ledger, projected_cost, run_budget_usd, step_remaining_s
 from console.errors import StateError
 from console.render import output_console
@@ -31,6 +32,7 @@ def cost_cmd(app: App, run_id: str | None, days: int, json_out: bool) -> None:
     now = time.time()
     lines = ledger(store, run_id=run_id, since=now - days * 86400, now=now)
     jobs = job_costs(store, run_id=run_id, since=now - days * 86400)
+    batch = batch_costs(store, run_id=run_id, since=now - days * 86400)
     ended_because = {r.id: r.terminate_reason for r in store.instances(run_id=run_id) if r.terminated_at}
     if json_out:
         click.echo(
@@ -40,7 +42,10 @@ def cost_cmd(app: App, run_id: str | None, days: int, json_out: bool) -> None:
                         {**_as_dict(line), "ended_because": ended_because.get(line.instance_id)} for line in lines
                     ],
                     "jobs": [job_dict(job) for job in jobs],
-                    "total_usd": sum(line.cost_usd for line in lines) + sum(j.cost_usd or 0.0 for j in jobs),
+                    "batch_jobs": [batch_dict(job) for job in batch],
+                    "total_usd": sum(line.cost_usd for line in lines)
+                    + sum(j.cost_usd or 0.0 for j in jobs)
+                    + sum(j.cost_usd for j in batch),
                     "today_usd": daily_spend(store, now=now),
                     "daily_budget_usd": app.settings.budget.daily_usd,
                 }
@@ -49,6 +54,8 @@ def cost_cmd(app: App, run_id: str | None, days: int, json_out: bool) -> None:
         return
     if jobs:
         output_console().print(jobs_table(jobs))
+    if batch:
+        output_console().print(batch_table(batch))
     if not lines:
         click.echo("no instances" + (f" for run {run_id}" if run_id else f" in the last {days} days"))
         return

@@ -108,5 +108,26 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX training_jobs_run ON training_jobs (run_id);
     """,
+    # 4: AWS Batch jobs, for the cost ledger: Batch bills the instances of its compute
+    # environments, so a job's figure is an estimate, its children's vCPU-seconds at a spot
+    # rate, recorded by the engine and by each watchdog pass that sees it (console/batch_ledger.py).
+    """
+    CREATE TABLE batch_jobs (
+        job_id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        run_id TEXT,
+        status TEXT NOT NULL,
+        vcpus REAL NOT NULL DEFAULT 1,
+        children INTEGER NOT NULL DEFAULT 1,
+        child_seconds REAL NOT NULL DEFAULT 0,
+        usd_per_vcpu_h REAL NOT NULL,
+        source TEXT NOT NULL DEFAULT '',
+        seen_by TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL,
+        seen_at REAL NOT NULL,
+        ended_at REAL
+    );
+    CREATE INDEX batch_jobs_run ON batch_jobs (run_id);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -6,8 +6,10 @@ state store knows it), ``run-ended``, ``max-runtime`` (the job's age against its
 ``max_runtime_hours``), ``heartbeat``, and ``budget`` (its estimated cost, vCPU-seconds at
 `remote.providers.batch_jobs.VCPU_HOUR_USD`, against ``budget.run_usd``). A job that breaks
 one is terminated (Batch ends every child) with the reason, recorded as a
-``watchdog.terminate`` event; every live job's estimated cost is recorded once a pass as a
-``batch.cost`` event, which the cost ledger reads.
+``watchdog.terminate`` event. Every job of ours it sees is recorded in the cost ledger's
+Batch table (`console.batch_ledger`), with a ``batch.cost`` event for a known run's job; a
+job recorded as live that the pass no longer lists is looked up once more for its final
+figures (at most `FINAL_LOOKUPS` a pass).
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from console.batch_ledger import mark_gone, open_job_ids, record_view
 from console.redact import redact
 from console.watchdog.rules import Facts, Verdict, first_rule, max_runtime_minutes
 
 log = logging.getLogger("console.watchdog")
+FINAL_LOOKUPS = 20
 
 
 def watch_jobs(dog: Any, report: Any, now: float) -> list[Verdict]:
@@ -37,6 +41,7 @@ def watch_jobs(dog: Any, report: Any, now: float) -> list[Verdict]:
         if job.owner not in (None, owner):
             continue
         run = dog.store.get_run(job.run_id) if job.run_id else None
+        record_view(dog.store, job, seen_by="watchdog", sandbox=settings.is_sandbox, now=now)
         if run is not None:
             dog.store.add_event(
                 run.id,
@@ -72,4 +77,19 @@ def watch_jobs(dog: Any, report: Any, now: float) -> list[Verdict]:
             f"terminated Batch job {job.name} ({verdict.rule}): {verdict.reason}",
             {"job_id": job.job_id, "rule": verdict.rule, "kind": "batch-job"},
         )
+    _record_ended(dog, {job.job_id for job in jobs}, now)
     return verdicts
+
+
+def _record_ended(dog: Any, live: set[str], now: float) -> None:
+    """Final figures of the jobs the ledger holds as live that this pass no longer listed."""
+    for job_id in [j for j in open_job_ids(dog.store) if j not in live][:FINAL_LOOKUPS]:
+        try:
+            view = dog.resources.job_view(job_id)
+        except Exception as exc:  # noqa: BLE001 - tried again next pass
+            log.warning("%s", redact(f"cannot look up Batch job {job_id}: {exc}"))
+            continue
+        if view is None:
+            mark_gone(dog.store, job_id, now)
+        else:
+            record_view(dog.store, view, seen_by="watchdog", sandbox=dog.settings.is_sandbox, now=now)

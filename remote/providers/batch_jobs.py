@@ -35,6 +35,9 @@ class BatchJobView:
     child_seconds: float
     """Seconds its children have run so far, summed."""
     children_running: int
+    children: int = 1
+    stopped_at: float | None = None
+    """When it ended (None while it is live)."""
 
     @property
     def estimated_usd(self) -> float:
@@ -61,26 +64,38 @@ def list_batch_jobs(target: AwsTarget, queues: Sequence[str], *, now: float | No
     views = []
     for start in range(0, len(ids), 100):
         for job in call(target, "describe_jobs", client.describe_jobs, jobs=ids[start : start + 100])["jobs"]:
-            tags = job.get("tags") or {}
-            if tags.get("managed-by") != "retrain-console":
-                continue
-            children = _children(target, client, job) if job.get("arrayProperties") else [job]
-            seconds = sum(_ran(c, now) for c in children)
-            views.append(
-                BatchJobView(
-                    job_id=job["jobId"],
-                    name=job.get("jobName", ""),
-                    status=job.get("status", ""),
-                    run_id=tags.get("run-id"),
-                    owner=tags.get("owner"),
-                    created_at=float(job.get("createdAt", now * 1000)) / 1000,
-                    started_at=float(job["startedAt"]) / 1000 if job.get("startedAt") else None,
-                    vcpus=_vcpus(job),
-                    child_seconds=seconds,
-                    children_running=sum(1 for c in children if c.get("status") == "RUNNING"),
-                )
-            )
+            view = _view(target, client, job, now)
+            if view is not None:
+                views.append(view)
     return views
+
+
+def describe_batch_job(target: AwsTarget, job_id: str, *, now: float | None = None) -> BatchJobView | None:
+    """One job of ours by id, live or ended (None: Batch no longer knows it, or it is not ours)."""
+    client = make_client("batch", target)
+    jobs = call(target, "describe_jobs", client.describe_jobs, jobs=[job_id])["jobs"]
+    return _view(target, client, jobs[0], time.time() if now is None else now) if jobs else None
+
+
+def _view(target: AwsTarget, client: Any, job: dict[str, Any], now: float) -> BatchJobView | None:
+    tags = job.get("tags") or {}
+    if tags.get("managed-by") != "retrain-console":
+        return None
+    children = _children(target, client, job) if job.get("arrayProperties") else [job]
+    return BatchJobView(
+        job_id=job["jobId"],
+        name=job.get("jobName", ""),
+        status=job.get("status", ""),
+        run_id=tags.get("run-id"),
+        owner=tags.get("owner"),
+        created_at=float(job.get("createdAt", now * 1000)) / 1000,
+        started_at=float(job["startedAt"]) / 1000 if job.get("startedAt") else None,
+        vcpus=_vcpus(job),
+        child_seconds=sum(_ran(c, now) for c in children),
+        children_running=sum(1 for c in children if c.get("status") == "RUNNING"),
+        children=len(children),
+        stopped_at=float(job["stoppedAt"]) / 1000 if job.get("stoppedAt") else None,
+    )
 
 
 def _children(target: AwsTarget, client: Any, job: dict[str, Any]) -> list[dict[str, Any]]:

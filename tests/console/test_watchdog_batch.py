@@ -1,9 +1,11 @@
 """The watchdog watches AWS Batch jobs too (on the sandbox's real Batch API and a real state
 store): a job tagged as ours that no run knows is terminated as an orphan, and a known run's
-job has its estimated cost recorded for the ledger and is left running."""
+job has its estimated cost recorded for the ledger and is left running; the next pass records
+the orphan's final figures, and `console cost` shows both jobs."""
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from console.batch_ledger import batch_costs
 from console.cost import batch_job_costs
 from console.settings import load_settings
 from console.state import StateStore
@@ -19,7 +22,8 @@ from console.watchdog.passes import PassReport
 from remote.backends.base import BackendContext
 from remote.backends.batch import BatchBackend
 from remote.providers.aws_client import make_client
-from remote.providers.batch_jobs import list_batch_jobs, terminate_batch_job
+from remote.providers.batch_jobs import describe_batch_job, list_batch_jobs, terminate_batch_job
+from tests.console.cli import console
 from tests.remote.sandbox_fixtures import sandbox  # noqa: F401
 
 pytestmark = pytest.mark.slow
@@ -37,6 +41,9 @@ class _Resources:
 
     def terminate_job(self, job_id: str, reason: str) -> None:
         terminate_batch_job(self.target, job_id, reason)
+
+    def job_view(self, job_id: str) -> Any:
+        return describe_batch_job(self.target, job_id)
 
 
 @dataclass
@@ -82,4 +89,23 @@ def test_an_orphan_batch_job_is_terminated_and_a_known_runs_job_is_costed(
     costs = [e for e in store.events("known-run") if e.kind == "batch.cost"]
     assert costs and costs[-1].data["estimated_usd"] > 0
     assert batch_job_costs(store, "known-run") == {known: costs[-1].data["estimated_usd"]}
+    # The next pass no longer lists the ended orphan: it looks it up once for its final figures.
+    watch_jobs(dog, PassReport(started_at=time.time()), time.time())
+    lines = {job.job_id: job for job in batch_costs(store)}
+    assert lines[orphan].run_id == "ghost-run" and lines[orphan].status == "FAILED" and lines[orphan].ended_at
+    assert lines[orphan].children == 2 and lines[orphan].cost_usd == 0.0  # queued behind the known job: never ran
+    assert lines[known].status == "RUNNING" and lines[known].ended_at is None
     client.terminate_job(jobId=known, reason="test over")
+    while client.describe_jobs(jobs=[known])["jobs"][0]["status"] != "FAILED":
+        assert time.monotonic() < deadline + 20, "the known job kept running"
+        time.sleep(0.2)
+    watch_jobs(dog, PassReport(started_at=time.time()), time.time())
+    final = {job.job_id: job for job in batch_costs(store)}[known]
+    assert final.status == "FAILED" and final.ended_at and final.child_seconds >= lines[known].child_seconds > 0
+    shown = console("cost", "--json", "--state-dir", str(tmp_path / "state"))
+    assert shown.returncode == 0, shown.stderr
+    ledger = {j["job_id"]: j for j in json.loads(shown.stdout)["batch_jobs"]}
+    assert set(ledger) == {known, orphan} and ledger[orphan]["seen_by"] == "watchdog"
+    assert ledger[known]["estimated_usd"] == pytest.approx(final.cost_usd) and final.cost_usd > 0
+    table = console("cost", "--state-dir", str(tmp_path / "state")).stdout
+    assert "AWS Batch jobs (estimated" in table and orphan in table and "(orphan)" not in table
