@@ -44,6 +44,8 @@ SECRET_ENV_NAMES = (
     "TELEGRAM_BOT_TOKEN",
     "RC_COINGECKO_API_KEY",
     "RC_TELEGRAM_BOT_TOKEN",
+    "FRED_API_KEY",
+    "RC_FRED_API_KEY",
 )
 
 _lock = threading.Lock()

@@ -188,6 +188,10 @@ class Settings(BaseSettings):
     telegram_bot_token: SecretStr | None = Field(
         None, validation_alias=_env("telegram_bot_token", "RC_TELEGRAM_BOT_TOKEN", "TELEGRAM_BOT_TOKEN")
     )
+    fred_api_key: SecretStr | None = Field(
+        None, validation_alias=_env("fred_api_key", "RC_FRED_API_KEY", "FRED_API_KEY")
+    )
+    """FRED's key for the Treasury yields of `console data daily` (sent only to FRED)."""
     telegram_chat_id: str | None = Field(
         None, validation_alias=_env("telegram_chat_id", "RC_TELEGRAM_CHAT_ID", "TELEGRAM_CHAT_ID")
     )
@@ -200,6 +204,9 @@ class Settings(BaseSettings):
     """CoinGecko API base; the sandbox's market simulator when unset on the sandbox profile."""
     aws_endpoint_url: str | None = None
     """AWS endpoint; the sandbox's moto server when unset on the sandbox profile."""
+    daily_urls: dict[str, str] = Field(default_factory=dict)
+    """Bases of the daily sources (``stooq``, ``fred``, ``gdelt``); the sandbox's market simulator
+    for those unset on the sandbox profile, else the public services."""
 
     cloud: CloudSettings = Field(default_factory=CloudSettings)
     budget: BudgetSettings = Field(default_factory=BudgetSettings)
@@ -243,7 +250,13 @@ class Settings(BaseSettings):
         return self.profile == "sandbox"
 
 
-SECRET_FIELDS = ("aws_access_key_id", "aws_secret_access_key", "coingecko_api_key", "telegram_bot_token")
+SECRET_FIELDS = (
+    "aws_access_key_id",
+    "aws_secret_access_key",
+    "coingecko_api_key",
+    "telegram_bot_token",
+    "fred_api_key",
+)
 
 
 @dataclass(frozen=True)
@@ -388,7 +401,8 @@ def load_settings(
         secret = getattr(settings, name)
         if secret is not None:
             register_secret(secret.get_secret_value())
-    for url in [*settings.notify_urls, settings.coinbase_url, settings.coingecko_url, settings.aws_endpoint_url]:
+    urls = [settings.coinbase_url, settings.coingecko_url, settings.aws_endpoint_url, *settings.daily_urls.values()]
+    for url in [*settings.notify_urls, *urls]:
         for part in url_secrets(url or ""):
             register_secret(part)
     if settings.profile not in PROFILES:  # pragma: no cover - Literal already enforces it

@@ -44,7 +44,7 @@ class DataCheckFailed(ConsoleError):
 
 @click.group("data")
 def data_group() -> None:
-    """Fetch, import and inspect market data (candles and CoinGecko fundamentals)."""
+    """Fetch, import and inspect market data (candles, CoinGecko fundamentals, the daily tables)."""
 
 
 @data_group.command("fetch")
@@ -158,4 +158,8 @@ def gaps_cmd(app: App, symbols: str | None, limit: int, data_dir: str | None) ->
 
 
 def register(cli: click.Group) -> None:
+    from console.commands.data_daily import backfill_cmd, daily_cmd
+
+    data_group.add_command(daily_cmd)
+    data_group.add_command(backfill_cmd)
     cli.add_command(data_group)

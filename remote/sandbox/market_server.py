@@ -19,7 +19,9 @@ Endpoints (the shapes the real services use)::
 
 More APIs plug in without touching this module: `EXTRA_APIS` lists ``module:Class`` entries;
 each class is built with the simulator and answers ``(parts, query, headers)`` with
-``(status, headers, json body)`` or None when the path is not its own (`MarketApi`).
+``(status, headers, json body)`` or None when the path is not its own (`MarketApi`); a body of
+``bytes`` is sent as it is, with the ``Content-Type`` its headers give (CSV, plain text).
+`remote.sandbox.daily` serves the investment system's daily sources (Stooq, FRED, GDELT).
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ class MarketApi(Protocol):
     def answer(self, parts: list[str], query: dict[str, str], headers: Any) -> Answer | None: ...
 
 
-EXTRA_APIS: tuple[str, ...] = ("remote.sandbox.universe:MarketUniverseApi",)
+EXTRA_APIS: tuple[str, ...] = ("remote.sandbox.universe:MarketUniverseApi", "remote.sandbox.daily:DailySourcesApi")
 """``module:Class`` of each further API; the class is called with the `MarketSimulator`. They are
 asked before the built-in routes (each answers only its own paths), so ``coins/markets`` is not
 taken for a coin named "markets"."""
@@ -405,7 +407,11 @@ class _Handler(BaseHTTPRequestHandler):
                 status, headers, payload = self.sim.answer(split.path, query, self.headers)
             except Exception as exc:  # a bug in the simulator must not kill the server
                 status, headers, payload = 500, {}, {"message": f"simulator error: {type(exc).__name__}"}
-            self._send(status, headers, json.dumps(payload).encode(), "application/json")
+            if isinstance(payload, bytes):
+                rest = {k: v for k, v in headers.items() if k != "Content-Type"}
+                self._send(status, rest, payload, headers.get("Content-Type", "text/plain"))
+            else:
+                self._send(status, headers, json.dumps(payload).encode(), "application/json")
         logged_query = {k: v for k, v in query.items() if "key" not in k}
         self.sim._record(RequestRecord("GET", split.path, logged_query, status))
 
