@@ -27,11 +27,20 @@ def test_the_template_is_cfn_lint_clean_and_least_privilege() -> None:
     assert "ManagedPolicyArns" not in role  # moto drops them: inline and customer-managed policies only
     statements = resources["TrainingPolicy"]["Properties"]["PolicyDocument"]["Statement"]
     star = sorted(a for s in statements if s["Resource"] == "*" for a in s["Action"])
-    assert star == ["ecr:GetAuthorizationToken", "sagemaker:ListTrainingJobs"]  # neither can be scoped
+    assert star == ["batch:DescribeComputeEnvironments", "batch:DescribeJobDefinitions", "batch:DescribeJobQueues",
+                    "batch:DescribeJobs", "batch:ListJobs", "ecr:GetAuthorizationToken",
+                    "sagemaker:ListTrainingJobs"]  # none of these can be scoped to a resource  # fmt: skip
     jobs = next(s for s in statements if s["Sid"] == "OurTrainingJobs")
     assert jobs["Resource"]["Fn::Sub"].endswith(":training-job/train-*")
     passing = next(s for s in statements if s["Action"] == ["iam:PassRole"])
     assert passing["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+    # The engine's Batch queue: spot, idle at 0 vCPUs; a spot reclaim is retried, any other exit is final.
+    compute = resources["BatchComputeEnvironment"]["Properties"]["ComputeResources"]
+    assert (compute["Type"], compute["MinvCpus"], compute["DesiredvCpus"]) == ("SPOT", 0, 0)
+    definition = resources["BatchJobDefinition"]["Properties"]
+    assert definition["RetryStrategy"]["EvaluateOnExit"] == [{"OnStatusReason": "Host EC2*", "Action": "RETRY"},
+                                                             {"OnReason": "*", "Action": "EXIT"}]  # fmt: skip
+    assert definition["ContainerProperties"]["Command"] == ["python", "-m", "training.container", "batch-child"]
 
 
 @pytest.mark.slow
@@ -54,10 +63,16 @@ def test_deploy_is_idempotent_prints_the_env_lines_and_destroy_keeps_the_bucket(
         assert cf.describe_stacks()["Stacks"] == []  # nothing half-made
 
         iam.create_user(UserName="ai-trading-bot")
-        created = console("deploy", "--json", TRAINING_USER_NAME="ai-trading-bot")
+        ec2 = make_client("ec2", target)  # the engine's queue goes in the default VPC, as an operator would put it
+        subnets = ",".join(s["SubnetId"] for s in ec2.describe_subnets()["Subnets"][:2])
+        group = ec2.describe_security_groups(GroupNames=["default"])["SecurityGroups"][0]["GroupId"]
+        half = console("diff", "--batch-subnets", subnets)
+        assert half.returncode == 2 and "needs both subnets and security groups" in half.stderr, half.stderr
+        created = console("deploy", "--json", "--batch-subnets", subnets, "--batch-security-groups", group,
+                          TRAINING_USER_NAME="ai-trading-bot")  # fmt: skip
         assert created.returncode == 0, created.stderr
         first = json.loads(created.stdout)
-        assert first["action"] == "created" and len(first["changes"]) == 4
+        assert first["action"] == "created" and len(first["changes"]) == len(json.loads(TEMPLATE.read_text())["Resources"])
         assert [line.split("=")[0] for line in first["env"]] == [
             "SAGEMAKER_ROLE_ARN", "SAGEMAKER_S3_BUCKET", "AWS_REGION", "SAGEMAKER_DOCKER_IMAGE"]  # fmt: skip
         attached = iam.list_attached_user_policies(UserName="ai-trading-bot")["AttachedPolicies"]
@@ -69,8 +84,20 @@ def test_deploy_is_idempotent_prints_the_env_lines_and_destroy_keeps_the_bucket(
         assert "sagemaker.amazonaws.com" in json.dumps(role["AssumeRolePolicyDocument"])
         assert make_client("ecr", target).describe_repositories()["repositories"][0]["repositoryUri"] == \
             first["image_repository"]  # fmt: skip
+        batch = make_client("batch", target)
+        queue = batch.describe_job_queues(jobQueues=[first["batch_queue"]])["jobQueues"][0]
+        assert queue["state"] == "ENABLED" and first["toml"][1] == 'queue = "retrain-console-engine"'
+        environments = batch.describe_compute_environments(computeEnvironments=[first["batch_compute_environment"]])
+        resources = environments["computeEnvironments"][0]["computeResources"]
+        assert (resources["type"], resources["desiredvCpus"]) == ("SPOT", 0)
+        assert queue["computeEnvironmentOrder"][0]["computeEnvironment"] == environments["computeEnvironments"][0]["computeEnvironmentArn"]
+        definition = batch.describe_job_definitions(jobDefinitionName=first["batch_job_definition"])["jobDefinitions"]
+        rule = definition[0]["retryStrategy"]["evaluateOnExit"][0]  # moto writes the action in lower case
+        assert (rule["onStatusReason"], rule["action"].upper()) == ("Host EC2*", "RETRY")
+        running = ec2.describe_instances()["Reservations"]
+        assert running == []  # a compute environment idling at 0 vCPUs launches nothing
 
-        again = console("deploy", "--json", TRAINING_USER_NAME="ai-trading-bot")
+        again = console("deploy", "--json", TRAINING_USER_NAME="ai-trading-bot")  # the Batch part is kept
         assert json.loads(again.stdout)["action"] == "unchanged"
         assert console("diff", TRAINING_USER_NAME="ai-trading-bot").stdout.strip() == \
             "stack retrain-console-training: no changes"  # fmt: skip
