@@ -45,11 +45,17 @@ class FetchParams(SymbolsParams):
     fundamentals: bool = True
 
 
-class FeaturesParams(SymbolsParams):
+class TimeframeParams(StepParams):
+    timeframe: Timeframe = "1m"
+    """The candles each feature row is, and so the model's input: 1m (the runbook's), or 1h
+    (`console train cloud --timeframe 1h`). Files of a longer base live in ``features/<tf>/``."""
+
+
+class FeaturesParams(SymbolsParams, TimeframeParams):
     pass
 
 
-class VerifyCountsParams(SymbolsParams):
+class VerifyCountsParams(SymbolsParams, TimeframeParams):
     pass
 
 
@@ -64,7 +70,7 @@ class SyncParams(SymbolsParams, BackendParams):
     pass
 
 
-class TrainParams(SymbolsParams, BackendParams):
+class TrainParams(SymbolsParams, BackendParams, TimeframeParams):
     epochs: int = Field(15, ge=1, le=1000)
     mode: Literal["sequential", "parallel", "hybrid"] = "hybrid"
     max_concurrent: int = Field(2, ge=1, le=64)

@@ -214,6 +214,7 @@ class LstmFamily:
                 "feature_count": ds.input_size,
                 "feature_hash": ds.feature_hash,
                 "spec_version": ds.spec_version,
+                "timeframe": str((fitted.params.features or {}).get("timeframe") or "1m"),
                 "scaler": ds.scaler.to_dict(),
                 "trained_until": trained_until(ds),
                 "judged_until": judged_until(ds),
