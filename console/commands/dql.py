@@ -85,6 +85,7 @@ def _train(
     _, run_id, lock = engine.claim_run(spec, new=True)
     click.echo(f"run {run_id}: dql ({agent_type}, {episodes} episodes) on {symbol} from {path}")
     skip = {name: "the data file was given (--data-file)" for name in ("fetch", "features", "verify-counts")}
+    skip["dql-report"] = "console dql writes the report under the experiment's name"
     _drive(app, spec, run_id, json_lines=False, lock=lock, from_step=None, only=None, skip=skip)
     base = app.resources.paths.models / "models" / symbol
     folders = sorted(p for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
