@@ -46,7 +46,7 @@ from remote.backends.base import (
 
 FAMILY = "lstm"
 """The model family the retrain checklist trains (`training.families`)."""
-MODEL_SHAPE = ("hidden_size", "num_layers", "sample_stride", "weight_decay")
+MODEL_SHAPE = ("hidden_size", "num_layers", "sample_stride", "weight_decay", "cuda_graph")
 """Training settings a checklist may set; unset ones keep the trainer's defaults."""
 TABLE_COLUMNS = [
     "symbol",
