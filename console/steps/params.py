@@ -88,6 +88,9 @@ class TrainParams(SymbolsParams, BackendParams, TimeframeParams):
     """Train each epoch on every k-th window (rotating); None keeps the trainer's default (1)."""
     weight_decay: float | None = Field(None, ge=0.0, lt=1.0)
     """Adam's L2 penalty; None keeps the trainer's default (0)."""
+    cuda_graph: Literal["off", "auto"] | None = None
+    """``auto`` records the train step as one CUDA graph on a GPU that supports it (same
+    updates, far fewer launches); None keeps the trainer's default (off)."""
     family: str = Field("lstm", pattern=r"^[a-z][a-z0-9_]{0,31}$")
     """The model family trained (`training.families`); ``lstm`` reads the settings above."""
     family_params: dict[str, Any] = Field(default_factory=dict)

@@ -48,7 +48,7 @@ from training.features.files import features_folder
 
 FAMILY = "lstm"
 """The model family the retrain checklist trains (`training.families`)."""
-MODEL_SHAPE = ("hidden_size", "num_layers", "sample_stride", "weight_decay")
+MODEL_SHAPE = ("hidden_size", "num_layers", "sample_stride", "weight_decay", "cuda_graph")
 """Training settings a checklist may set; unset ones keep the trainer's defaults."""
 TABLE_COLUMNS = [
     "symbol",
