@@ -41,6 +41,7 @@ from runtime_checks.checks import CheckResult
 from runtime_checks.errors import CheckInputError, GateNotPassed
 from runtime_checks.inputs import CoinbaseCandles, CoinGeckoFundamentals, SpecFeatureBuilder
 from runtime_checks.runner import DryrunOutcome, pick_symbols, run_alignment, run_dryrun_and_gate
+from training.features.files import features_folder
 
 RESULT_EVENT = "check.result"
 
@@ -81,9 +82,25 @@ class MarketFundamentals:
         return self._source(symbol, start, end)
 
 
-def feature_builder(resources: Resources) -> SpecFeatureBuilder:
-    """The shared feature builder, with CoinGecko fundamentals from the same place `fetch` uses."""
-    return SpecFeatureBuilder(MarketFundamentals(resources))
+def feature_builder(resources: Resources, timeframes: Mapping[str, str] | None = None) -> SpecFeatureBuilder:
+    """The shared feature builder, with CoinGecko fundamentals from the same place `fetch` uses,
+    building each symbol on the candles its model was trained on (``timeframes``, 1m if absent)."""
+    return SpecFeatureBuilder(MarketFundamentals(resources), timeframes)
+
+
+def model_timeframes(resources: Resources, symbols: Sequence[str] | None, models: Path) -> tuple[Path, dict[str, str]]:
+    """The training features folder and the timeframe of each symbol's model: a model trained
+    on hourly candles is judged on hourly candles, against the hourly training file. One
+    timeframe per check (the training files of each live in their own folder)."""
+    chosen = pick_symbols(models, symbols)
+    found = {s: model_files.model_timeframe(models, s) for s in chosen}
+    kinds = sorted(set(found.values()))
+    if len(kinds) > 1:
+        raise CheckInputError("the models were trained on different timeframes ("
+                              + ", ".join(f"{s} {tf}" for s, tf in found.items())
+                              + "); check one timeframe at a time with --symbols")  # fmt: skip
+    timeframe = kinds[0] if kinds else "1m"
+    return features_folder(resources.paths.features, timeframe), {s: tf for s, tf in found.items() if tf != "1m"}
 
 
 def check_inputs(symbols: Sequence[str] | None, models: Path, features: Path, *, need_models: bool) -> list[str]:
@@ -236,11 +253,11 @@ def alignment(
     resources: Resources, symbols: Sequence[str] | None, models: Path, watch: Stopwatch | None = None
 ) -> list[CheckResult]:
     """The alignment check; bad input is refused before any candle is fetched."""
-    features = resources.paths.features
+    features, timeframes = model_timeframes(resources, symbols, models)
     chosen = check_inputs(symbols, models, features, need_models=True)
     watch = watch or Stopwatch()
     return run_alignment(chosen, models_dir=models, features_dir=features,
-                         builder=watch.builder(feature_builder(resources)),
+                         builder=watch.builder(feature_builder(resources, timeframes)),
                          candles=watch.candles(MarketCandles(resources)))  # fmt: skip
 
 
@@ -256,7 +273,7 @@ def dryrun(
     watch: Stopwatch | None = None,
 ) -> DryrunOutcome:
     """Alignment, dry run and the gate record, stored in the state store (and S3) too."""
-    features = resources.paths.features
+    features, timeframes = model_timeframes(resources, symbols, models)
     chosen = check_inputs(symbols, models, features, need_models=False)
     sinks = gate_sinks(resources)
     watch = watch or Stopwatch()
@@ -264,7 +281,7 @@ def dryrun(
         chosen,
         models_dir=models,
         features_dir=features,
-        builder=watch.builder(feature_builder(resources)),
+        builder=watch.builder(feature_builder(resources, timeframes)),
         candles=watch.candles(MarketCandles(resources)),
         iterations=iterations,
         criteria=criteria(resources),

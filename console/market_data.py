@@ -13,7 +13,7 @@ import functools
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -23,7 +23,7 @@ from training.data.coinbase import CoinbaseClient, FetchReport, fetch_candles
 from training.data.coingecko import CoinGeckoClient, fetch_fundamentals
 from training.data.resample import ResampleCheck, check_against_minutes
 from training.data.store import CandleStore
-from training.features.files import BuildReport, build_feature_file, feature_path, load_inputs
+from training.features.files import BuildReport, build_feature_file, feature_path, features_folder, load_inputs
 from training.features.io import FeatureFileError, read_feature_meta
 from training.features.spec import expected_counts, spec_for
 
@@ -110,16 +110,23 @@ def fetch_all(
 
 
 def build_all(
-    resources: Resources, symbols: Sequence[str], *, data_root: Path | None = None, out: Path | None = None
+    resources: Resources,
+    symbols: Sequence[str],
+    *,
+    data_root: Path | None = None,
+    out: Path | None = None,
+    timeframe: str = "1m",
 ) -> list[BuildReport]:
-    """Build the feature file of every symbol from the store."""
+    """Build the feature file of every symbol from the store, on ``timeframe`` rows (a longer
+    base than 1m goes to its own folder, `training.features.files.features_folder`)."""
     store = CandleStore(data_root or resources.paths.data)
-    config = resources.feature_config()
+    config = replace(resources.feature_config(), timeframe=timeframe)
     reports = []
     for symbol in symbols:
         spec = spec_for(symbol, config)
         candles, fundamentals = load_inputs(store, spec)
-        reports.append(build_feature_file(spec, candles, fundamentals, out or resources.paths.features))
+        folder = out or features_folder(resources.paths.features, timeframe)
+        reports.append(build_feature_file(spec, candles, fundamentals, folder))
     return reports
 
 
@@ -137,14 +144,16 @@ class CountRow:
         return not self.problem
 
 
-def verify_counts(resources: Resources, symbols: Sequence[str], *, out: Path | None = None) -> list[CountRow]:
-    """Compare each feature file with the configured count and the current spec."""
-    config = resources.feature_config()
+def verify_counts(
+    resources: Resources, symbols: Sequence[str], *, out: Path | None = None, timeframe: str = "1m"
+) -> list[CountRow]:
+    """Compare each feature file with the configured count and the current spec (on ``timeframe`` rows)."""
+    config = replace(resources.feature_config(), timeframe=timeframe)
     expected = expected_counts(config, tuple(symbols))
     rows = []
     for symbol in symbols:
         spec = spec_for(symbol, config)
-        path = feature_path(out or resources.paths.features, symbol)
+        path = feature_path(out or features_folder(resources.paths.features, timeframe), symbol)
         try:
             meta = read_feature_meta(path)
         except FeatureFileError as exc:

@@ -120,6 +120,20 @@ def job_costs(store: StateStore, *, run_id: str | None = None, since: float | No
     return [_cost_of(r) for r in rows]
 
 
+OPEN_STATUSES = ("submitted", "pending", "starting", "running", "stopping")
+"""Ledger states of a job that has not ended: its seconds may still grow."""
+
+
+def open_jobs(store: StateStore, backend: str) -> list[str]:
+    """Names of ``backend``'s jobs the ledger still has as not ended, oldest first."""
+    marks = ", ".join("?" for _ in OPEN_STATUSES)
+    rows = store._query(  # noqa: SLF001
+        f"SELECT name FROM training_jobs WHERE backend = ? AND status IN ({marks}) ORDER BY created_at",
+        (backend, *OPEN_STATUSES),
+    )
+    return [str(r["name"]) for r in rows]
+
+
 def _cost_of(row: Any) -> JobCost:
     return JobCost(
         name=row["name"],

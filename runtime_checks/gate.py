@@ -289,11 +289,12 @@ def read_record(models_dir: Path) -> dict[str, Any] | None:
     return data
 
 
-def current_feature_hash(symbol: str) -> str:
-    """The hash of the feature spec the runtime builder uses for ``symbol`` today."""
+def current_feature_hash(symbol: str, timeframe: str = "1m") -> str:
+    """The hash of the feature spec the runtime builder uses for ``symbol`` today (on
+    ``timeframe`` candles: the model's)."""
     from runtime_checks.inputs import SpecFeatureBuilder
 
-    return SpecFeatureBuilder().spec(symbol).hash
+    return SpecFeatureBuilder(timeframes={symbol: timeframe}).spec(symbol).hash
 
 
 def verify_gate(
@@ -301,7 +302,7 @@ def verify_gate(
     *,
     symbols: Sequence[str] | None = None,
     key_file: Path | None = None,
-    feature_hash_of: Callable[[str], str] = current_feature_hash,
+    feature_hash_of: Callable[[str], str] | None = None,
     state_copy: Mapping[str, Any] | None = None,
     remote_copy: Callable[[Path], tuple[str, Mapping[str, Any]] | None] | None = None,
     now: float | None = None,
@@ -378,6 +379,11 @@ def verify_gate(
         if hashes[name] != pinned[name]:
             raise GateNotPassed(f"model file {name} changed since the gate passed (sha256 {hashes[name][:12]}, "
                                 f"pinned {pinned[name][:12]}); run `console dryrun` again")  # fmt: skip
+    if feature_hash_of is None:  # the runtime builder's spec, on the candles each model was trained on
+
+        def feature_hash_of(symbol: str) -> str:
+            return current_feature_hash(symbol, models.model_timeframe(models_dir, symbol))
+
     for s in record["symbols"]:
         current = feature_hash_of(s)
         if current != record["feature_hashes"].get(s):

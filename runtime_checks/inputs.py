@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 import pandas as pd
@@ -66,35 +66,52 @@ class SpecFeatureBuilder:
 
     Higher timeframes (5m, 15m, 1h) are resampled from the fetched one-minute candles;
     fundamentals come from ``fundamentals(symbol, start, end)`` (see `CoinGeckoFundamentals`)
-    for specs that have them.
+    for specs that have them. ``timeframes`` names, per symbol, the candles each row is when
+    not one-minute ones (the model's, e.g. 1h for a model trained on hourly candles): the
+    checks then fetch and build on those.
     """
 
     FUNDAMENTALS_DAYS = 45
     """History the 30-day fundamentals trends need, with margin."""
 
-    def __init__(self, fundamentals: Callable[[str, int, int], pd.DataFrame] | None = None) -> None:
+    def __init__(
+        self,
+        fundamentals: Callable[[str, int, int], pd.DataFrame] | None = None,
+        timeframes: Mapping[str, str] | None = None,
+    ) -> None:
         self.fundamentals = fundamentals
+        self.timeframes = dict(timeframes or {})
+
+    def _spec(self, symbol: str) -> Any:
+        from training.features.spec import FeatureConfig, spec_for
+
+        config = FeatureConfig(timeframe=self.timeframes.get(symbol, "1m"))
+        return _translate(lambda: spec_for(symbol, config), symbol)
 
     def spec(self, symbol: str) -> FeatureSpecInfo:
-        from training.features.spec import spec_for
-
-        spec = _translate(lambda: spec_for(symbol), symbol)
+        spec = self._spec(symbol)
         return FeatureSpecInfo(tuple(spec.names), str(spec.hash), SETTLE_LOOKBACKS * spec.lookback_minutes)
 
     def build(self, symbol: str, candles: pd.DataFrame) -> pd.DataFrame:
+        from training.data.market import TIMEFRAMES
         from training.data.resample import resample_candles
         from training.features.build import build_features
-        from training.features.spec import spec_for
 
-        spec = spec_for(symbol)
-        by_tf = {"1m": candles, **{tf: resample_candles(candles, tf) for tf in spec.timeframes if tf != "1m"}}
+        spec = self._spec(symbol)
+        if len(candles) > 1 and (bar := granularity_of(candles["timestamp"])) != TIMEFRAMES[spec.base]:
+            raise CheckInputError(f"{symbol}: the candles are {bar} s bars but the features are built on "
+                                  f"{spec.base} candles; fetch {spec.base} candles")  # fmt: skip
+        base = spec.base
+        by_tf = {base: candles, **{tf: resample_candles(candles, tf) for tf in spec.timeframes if tf != base}}
         fundamentals = None
         if any(f.family == "fundamentals" for f in spec.features):
             if self.fundamentals is None:
                 raise CheckInputError(f"{symbol}: its features need CoinGecko fundamentals and no CoinGecko source is set; "
                                       "set COINGECKO_API_KEY (and the CoinGecko URL on the sandbox)")  # fmt: skip
             end = int(unix_seconds(candles["timestamp"].iloc[-1:])[0])
-            start = end - self.FUNDAMENTALS_DAYS * 86_400
+            first = int(unix_seconds(candles["timestamp"].iloc[:1])[0])
+            # The 30-day trends of the first row too (days of hourly rows reach further back).
+            start = min(end, first) - self.FUNDAMENTALS_DAYS * 86_400
             source = self.fundamentals
             fundamentals = _translate(lambda: source(symbol, start, end), symbol)
         built = _translate(lambda: build_features(symbol, by_tf, fundamentals, spec), symbol)
@@ -102,7 +119,7 @@ class SpecFeatureBuilder:
         # MACD, RSI) have not yet forgotten that start. Rows within SETTLE_LOOKBACKS of the
         # longest look-back after it are not used: they differ from the training file's
         # (measured on real candles: over 0.1 sd up to 3,358 minutes in for the 1h MACD).
-        settle = min(len(built), SETTLE_LOOKBACKS * spec.lookback_minutes)
+        settle = min(len(built), SETTLE_LOOKBACKS * spec.lookback_rows)
         if settle:
             built.loc[: settle - 1, list(spec.names)] = np.nan
         return built

@@ -256,3 +256,22 @@ def judged_until(folder: Path | None) -> Any:
         return pd.to_datetime(value, utc=True) if value else None
     except (OSError, ValueError, TypeError, AttributeError):
         raise CheckInputError(f"{folder / 'features.json'} is unreadable; download the model again") from None
+
+
+def model_timeframe(models_dir: Path, symbol: str) -> str:
+    """The candles the runtime's model for ``symbol`` was trained on (its features.json's
+    ``timeframe``): "1m" for a model that names none or when there is no model."""
+    folder = model_folder(models_dir, symbol)
+    if folder is None:
+        return "1m"
+    try:
+        value = json.loads((folder / "features.json").read_text()).get("timeframe") or "1m"
+    except (OSError, ValueError, AttributeError):
+        return "1m"
+    from training.data.market import TIMEFRAMES
+
+    if value not in TIMEFRAMES:
+        raise CheckInputError(
+            f"{folder / 'features.json'} names an unknown timeframe {value!r}; download the model again"
+        )
+    return str(value)

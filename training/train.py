@@ -14,7 +14,7 @@ most the epoch under way).
 
 Stdout carries one JSON object per line, for the scheduler and the console to stream::
 
-    {"event": "start", "symbol", "rows", "features", "train", "val", "test", "device", "precision", "resumed_from"}
+    {"event": "start", "symbol", "rows", "features", "train", "val", "test", "device", "precision", "cuda_graph", "resumed_from"}
     {"event": "epoch", "symbol", "epoch", "epochs", "loss", "val_loss", "val_metric", "val_accuracy", "seconds"}
     {"event": "done", "symbol", "model_dir", "passed", "promoted", "reasons", "test_accuracy", "net_return"}
     {"event": "error", "symbol", "exit_code", "message"}
@@ -40,7 +40,7 @@ from training.families import get_family
 from training.families.base import FitJob, Progress
 from training.families.evaluation import DEFAULT_ALPHA
 from training.families.lstm import CHECKPOINT_NAME, CHECKPOINT_RECORD
-from training.families.lstm.config import TrainConfig, read_config_file
+from training.families.lstm.config import CUDA_GRAPH_CHOICES, TrainConfig, read_config_file
 from training.families.lstm.params import LstmParams
 from training.families.run import train_unit
 from training.metrics import TradingCosts
@@ -169,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{name}", type=kind)
     p.add_argument("--device", choices=("auto", "cuda", "cpu"))
     p.add_argument("--precision", choices=("auto", "bf16", "fp16", "fp32"))
+    p.add_argument("--cuda-graph", choices=CUDA_GRAPH_CHOICES, help="record the train step as a CUDA graph (auto)")
     return p
 
 
@@ -178,7 +179,7 @@ def job_from_args(args: argparse.Namespace) -> TrainJob:
     cfg = read_config_file(args.config)
     overrides = {k: getattr(args, k) for k in (
         "epochs", "window", "horizon", "longest_feature_window", "batch_size", "hidden_size",
-        "num_layers", "learning_rate", "patience", "seed", "threshold", "device", "precision",
+        "num_layers", "learning_rate", "patience", "seed", "threshold", "device", "precision", "cuda_graph",
     )}  # fmt: skip
     family = get_family(args.family)
     try:

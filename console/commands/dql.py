@@ -1,4 +1,4 @@
-"""`console dql train | evaluate | report | full-workflow`: the deep-Q trading agent (seed 004).
+"""`console dql train | evaluate | report | full-workflow | submit`: the deep-Q trading agent (seed 004).
 
 ``full-workflow`` is the runbook's single entry point: it checks the data file, puts it in
 the features folder, runs the shipped ``dql`` checklist on it (launch, sync, train on the
@@ -6,6 +6,8 @@ leased instance -- never here --, upload, terminate, download; the fetch and fea
 are skipped, the file is given), then judges the agent it brought home and writes
 ``results/<experiment>/report.html``. ``train`` is the same without the report; ``evaluate``
 judges a saved agent on a data file's test part; ``report`` writes the page for one.
+``submit --backend batch`` runs the full workflow as the container's ``dql`` job on AWS
+Batch, several experiments as one array job (`console.dql_batch`).
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ from typing import Any
 import click
 
 from console.app import App, common_options, pass_app
-from console.errors import UsageError
+from console.errors import ConsoleError, UsageError
 
 AGENT_TYPES = ("dqn", "custom")
 BACKENDS = ("ssh",)
-"""Backends that can run the dql checklist today (the container's dql job is not built yet)."""
+"""Backends that run the dql checklist (`console dql submit --backend batch` runs it as a Batch job)."""
+SUBMIT_BACKENDS = ("batch",)
 _EXPERIMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -50,7 +53,10 @@ def _train(
     from console.steps import load_checklist
 
     if backend not in BACKENDS:
-        raise UsageError(f"backend {backend!r} cannot run the dql workflow yet (supported: {', '.join(BACKENDS)})")
+        raise UsageError(
+            f"backend {backend!r} does not run the dql checklist (supported: {', '.join(BACKENDS)})",
+            hint="on AWS Batch: `console dql submit --backend batch ...`",
+        )
     path, symbol = _check_data_file(data_file, episode_length, window)
     features = app.resources.paths.features
     features.mkdir(parents=True, exist_ok=True)
@@ -79,6 +85,7 @@ def _train(
     _, run_id, lock = engine.claim_run(spec, new=True)
     click.echo(f"run {run_id}: dql ({agent_type}, {episodes} episodes) on {symbol} from {path}")
     skip = {name: "the data file was given (--data-file)" for name in ("fetch", "features", "verify-counts")}
+    skip["dql-report"] = "console dql writes the report under the experiment's name"
     _drive(app, spec, run_id, json_lines=False, lock=lock, from_step=None, only=None, skip=skip)
     base = app.resources.paths.models / "models" / symbol
     folders = sorted(p for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
@@ -193,6 +200,63 @@ def dql_report(app: App, model: str, data_file: str, experiment_name: str) -> No
     """Write results/<experiment>/report.html (PNG figures beside it) for a saved agent."""
     page = _report(Path(model), data_file, _experiment(experiment_name))
     click.echo(f"report: {page}")
+
+
+@dql_group.command("submit")
+@click.option("--backend", type=click.Choice(SUBMIT_BACKENDS), default="batch", show_default=True)
+@click.option("--agent-type", "agent_types", type=click.Choice(AGENT_TYPES), multiple=True, default=("custom",),
+              show_default=True, help="Repeat for several experiments.")  # fmt: skip
+@click.option("--data-file", "data_files", required=True, multiple=True, type=click.Path(exists=True),
+              help="A feature file; repeat for several experiments.")  # fmt: skip
+@click.option("--episodes", type=click.IntRange(min=1), default=30, show_default=True)
+@click.option("--episode-length", type=click.IntRange(min=16), default=256, show_default=True)
+@click.option("--window", type=click.IntRange(min=1, max=512), default=16, show_default=True)
+@click.option("--checkpoint-every", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Episodes between checkpoints (a retried child resumes from the last).")  # fmt: skip
+@click.option("--experiment-name", default="dql", show_default=True, help="results/<name>[-<agent>-<symbol>]/.")
+@common_options
+@pass_app
+def dql_submit(
+    app: App,
+    backend: str,
+    agent_types: tuple[str, ...],
+    data_files: tuple[str, ...],
+    episodes: int,
+    episode_length: int,
+    window: int,
+    checkpoint_every: int,
+    experiment_name: str,
+) -> None:
+    """Train, evaluate and report as one AWS Batch job (an array job for several experiments)."""
+    from console.dql_batch import plan_experiments, submit_on_batch
+    from training.families.dql.params import DqlParams
+
+    experiment = _experiment(experiment_name)
+    files = [_check_data_file(f, episode_length, window) for f in data_files]
+    planned = plan_experiments(experiment, agent_types, files)
+    agent = {
+        "episode_length": episode_length,
+        "env": {"window": window},
+        "agent": {"checkpoint_every": checkpoint_every},
+    }
+    DqlParams.from_mapping({**agent, "episodes": episodes})  # refused here (exit 2), not in the job
+    rows = submit_on_batch(app, planned, episodes=episodes, agent=agent, echo=click.echo)
+    failed = [r for r in rows if r.get("state") != "succeeded"]
+    for row in rows:
+        if row.get("state") != "succeeded":
+            click.echo(f"{row.get('experiment')}: FAILED: {row.get('why', '')}")
+            continue
+        m = row.get("metrics") or {}
+        verdict = "passed" if row.get("passed") else "FAILED (not champion, cannot go live)"
+        click.echo(
+            f"{row['experiment']} ({row['agent_type']}, {row['unit']}): total return {m.get('total_return', 0):+.2%}, "
+            f"sharpe {m.get('sharpe', 0):.2f}; verdict: {verdict}"
+        )
+        click.echo(f"  model: {row['model']}")
+        click.echo(f"  report: {row['report']}")
+    missing = len(planned) - len(rows)
+    if failed or missing:
+        raise ConsoleError(f"{len(failed) + missing} of {len(planned)} experiments did not finish; see above")
 
 
 def register(cli: click.Group) -> None:

@@ -1,13 +1,14 @@
 """`console train cloud | cloud-status | cloud-list`: seed 000's managed cloud training.
 
-    console train cloud BTC-USD --provider sagemaker --days 365 --epochs 50 [--no-wait]
+    console train cloud BTC-USD --provider sagemaker --days 365 --epochs 50 [--timeframe 1h] [--no-wait]
     console train cloud BTC-USD --provider local --days 30 --epochs 10   # the sandbox's job runner
     console train cloud-status JOB_ID     state, secondary state, epoch, billable vs training s, saving
     console train cloud-list BTC-USD [--model-type lstm]                 model versions in the store
 
 ``cloud`` runs the shipped ``cloud-train`` checklist for one symbol (fetch, features, verify,
 train as a SageMaker job, upload, download) as a new run, so it is resumable and recorded
-like any run; ``--no-wait`` submits the job and ends (follow it with ``cloud-status``).
+like any run; ``--timeframe 1h`` trains on hourly candles (features built on them, into
+``features/1h/``; the model's features.json records the timeframe); ``--no-wait`` submits the job and ends (follow it with ``cloud-status``).
 ``--provider local`` is the sandbox's SageMaker job runner: off the sandbox profile it is
 refused like any local training (exit 3). Off the sandbox a missing role or bucket is a
 one-line error naming the setting and ``console infra deploy`` (exit 2), before anything runs.
@@ -43,18 +44,30 @@ def add_cloud_commands(group: click.Group) -> None:
 @click.option("--provider", type=click.Choice(PROVIDERS), help="sagemaker, or local (the sandbox's job runner).")
 @click.option("--days", type=click.IntRange(1, 3650), help="Days of candles to train on (default: the checklist's).")
 @click.option("--epochs", type=click.IntRange(1, 1000), help="Epochs (default: the checklist's).")
+@click.option("--timeframe", default="1m", show_default=True, help="Candles the model trains on: 1m, 5m, 15m or 1h.")
 @click.option("--no-wait", is_flag=True, help="Submit the job and return; follow with `console train cloud-status`.")
 @click.option("--json", "json_lines", is_flag=True, help="One JSON event per line.")
 @common_options
 @pass_app
 def train_cloud(
-    app: App, symbol: str, provider: str | None, days: int | None, epochs: int | None, no_wait: bool, json_lines: bool
+    app: App,
+    symbol: str,
+    provider: str | None,
+    days: int | None,
+    epochs: int | None,
+    timeframe: str,
+    no_wait: bool,
+    json_lines: bool,
 ) -> None:
     """Train SYMBOL as a managed SageMaker job and bring the model home."""
     from console.checklist.engine import Engine
     from console.commands.run import _drive
     from console.settings_shown import operator_limits
     from console.steps import load_checklist
+    from training.data.market import TIMEFRAMES
+
+    if timeframe not in TIMEFRAMES:
+        raise UsageError(f"unknown timeframe {timeframe!r}", hint=f"use one of {', '.join(TIMEFRAMES)}")
 
     chosen = provider or (app.settings.cloud_provider if app.settings.cloud_provider in PROVIDERS else "sagemaker")
     if chosen == "local" and not app.settings.is_sandbox:
@@ -65,7 +78,9 @@ def train_cloud(
         )
     if not app.settings.is_sandbox:
         managed_backend(app)  # role and bucket set, or a one-line error before any run exists
-    overrides = {"symbols": [symbol], "days": days, "epochs": epochs, "wait": not no_wait}
+    overrides: dict[str, Any] = {"symbols": [symbol], "days": days, "epochs": epochs, "wait": not no_wait}
+    if timeframe != "1m":  # rows of longer candles: only those are fetched (no multi-timeframe features)
+        overrides.update(timeframe=timeframe, timeframes=[timeframe])
     spec = load_checklist(
         CHECKLIST,
         profile=app.settings.profile,
@@ -76,7 +91,7 @@ def train_cloud(
     _, run_id, lock = engine.claim_run(spec, new=True)
     if not json_lines:
         where = "the sandbox's SageMaker" if app.settings.is_sandbox else f"SageMaker in {app.settings.aws_region}"
-        click.echo(f"run {run_id}: {symbol} on {where}{' (submit only)' if no_wait else ''}")
+        click.echo(f"run {run_id}: {symbol} ({timeframe} candles) on {where}{' (submit only)' if no_wait else ''}")
     skip = {"upload": "--no-wait: the job is still running", "download": "--no-wait: nothing uploaded yet"}
     _drive(app, spec, run_id, json_lines=json_lines, lock=lock, skip=skip if no_wait else {})
 

@@ -6,6 +6,8 @@ features``); where market data comes from is the resources' (`Resources.market_u
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from console.checklist.step import Step, StepContext, StepResult, register
 from console.errors import Interrupted
 from console.market_data import build_all, fetch_all, fetch_range, verify_counts
@@ -13,6 +15,7 @@ from console.outputs import FeaturesOutputs, FetchOutputs
 from console.steps.params import FeaturesParams, FetchParams, VerifyCountsParams
 from training.data.coinbase import FetchInterrupted
 from training.data.store import CandleStore
+from training.features.files import features_folder
 from training.features.spec import expected_counts
 
 
@@ -67,13 +70,15 @@ class Features(Step):
     Outputs = FeaturesOutputs
 
     def plan(self, ctx: StepContext) -> str:
-        return f"build feature files for {', '.join(ctx.params.symbols)} into {ctx.resources.paths.features}"
+        p = ctx.params
+        where = features_folder(ctx.resources.paths.features, p.timeframe)
+        return f"build feature files for {', '.join(p.symbols)} on {p.timeframe} candles into {where}"
 
     def run(self, ctx: StepContext) -> StepResult:
         reports = []
         for i, symbol in enumerate(ctx.params.symbols):
             ctx.check_cancelled()
-            reports.extend(build_all(ctx.resources, [symbol]))
+            reports.extend(build_all(ctx.resources, [symbol], timeframe=ctx.params.timeframe))
             ctx.log.info("%s", reports[-1].summary())
             ctx.progress(i + 1, len(ctx.params.symbols), symbol)
         summary = ", ".join(f"{r.symbol} {r.features}" for r in reports)
@@ -90,11 +95,12 @@ class VerifyCounts(Step):
     Params = VerifyCountsParams
 
     def plan(self, ctx: StepContext) -> str:
-        expected = expected_counts(ctx.resources.feature_config(), tuple(ctx.params.symbols))
+        config = replace(ctx.resources.feature_config(), timeframe=ctx.params.timeframe)
+        expected = expected_counts(config, tuple(ctx.params.symbols))
         return "verify feature counts: " + ", ".join(f"{s} {n}" for s, n in expected.items())
 
     def run(self, ctx: StepContext) -> StepResult:
-        rows = verify_counts(ctx.resources, ctx.params.symbols)
+        rows = verify_counts(ctx.resources, ctx.params.symbols, timeframe=ctx.params.timeframe)
         table = [{"symbol": r.symbol, "expected": r.expected, "found": r.found, "problem": r.problem} for r in rows]
         bad = [r for r in rows if not r.ok]
         if bad:

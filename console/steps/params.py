@@ -45,11 +45,17 @@ class FetchParams(SymbolsParams):
     fundamentals: bool = True
 
 
-class FeaturesParams(SymbolsParams):
+class TimeframeParams(StepParams):
+    timeframe: Timeframe = "1m"
+    """The candles each feature row is, and so the model's input: 1m (the runbook's), or 1h
+    (`console train cloud --timeframe 1h`). Files of a longer base live in ``features/<tf>/``."""
+
+
+class FeaturesParams(SymbolsParams, TimeframeParams):
     pass
 
 
-class VerifyCountsParams(SymbolsParams):
+class VerifyCountsParams(SymbolsParams, TimeframeParams):
     pass
 
 
@@ -64,7 +70,7 @@ class SyncParams(SymbolsParams, BackendParams):
     pass
 
 
-class TrainParams(SymbolsParams, BackendParams):
+class TrainParams(SymbolsParams, BackendParams, TimeframeParams):
     epochs: int = Field(15, ge=1, le=1000)
     mode: Literal["sequential", "parallel", "hybrid"] = "hybrid"
     max_concurrent: int = Field(2, ge=1, le=64)
@@ -82,6 +88,9 @@ class TrainParams(SymbolsParams, BackendParams):
     """Train each epoch on every k-th window (rotating); None keeps the trainer's default (1)."""
     weight_decay: float | None = Field(None, ge=0.0, lt=1.0)
     """Adam's L2 penalty; None keeps the trainer's default (0)."""
+    cuda_graph: Literal["off", "auto"] | None = None
+    """``auto`` records the train step as one CUDA graph on a GPU that supports it (same
+    updates, far fewer launches); None keeps the trainer's default (off)."""
     family: str = Field("lstm", pattern=r"^[a-z][a-z0-9_]{0,31}$")
     """The model family trained (`training.families`); ``lstm`` reads the settings above."""
     family_params: dict[str, Any] = Field(default_factory=dict)

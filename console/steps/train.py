@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from pathlib import Path
 from typing import Any
 
 from pydantic import Field
@@ -43,10 +44,11 @@ from remote.backends.base import (
     RunPlan,
     TrainingBackend,
 )
+from training.features.files import features_folder
 
 FAMILY = "lstm"
 """The model family the retrain checklist trains (`training.families`)."""
-MODEL_SHAPE = ("hidden_size", "num_layers", "sample_stride", "weight_decay")
+MODEL_SHAPE = ("hidden_size", "num_layers", "sample_stride", "weight_decay", "cuda_graph")
 """Training settings a checklist may set; unset ones keep the trainer's defaults."""
 TABLE_COLUMNS = [
     "symbol",
@@ -113,9 +115,19 @@ def job_params(ctx: StepContext) -> dict[str, Any]:
         },
         "costs": settings.training.costs,
         "gates": settings.training.promotion_gates,
-        "features": {"multi_timeframe_symbols": list(settings.features.multi_timeframe_symbols)},
+        "features": {
+            "multi_timeframe_symbols": list(settings.features.multi_timeframe_symbols),
+            **({"timeframe": p.timeframe} if p.timeframe != "1m" else {}),
+        },
         "schedule": {"mode": p.mode, "max_concurrent": p.max_concurrent, "force": p.force},
     }
+
+
+def feature_inputs(ctx: StepContext) -> dict[str, Path]:
+    """The ``features`` channel's folder when the rows are not one-minute ones (their own folder)."""
+    if ctx.params.timeframe == "1m":
+        return {}
+    return {"features": features_folder(ctx.resources.paths.features, ctx.params.timeframe)}
 
 
 def job_specs(ctx: StepContext, backend: TrainingBackend) -> list[JobSpec]:
@@ -128,6 +140,7 @@ def job_specs(ctx: StepContext, backend: TrainingBackend) -> list[JobSpec]:
         "instance_type": p.instance_type,
         "max_runtime_s": int(p.max_runtime_hours * 3600),
         "tags": {"run-id": ctx.run_id},
+        "inputs": feature_inputs(ctx),
     }
     if BackendCapability.RUNS_ARRAYS in backend.capabilities:
         return [JobSpec(name=f"train-{ctx.run_id}", units=tuple(p.symbols), array_size=len(p.symbols), **common)]
@@ -161,6 +174,12 @@ class Train(Step):
         )
 
     def preflight(self, ctx: StepContext) -> None:
+        if ctx.params.timeframe != "1m" and ctx.params.backend == "ssh":
+            raise StepFailed(
+                f"timeframe {ctx.params.timeframe} trains on a managed backend only (the ssh host reads "
+                "one-minute feature files)",
+                hint='use --backend sagemaker, or timeframe = "1m"',
+            )
         if BackendCapability.MANAGES_INSTANCES in backend_class(ctx.params.backend).capabilities:
             return  # the service's containers refuse to train without the console's job token
         launched = ctx.output_of("launch", LaunchOutputs)
@@ -199,6 +218,7 @@ class Train(Step):
                 (p.alt_instance_type,),
                 p.budget_usd,
                 int(p.max_runtime_hours * 3600),
+                inputs=feature_inputs(ctx),
                 units=tuple(p.symbols),
             )
         )

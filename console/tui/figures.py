@@ -17,7 +17,7 @@ from console.state import EventRecord, StateStore
 if TYPE_CHECKING:
     from console.settings import Settings
 
-TRAINING_EVENT_KINDS = ("train.progress", "train.epoch", "train.job")
+TRAINING_EVENT_KINDS = ("train.progress", "train.epoch", "train.job", "train.report")
 """Events the per-symbol training view reads.
 
 The train step is expected to emit, once per finished epoch and symbol::
@@ -26,7 +26,9 @@ The train step is expected to emit, once per finished epoch and symbol::
              symbol="BTC-USD", epoch=3, epochs=15, loss=0.412, val_metric=0.55)
 
 ``epochs`` and ``val_metric`` are optional; ``train.epoch`` is accepted as a synonym
-(it is what `training/train.py` calls its JSON line, ``{"event": "epoch", ...}``).
+(it is what `training/train.py` calls its JSON line, ``{"event": "epoch", ...}``). A deep-Q
+agent's progress carries ``reward`` (its episode's reward; the epoch is the episode), and
+its report step announces the page as ``train.report`` (symbol, path, passed).
 """
 
 WATCHDOG_EVENT_PREFIX = "watchdog."
@@ -184,6 +186,12 @@ class SymbolTraining:
     losses: list[float] = field(default_factory=list)
     job_state: str = ""
     """A managed job's state (SageMaker's secondary status: Starting, Training, Interrupted...)."""
+    reward: float | None = None
+    """A deep-Q agent's last episode reward (its epochs are episodes)."""
+    rewards: list[float] = field(default_factory=list)
+    report: str = ""
+    """The agent's report page, once written."""
+    passed: bool | None = None
 
 
 def fold_training(progress: dict[str, SymbolTraining], events: Iterable[EventRecord]) -> bool:
@@ -200,12 +208,21 @@ def fold_training(progress: dict[str, SymbolTraining], events: Iterable[EventRec
             row.job_state = str(event.data.get("state") or "")
             changed = True
             continue
+        if event.kind == "train.report":
+            row.report = str(event.data.get("path") or "")
+            row.passed = bool(event.data.get("passed"))
+            changed = True
+            continue
         row.epoch = _int(event.data.get("epoch"), row.epoch)
         row.epochs = _int(event.data.get("epochs"), row.epochs)
         loss = _float(event.data.get("loss"))
         if loss is not None:
             row.loss = loss
             row.losses.append(loss)
+        reward = _float(event.data.get("reward"))
+        if reward is not None:
+            row.reward = reward
+            row.rewards.append(reward)
         metric = _float(event.data.get("val_metric"))
         if metric is not None:
             row.val_metric = metric

@@ -242,9 +242,23 @@ class TrainingView(VerticalScroll):
                 self.mount(Vertical(label, spark, classes="train-row"))
                 self._rows[symbol] = (label, spark)
             label, spark = self._rows[symbol]
-            epochs = f"/{row.epochs}" if row.epochs else ""
-            loss = f"{row.loss:.3f}" if row.loss is not None else "–"
-            metric = f"{row.val_metric:.3f}" if row.val_metric is not None else "–"
-            job = f" · {row.job_state}" if row.job_state else ""
-            label.update(f"{symbol} ep {row.epoch}{epochs} loss {loss} val {metric}{job}")
-            spark.data = list(row.losses[-HISTORY:])
+            label.update(training_label(row))
+            spark.data = list((row.rewards if row.reward is not None else row.losses)[-HISTORY:])
+
+
+def training_label(row: SymbolTraining) -> str:
+    """One symbol's line: epoch, loss, validation metric; a deep-Q agent's episode and reward
+    instead; the report's path once it is written."""
+    epochs = f"/{row.epochs}" if row.epochs else ""
+    job = f" · {row.job_state}" if row.job_state else ""
+    if row.reward is not None or row.report:
+        reward = f"{row.reward:+.4f}" if row.reward is not None else "–"
+        line = f"{row.symbol} episode {row.epoch}{epochs} reward {reward}{job}"
+    else:
+        loss = f"{row.loss:.3f}" if row.loss is not None else "–"
+        metric = f"{row.val_metric:.3f}" if row.val_metric is not None else "–"
+        line = f"{row.symbol} ep {row.epoch}{epochs} loss {loss} val {metric}{job}"
+    if row.report:
+        verdict = "passed" if row.passed else "did not pass"
+        line += f"\n{verdict} · report: {row.report}"
+    return line

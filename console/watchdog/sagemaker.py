@@ -8,16 +8,23 @@ against its run's ``max_runtime_hours``; SageMaker enforces MaxRuntimeInSeconds 
 also covers the wait for spot capacity). A job submitted with ``--no-wait`` outlives the
 console that submitted it on purpose: no heartbeat or run-ended rule applies to it.
 Every stop is a ``watchdog.terminate`` event with the rule and reason.
+
+The list holds InProgress jobs only, so a ``--no-wait`` job that ends between two passes
+would keep the seconds of the last pass that saw it running. The finished-job sweep closes
+that gap: each job the ledger still has as not ended and the list no longer shows is
+described once more, and its final state, training and billable seconds and end time are
+recorded (once: an ended job leaves the sweep).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from console import cost
 from console.redact import redact
-from console.training_jobs import job_rate, record_job
+from console.training_jobs import job_rate, open_jobs, record_job
 from console.watchdog.rules import Verdict, max_runtime_minutes
 
 log = logging.getLogger("console.watchdog")
@@ -61,7 +68,41 @@ def watch_training_jobs(dog: Any, report: Any, now: float, target: Any = None) -
             f"stopped SageMaker job {job.name} ({verdict.rule}): {verdict.reason}",
             {"job": job.name, "rule": verdict.rule, "kind": "training-job"},
         )
+    sweep_finished_jobs(dog, target, {job.name for job in jobs})
     return verdicts
+
+
+FINAL_PHASES = {"Completed": "succeeded", "Failed": "failed", "Stopped": "stopped"}
+"""SageMaker's end states, as the ledger (and `remote.backends.base.JobPhase`) names them."""
+
+
+def sweep_finished_jobs(dog: Any, target: Any, live: set[str]) -> list[str]:
+    """Record the final seconds of each job the ledger has as not ended that is no longer
+    live; the names recorded as ended."""
+    from remote.backends.sagemaker.listing import describe_training_job
+
+    ended = []
+    for name in open_jobs(dog.store, "sagemaker"):
+        if name in live:
+            continue
+        try:
+            job = describe_training_job(target, name)
+        except Exception as exc:  # noqa: BLE001 - SageMaker unreachable: the next pass tries again
+            log.info("%s", redact(f"cannot describe training job {name}: {exc}"))
+            continue
+        if job is None:  # SageMaker no longer knows it: nothing more will be billed
+            record_job(dog.store, name=name, run_id=None, backend="sagemaker", instance_type="", spot=False,
+                       status="unknown", secondary="not found in SageMaker", ended_at=time.time(),
+                       sandbox=dog.settings.is_sandbox)  # fmt: skip
+            continue
+        status = FINAL_PHASES.get(job.status)
+        record_job(dog.store, name=name, run_id=job.run_id, backend="sagemaker", instance_type=job.instance_type,
+                   spot=job.spot, status=status or "running", secondary=job.secondary, training_s=job.training_s,
+                   billable_s=job.billable_s, ended_at=(job.ended_at or time.time()) if status else None,
+                   sandbox=dog.settings.is_sandbox)  # fmt: skip
+        if status:
+            ended.append(name)
+    return ended
 
 
 def _judge(dog: Any, job: Any, run: Any, now: float) -> Verdict | None:

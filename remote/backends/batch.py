@@ -358,14 +358,12 @@ class BatchBackend:
     # --- collect, release ---------------------------------------------------------------------------------
 
     def collect(self, ref: JobRef, dest: Path) -> Collected:
-        from remote.backends.batch_collect import gather
-
         if self.context.store is None:
             raise StorageError("no artifact store to collect into; set s3_bucket (or use the sandbox profile)")
         status = self.status(ref)
         if status.phase is not JobPhase.SUCCEEDED and not status.children.get(JobPhase.SUCCEEDED.value):
             raise StorageError(f"job {ref.name} is {status.phase.value}: nothing finished to collect")
-        gather(lambda key: self._get(ref, key), int(ref.data.get("array_size", 1)), Path(dest))
+        self._gather(ref, Path(dest))
         from remote.storage import ArtifactTags
 
         store = self.context.store
@@ -373,6 +371,12 @@ class BatchBackend:
         tags = ArtifactTags(run_id=ref.run_id, trained_date=time.strftime("%Y-%m-%d", time.gmtime()), gpu="none")
         record = store.upload_version(Path(dest), tags)
         return Collected(record.version, len(record.files), record.total_bytes, store.describe())
+
+    def _gather(self, ref: JobRef, dest: Path) -> dict[str, Any]:
+        """The finished units' folders into ``dest``, each file checked (`batch_collect.gather`)."""
+        from remote.backends.batch_collect import gather
+
+        return gather(lambda key: self._get(ref, key), int(ref.data.get("array_size", 1)), dest)
 
     def release(self, run_id: str) -> tuple[str, ...]:
         return ()

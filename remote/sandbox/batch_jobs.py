@@ -12,7 +12,8 @@ and accepts an array of size 1. `BatchRunner` answers the job verbs instead (the
   the parent is PENDING until a child starts, RUNNING while any runs, and SUCCEEDED only
   when every child did.
 - A child runs the job definition's ``command`` (with the submission's overrides; a
-  leading ``python`` is this interpreter, the container image being this checkout) in its
+  leading ``python`` is this interpreter, the container image being this checkout; each
+  ``Ref::name`` in it is the submission's ``parameters[name]``, else the definition's) in its
   own directory, with the definition's and the overrides' environment plus
   ``AWS_BATCH_JOB_ID``, ``AWS_BATCH_JOB_ARRAY_INDEX`` (array children only),
   ``AWS_BATCH_JOB_ATTEMPT``, ``AWS_BATCH_JQ_NAME`` and ``AWS_BATCH_CE_NAME``; its output
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -41,6 +43,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 MAX_ARRAY = 10_000
+_REF = re.compile(r"Ref::([A-Za-z0-9_]+)")
 FINISHED = ("SUCCEEDED", "FAILED")
 
 
@@ -82,6 +85,7 @@ class Job:
     children: list[Child]
     region: str
     account: str
+    parameters: dict[str, str] = field(default_factory=dict)
 
     @property
     def arn(self) -> str:
@@ -131,6 +135,7 @@ class BatchRunner:
         env.update({e["name"]: e["value"] for e in overrides.get("environment") or ()})
         retry = dict(request.get("retryStrategy") or definition.get("retryStrategy") or {})
         timeout = dict(request.get("timeout") or definition.get("timeout") or {})
+        parameters = {**dict(definition.get("parameters") or {}), **dict(request.get("parameters") or {})}
         job_id = str(uuid.uuid4())
         indices: list[int | None] = list(range(int(size))) if size else [None]
         job = Job(
@@ -139,7 +144,9 @@ class BatchRunner:
             queue=queue["name"],
             queue_arn=queue["arn"],
             definition_arn=str(definition.get("jobDefinitionArn", "")),
-            command=[str(c) for c in (overrides.get("command") or container.get("command") or [])],
+            command=_substitute(
+                [str(c) for c in (overrides.get("command") or container.get("command") or [])], parameters
+            ),
             environment=env,
             array_size=int(size) if size else None,
             attempts=max(1, min(10, int(retry.get("attempts") or 1))),
@@ -150,6 +157,7 @@ class BatchRunner:
             children=[Child(f"{job_id}:{i}" if i is not None else job_id, i) for i in indices],
             region=region,
             account=account,
+            parameters={str(k): str(v) for k, v in parameters.items()},
         )
         if not job.command:
             raise BatchClientError("the job definition and the submission name no command")
@@ -325,6 +333,7 @@ class BatchRunner:
             "status": status,
             "createdAt": _ms(job.created_at),
             "tags": dict(job.tags),
+            "parameters": dict(job.parameters),
             "retryStrategy": {"attempts": job.attempts, "evaluateOnExit": job.evaluate_on_exit},
             "container": {
                 "command": job.command,
@@ -364,6 +373,11 @@ class BatchRunner:
         if child.reason:
             fields["statusReason"] = child.reason
         return fields
+
+
+def _substitute(command: list[str], parameters: Mapping[str, Any]) -> list[str]:
+    """``Ref::name`` placeholders replaced by the job's parameters, as Batch does (unknown ones kept)."""
+    return [_REF.sub(lambda m: str(parameters.get(m.group(1), m.group(0))), part) for part in command]
 
 
 def _retry(rules: list[dict[str, Any]], reason: str, code: int) -> bool:

@@ -15,7 +15,14 @@ profile's model (console/checklist/checklists/retrain.toml [params] and the lstm
 - GPU busy % over that span where CUDA is present (``nvidia-smi`` sampled every ``--sample-ms``,
   else ``torch.cuda.utilization``); on CPU it says it is not measured.
 
+``--cuda-graph auto`` trains with the train step recorded as one CUDA graph
+(`training.families.lstm.graphed`), ``off`` (default) eagerly, and ``both`` runs the schedule
+once each way on the same feature files and prints, per symbol, both runs' epoch seconds and
+last validation losses side by side: what is learned must not change (same seed, same
+batches), only how fast.
+
     python scripts/bench/gpu_lstm.py scheduler                        # on a GPU host, the real sizes
+    python scripts/bench/gpu_lstm.py scheduler --cuda-graph both      # eager against the recorded step
     python scripts/bench/gpu_lstm.py scheduler --days 3 --epochs 1    # a small CPU run
 """
 
@@ -117,6 +124,7 @@ def parse(argv) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=512)
     p.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu"))
     p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp16", "fp32"))
+    p.add_argument("--cuda-graph", default="off", choices=("off", "auto", "both"))
     p.add_argument("--mode", default="parallel", choices=MODES, help="the scheduler's mode (default parallel)")
     p.add_argument("--max-concurrent", type=int, default=3, help="jobs at once in hybrid mode")
     p.add_argument("--sample-ms", type=int, default=100)
@@ -146,32 +154,58 @@ def main(argv=None) -> int:
         os.environ["RC_SANDBOX_INSTANCE_ID"] = INSTANCE_ID
         os.environ.pop("RC_SANDBOX_HOST_KEY_FINGERPRINT", None)
         os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-        train_args = (
-            "--epochs", str(args.epochs), "--patience", str(args.patience or args.epochs),
-            "--window", str(args.window), "--hidden-size", str(args.hidden), "--num-layers", str(args.layers),
-            "--batch-size", str(args.batch), "--device", args.device, "--precision", args.precision,
-            "--expected-feature-hash", synthetic_hash(args.features),
-        )  # fmt: skip
-        plan = SchedulePlan(symbols=symbols, out=work / "artifacts", features_dir=work / "FEATURES",
-                            mode=args.mode, max_concurrent=args.max_concurrent, retries=0, backoff_s=0,
-                            lease=lease_path, train_args=train_args, force=True)  # fmt: skip
-        sampler: Any = None
-        if cuda:
-            from gpu_lstm import SmiSampler
-
-            sampler = SmiSampler(args.sample_ms)
-            if sampler.proc is None:
-                sampler = TorchUtilSampler(args.sample_ms)
-        log = EventLog(args.verbose)
-        began = time.perf_counter()
-        summary = run_schedule(plan, emit=Emitter(log))
-        schedule_s = time.perf_counter() - began
-        if sampler:
-            sampler.stop()
-    return report(args, symbols, rows, log, summary, schedule_s, sampler, cuda)
+        choices = ("off", "auto") if args.cuda_graph == "both" else (args.cuda_graph,)
+        results = {}
+        for choice in choices:
+            results[choice] = schedule_once(args, symbols, rows, work, lease_path, cuda, choice)
+    if len(results) > 1:
+        compare(symbols, results)
+    return max(code for code, _ in results.values())
 
 
-def report(args, symbols, rows, log: EventLog, summary: dict, schedule_s: float, sampler, cuda: bool) -> int:
+def schedule_once(args, symbols, rows: int, work: Path, lease_path: Path, cuda: bool, choice: str):
+    """One run of the schedule with ``--cuda-graph choice``; (exit code, the result dict)."""
+    train_args = (
+        "--epochs", str(args.epochs), "--patience", str(args.patience or args.epochs),
+        "--window", str(args.window), "--hidden-size", str(args.hidden), "--num-layers", str(args.layers),
+        "--batch-size", str(args.batch), "--device", args.device, "--precision", args.precision,
+        "--expected-feature-hash", synthetic_hash(args.features), "--cuda-graph", choice,
+    )  # fmt: skip
+    plan = SchedulePlan(symbols=symbols, out=work / f"artifacts-{choice}", features_dir=work / "FEATURES",
+                        mode=args.mode, max_concurrent=args.max_concurrent, retries=0, backoff_s=0,
+                        lease=lease_path, train_args=train_args, force=True)  # fmt: skip
+    sampler: Any = None
+    if cuda:
+        from gpu_lstm import SmiSampler
+
+        sampler = SmiSampler(args.sample_ms)
+        if sampler.proc is None:
+            sampler = TorchUtilSampler(args.sample_ms)
+    log = EventLog(args.verbose)
+    began = time.perf_counter()
+    summary = run_schedule(plan, emit=Emitter(log))
+    schedule_s = time.perf_counter() - began
+    if sampler:
+        sampler.stop()
+    print(f"--cuda-graph {choice}:")
+    return report(args, symbols, rows, log, summary, schedule_s, sampler, cuda, choice)
+
+
+def compare(symbols, results) -> None:
+    """Both runs side by side: speed may differ, the validation losses must agree within noise."""
+    off, auto = results["off"][1], results["auto"][1]
+    for symbol in symbols:
+        a, b = off["per_symbol"][symbol], auto["per_symbol"][symbol]
+        print(f"  {symbol}: epochs eager {sum(a['epoch_s']):.2f}s, recorded {sum(b['epoch_s']):.2f}s "
+              f"({b['cuda_graph']}); last val_loss eager {a['last_val_loss']}, recorded {b['last_val_loss']}")  # fmt: skip
+    print(f"all epochs wall: eager {off['epochs_wall_s']}s, recorded {auto['epochs_wall_s']}s; "
+          f"GPU busy eager {off['gpu_busy_pct']}, recorded {auto['gpu_busy_pct']}")  # fmt: skip
+
+
+
+
+
+def report(args, symbols, rows, log: EventLog, summary: dict, schedule_s: float, sampler, cuda: bool, choice: str):
     epochs = [(t, e) for t, e in log.events if e.get("event") == "epoch"]
     starts = {e.get("symbol"): e for _, e in log.events if e.get("event") == "start"}
     per_symbol: dict[str, dict[str, Any]] = {}
@@ -181,6 +215,7 @@ def report(args, symbols, rows, log: EventLog, summary: dict, schedule_s: float,
             "train_windows": starts.get(symbol, {}).get("train"),
             "device": starts.get(symbol, {}).get("device"),
             "precision": starts.get(symbol, {}).get("precision"),
+            "cuda_graph": starts.get(symbol, {}).get("cuda_graph"),
             "epoch_s": [round(float(e["seconds"]), 3) for e in mine],
             "last_val_loss": mine[-1].get("val_loss") if mine else None,
         }
@@ -196,6 +231,7 @@ def report(args, symbols, rows, log: EventLog, summary: dict, schedule_s: float,
         "mode": args.mode, "max_concurrent": args.max_concurrent, "symbols": list(symbols),
         "days": args.days, "rows_per_symbol": rows, "features": args.features, "window": args.window,
         "hidden": args.hidden, "layers": args.layers, "batch": args.batch, "epochs": args.epochs,
+        "cuda_graph_setting": choice,
         "per_symbol": per_symbol,
         "epochs_wall_s": round(span[1] - span[0], 3) if span else None,
         "epochs_sum_s": round(sum(float(e["seconds"]) for _, e in epochs), 3),
@@ -221,13 +257,14 @@ def report(args, symbols, rows, log: EventLog, summary: dict, schedule_s: float,
         f"schedule {schedule_s:.2f}s incl. start-up and judging; GPU busy {gpu}"
     )
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2, default=str))
+        out = args.out if args.cuda_graph != "both" else args.out.with_name(f"{args.out.stem}-{choice}{args.out.suffix}")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2, default=str))
     failed = [s for s, state in result["jobs"].items() if state != "succeeded"]
     if failed:
         print(f"jobs that did not succeed: {', '.join(failed)} (rerun with --verbose to see why)", file=sys.stderr)
-        return 1
-    return 0
+        return 1, result
+    return 0, result
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ the sandbox, with the sandbox profile's training parameters, minus the network a
 instance (``--days-back N`` repeats it for the N days ending at ``--end``, each day's run
 judged as if it were started then):
 
-1. 30 days of 1m/5m/15m/1h candles and hourly CoinGecko-like fundamentals straight
+1. the sandbox profile's days (60) of 1m/5m/15m/1h candles and hourly CoinGecko-like fundamentals straight
    from the market simulator's generator (`remote.sandbox.market`), ending at ``--end``;
 2. the feature file with `training.features` (`build_feature_file`, the fetch+features steps);
 3. training with ``python -m training.train`` in a subprocess, under a valid sandbox lease
@@ -18,8 +18,13 @@ judged as if it were started then):
    (costs and feature settings as in `console.settings` defaults);
 4. the dry run with `runtime_checks.dryrun.dryrun_symbol` (which applies
    `runtime_checks.gate.judge_dryrun` with the default `GateCriteria`) on candles served by
-   the generator, on the newest bars the real step fetches (`DEFAULT_FETCH_BARS`). Only
-   bars after the model's ``trained_until`` count, so every figure is out of sample.
+   the generator, on every bar after the model's holdout starts (as the real step fetches
+   them), judged by the console's default gate (`console.settings.GateSettings`). Only bars
+   after the model's ``trained_until`` count, so every figure is out of sample.
+
+The training parameters come from the shipped ``retrain`` checklist's sandbox profile and the
+costs, promotion gates and features from the console's default settings, read at run time, so
+the bench judges what a newcomer's ``make run`` does and cannot drift from it.
 
 It prints one line per run with hit rate, p-value, baselines, mean confidence, after-cost
 result and trades, and PASS/FAIL with the gate's first reasons; then per mode how often
@@ -44,6 +49,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from console.settings import FeatureSettings, GateSettings, TrainingSettings  # noqa: E402
+from console.steps import load_checklist  # noqa: E402
 from remote.sandbox.market import MARKET_ANCHOR, all_time_high, fundamentals_at, sample_inputs, simulated_candles  # noqa: E402
 from runtime_checks.alignment import DEFAULT_FETCH_BARS  # noqa: E402
 from runtime_checks.dryrun import dryrun_symbol  # noqa: E402
@@ -54,11 +61,6 @@ from training.features.spec import FeatureConfig, spec_for  # noqa: E402
 from training.guard import Lease, write_lease  # noqa: E402
 
 DAY = 86_400
-# The console's defaults (console.settings TrainingSettings / FeaturesSettings), copied
-# because a script under training's layer should not import console.
-COSTS = {"default": {"fee_bps": 10.0, "spread_bps": 2.0, "slippage_bps": 2.0}, "BTC-USD": {"spread_bps": 1.0}}
-GATES = {"min_net_return": 0.0, "min_trades": 10, "beat_baselines": True}
-MULTI_TIMEFRAME = ["BTC-USD", "SOL-USD"]
 INSTANCE_ID = "i-0benchedge"
 
 
@@ -83,19 +85,29 @@ def hourly_fundamentals(seed: int, mode: str):
         times = np.arange(start // 3600 * 3600, end + 1, 3600, dtype=np.int64)
         v = fundamentals_at(symbol, times, seed=seed, mode=mode)
         ath, ath_time = all_time_high(symbol, end, seed=seed, mode=mode)
-        frame = pd.DataFrame({"timestamp": pd.to_datetime(times, unit="s", utc=True).astype("datetime64[ns, UTC]"),
-                              "price": v["price"], "market_cap": v["market_cap"], "total_volume": v["total_volume"]})
+        frame = pd.DataFrame(
+            {
+                "timestamp": pd.to_datetime(times, unit="s", utc=True).astype("datetime64[ns, UTC]"),
+                "price": v["price"],
+                "market_cap": v["market_cap"],
+                "total_volume": v["total_volume"],
+            }
+        )
         frame["ath"] = ath
-        frame["ath_time"] = pd.Series([pd.Timestamp(ath_time, unit="s", tz="UTC")] * len(frame), dtype="datetime64[ns, UTC]")
+        frame["ath_time"] = pd.Series(
+            [pd.Timestamp(ath_time, unit="s", tz="UTC")] * len(frame), dtype="datetime64[ns, UTC]"
+        )
         return frame
 
     return fetch
 
 
 def build(symbol: str, seed: int, mode: str, end: int, days: int, out: Path) -> int:
-    config = FeatureConfig.from_mapping({"multi_timeframe_symbols": MULTI_TIMEFRAME})
+    config = FeatureConfig.from_mapping({"multi_timeframe_symbols": FeatureSettings().multi_timeframe_symbols})
     spec = spec_for(symbol, config)
-    candles, fundamentals = sample_inputs(symbol, end - days * DAY, end, seed=seed, mode=mode, timeframes=spec.timeframes)
+    candles, fundamentals = sample_inputs(
+        symbol, end - days * DAY, end, seed=seed, mode=mode, timeframes=spec.timeframes
+    )
     return build_feature_file(spec, candles, fundamentals, out).rows
 
 
@@ -103,7 +115,8 @@ def train(symbol: str, work: Path, args: argparse.Namespace) -> dict:
     config = {"train": {"epochs": args.epochs, "window": args.window, "horizon": args.horizon,
                         "threshold": args.threshold, "num_layers": args.num_layers,
                         "sample_stride": args.sample_stride, "weight_decay": args.weight_decay, "device": "cpu"},
-              "costs": COSTS, "gates": GATES, "features": {"multi_timeframe_symbols": MULTI_TIMEFRAME}}  # fmt: skip
+              "costs": TrainingSettings().costs, "gates": TrainingSettings().promotion_gates,
+              "features": {"multi_timeframe_symbols": FeatureSettings().multi_timeframe_symbols}}  # fmt: skip
     (work / "train-config.json").write_text(json.dumps(config))
     lease = Lease.issue(run_id="bench-edge", host_kind="sandbox", instance_id=INSTANCE_ID,
                         host_key_fingerprint="SHA256:bench", operator_machine_id="bench-operator")  # fmt: skip
@@ -128,7 +141,7 @@ def judge(symbol: str, work: Path, seed: int, mode: str, end: int, bars: int) ->
     result = dryrun_symbol(symbol, models_dir=work / "artifacts", features_dir=work / "features",
                            builder=SpecFeatureBuilder(hourly_fundamentals(seed, mode)),
                            candles=GeneratorCandles(seed, mode, end), iterations=1, fetch_bars=bars,
-                           criteria=GateCriteria()).result  # fmt: skip
+                           criteria=GateCriteria.from_settings(GateSettings())).result  # fmt: skip
     return list(result.details["problems"]), result.figures
 
 
@@ -155,15 +168,16 @@ def main() -> None:
     p.add_argument("--end", default=anchor, help="the simulated 'now' (UTC) of the newest run (default: where a "
                    "fresh sandbox's market starts, `MARKET_ANCHOR`)")  # fmt: skip
     p.add_argument("--days-back", type=int, default=1, help="also judge the runs started 1..N-1 days before --end")
-    p.add_argument("--days", type=int, default=30)
-    # The sandbox profile's training (console/checklist/checklists/retrain.toml).
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--window", type=int, default=30)
-    p.add_argument("--num-layers", type=int, default=1)
-    p.add_argument("--sample-stride", type=int, default=5)
-    p.add_argument("--weight-decay", type=float, default=0.0001)
-    p.add_argument("--horizon", type=int, default=5)
-    p.add_argument("--threshold", type=float, default=0.0)
+    # The sandbox profile's training (console/checklist/checklists/retrain.toml), read now.
+    profile = load_checklist("retrain", profile="sandbox").params
+    p.add_argument("--days", type=int, default=int(profile["days"]))
+    p.add_argument("--epochs", type=int, default=int(profile["epochs"]))
+    p.add_argument("--window", type=int, default=int(profile["window"]))
+    p.add_argument("--num-layers", type=int, default=int(profile["num_layers"]))
+    p.add_argument("--sample-stride", type=int, default=int(profile["sample_stride"]))
+    p.add_argument("--weight-decay", type=float, default=float(profile["weight_decay"]))
+    p.add_argument("--horizon", type=int, default=int(profile["horizon"]))
+    p.add_argument("--threshold", type=float, default=float(profile.get("threshold", 0.0)))
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     newest = int(datetime.fromisoformat(args.end.replace("Z", "+00:00")).astimezone(timezone.utc).timestamp())
@@ -172,7 +186,7 @@ def main() -> None:
     per_symbol: dict[tuple[str, str], list[int]] = {}
     all_pass: dict[str, list[int]] = {}
     print(f"window {args.window}, layers {args.num_layers}, stride {args.sample_stride}, horizon {args.horizon}, "
-          f"epochs {args.epochs}, {args.days} days, dry run on {DEFAULT_FETCH_BARS} bars")  # fmt: skip
+          f"epochs {args.epochs}, {args.days} days, dry run on the whole holdout (at least {DEFAULT_FETCH_BARS} bars)")  # fmt: skip
     for mode in args.modes.split(","):
         for seed in (int(s) for s in args.seeds.split(",")):
             for back in range(args.days_back):

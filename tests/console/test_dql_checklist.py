@@ -1,6 +1,7 @@
 """The dql checklist end to end on the sandbox, in its smallest honest size: one symbol,
 three days of candles, two short episodes. The agent trains on the leased instance (never
-here), is judged after costs against its baselines, and comes home with its verdict."""
+here), is judged after costs against its baselines, and comes home with its verdict and
+its report page."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from tests.e2e_support import CONSOLE, console_env, instance_root, model_folders
 
 pytestmark = pytest.mark.slow
 SHIPPED = Path(console.checklist.__file__).parent / "checklists" / "dql.toml"
-STEPS = ("fetch", "features", "verify-counts", "launch", "sync", "train", "upload", "terminate", "download")
+STEPS = ("fetch", "features", "verify-counts", "launch", "sync", "train", "upload", "terminate", "download",
+         "dql-report")  # fmt: skip
 
 
 def small_dql_checklist(path: Path) -> Path:
@@ -54,5 +56,11 @@ def test_dql_checklist_trains_on_the_instance_and_judges_the_agent_after_costs(t
         launched = [e for e in store.events(run_id) if e.kind == "instance.launched"]
         root = instance_root(tmp_path / "state", launched[0].data["instance_id"])
         assert list(root.rglob(f"models/BTC-USD/{folders[0].name}/weights.npz"))
+        # Episodes went by with their reward, and the report step named its page (the TUI shows both).
+        progress = [e for e in store.events(run_id) if e.kind == "train.progress"]
+        assert progress and all(isinstance(e.data.get("reward"), float) for e in progress)
+        reports = [e for e in store.events(run_id) if e.kind == "train.report"]
+        assert [e.data["path"] for e in reports] == [str(tmp_path / "results" / run_id / "report.html")]
+        assert (tmp_path / "results" / run_id / "equity.png").is_file()
     finally:
         subprocess.run([*CONSOLE, "sandbox", "down"], env=env, capture_output=True, timeout=60)

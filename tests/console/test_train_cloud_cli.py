@@ -1,7 +1,10 @@
 """`console train cloud | cloud-status | cloud-list` as an operator runs them (subprocesses),
 on the sandbox, whose SageMaker front runs the training job for real: the smallest honest
-job (one symbol, nine days -- the least the purge gap between parts allows -- one epoch) through fetch, features, the SageMaker job, upload and
-download; then the job's status with its managed-spot saving, and the model in the store."""
+job (one symbol on hourly candles, forty days -- about the least the purge gap between parts
+allows -- one epoch) through fetch, features, the SageMaker job, upload and download; then
+the job's status with its managed-spot saving, the model in the store, and the alignment
+check judging it on the hourly candles it was trained on. (The one-minute path's job runs in
+the backend conformance tests and `tests/remote/test_sandbox_sagemaker.py`.)"""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import re
 import subprocess
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from tests.e2e_support import CONSOLE, console_env
@@ -28,15 +32,33 @@ def console(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess
 
 
 @pytest.mark.slow
-def test_train_cloud_runs_a_sagemaker_job_and_brings_the_model_home_with_its_spot_saving(env) -> None:
-    done = console(env, "train", "cloud", "BTC-USD", "--provider", "local", "--days", "9", "--epochs", "1")
+def test_train_cloud_on_hourly_candles_runs_a_sagemaker_job_and_brings_the_model_home_with_its_spot_saving(
+    env,
+) -> None:
+    done = console(env, "train", "cloud", "BTC-USD", "--provider", "local", "--days", "40", "--epochs", "1",
+                   "--timeframe", "1h")  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    run_id = re.search(r"^run (\S+): BTC-USD on the sandbox's SageMaker", done.stdout, re.M).group(1)
+    run_id = re.search(r"^run (\S+): BTC-USD \(1h candles\) on the sandbox's SageMaker", done.stdout, re.M).group(1)
+    assert re.search(r"fetch +SUCCEEDED +fetched 9\d\d candles for BTC-USD", done.stdout)  # hourly ones only
+    assert re.search(r"verify-counts +SUCCEEDED +feature counts match: BTC-USD 54", done.stdout)
     assert "train.progress BTC-USD epoch 1/1" in done.stdout
     assert re.search(r"train +train\.job +SageMaker Training: ", done.stdout)  # the TUI's training pane shows it
     for step in ("train", "upload", "download"):
         assert re.search(rf"^\S+ {step} +SUCCEEDED", done.stdout, re.M), step
-    assert list((Path(env["RC_STATE_DIR"]) / "data" / "models").rglob("models/BTC-USD/*/verdict.json"))
+    state = Path(env["RC_STATE_DIR"])
+    assert (state / "data" / "features" / "1h" / "BTC-USD.parquet").exists()  # beside, not over, the 1m file
+    [verdict] = list((state / "data" / "models").rglob("models/BTC-USD/*/verdict.json"))
+    recorded = json.loads((verdict.parent / "features.json").read_text())
+    assert (recorded["timeframe"], recorded["feature_count"]) == ("1h", 54)
+
+    # Judged on the candles it was trained on: hourly runtime rows against the hourly file.
+    aligned = console(env, "check", "alignment", "--symbols", "BTC-USD")
+    assert aligned.returncode == 0, aligned.stdout[-2000:] + aligned.stderr[-2000:]
+    agreed = re.search(r"aligned, 54 features in the same order.*?on (\d+) rows \((.+?) UTC\.\.(.+?) UTC",
+                       " ".join(aligned.stdout.replace("│", " ").split()))  # fmt: skip
+    assert agreed, aligned.stdout
+    rows, first, last = int(agreed[1]), pd.Timestamp(agreed[2]), pd.Timestamp(agreed[3])
+    assert rows > 100 and (last - first) / pd.Timedelta(hours=1) == rows - 1  # one row an hour
 
     job = f"train-{run_id}-btc-usd"
     status = console(env, "train", "cloud-status", job, "--json")
@@ -67,7 +89,6 @@ def test_train_cloud_runs_a_sagemaker_job_and_brings_the_model_home_with_its_spo
         (("train", "cloud-status", "train-no-such-job"), 2, "no SageMaker training job named 'train-no-such-job'"),
         (("train", "cloud-list", "ETH-USD"), 2, "no models of ETH-USD"),
         (("train", "cloud-list", "BTC-USD", "--model-type", "gbm"), 2, "no gbm models of BTC-USD"),
-        (("train", "cloud-list", "../etc"), 2, "invalid symbol"),
     ):
         bad = console(env, *args)
         assert (bad.returncode, bad.stderr.count("\n")) == (code, 1), bad.stderr
@@ -83,4 +104,9 @@ def test_off_the_sandbox_local_is_refused_and_a_missing_role_names_the_setting(t
     assert "SAGEMAKER_ROLE_ARN is not set" in missing.stderr and "console infra deploy" in missing.stderr
     unknown = console(env, "train", "cloud", "BTC-USD", "--provider", "azureml", timeout=60)
     assert unknown.returncode == 2 and "azureml" in unknown.stderr
+    for args, words in ((("train", "cloud", "BTC-USD", "--timeframe", "2h"), "unknown timeframe '2h'"),
+                        (("train", "cloud-list", "../etc"), "invalid symbol")):  # fmt: skip
+        bad = console(env, *args, timeout=60)
+        assert (bad.returncode, bad.stderr.count("\n")) == (2, 1), bad.stderr
+        assert words in bad.stderr and "Traceback" not in bad.stderr
     assert not (tmp_path / "state" / "runs").exists() or not any((tmp_path / "state" / "runs").iterdir())

@@ -1,6 +1,7 @@
 """The watchdog watches SageMaker training jobs (on the sandbox, whose jobs really run, and a
 real state store): a job tagged as ours that no run knows is stopped as an orphan, a known
-run's job is left running with its ledger line brought up to date."""
+run's job is left running with its ledger line brought up to date, and once it ends between
+passes the finished-job sweep records its final seconds."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 
 from console.settings import load_settings
 from console.state import StateStore
-from console.training_jobs import job_costs
+from console.training_jobs import job_costs, open_jobs
 from console.watchdog.passes import PassReport
 from console.watchdog.sagemaker import watch_training_jobs
 from remote.backends import backend_class
@@ -75,6 +76,21 @@ def test_an_orphan_training_job_is_stopped_and_a_known_runs_job_is_left_and_cost
         assert (line.name, line.status, line.instance_type, line.spot) == (known.name, "running", "ml.g4dn.xlarge", True)
         stopped = [e for e in store.events() if e.kind == "watchdog.terminate"]
         assert [e.data["job"] for e in stopped] == [orphan.name] and "orphan" in stopped[0].message
+
+        # Both jobs end between passes (as a --no-wait job does): the next pass no longer lists
+        # them, and the finished-job sweep records their final seconds, once.
+        known_backend.cancel(known)
+        deadline = time.monotonic() + 30
+        while not (final := known_backend.status(known)).phase.finished:
+            assert time.monotonic() < deadline, f"the job kept running: {final}"
+            time.sleep(0.2)
+        described = make_client("sagemaker", target).describe_training_job(TrainingJobName=known.name)
+        assert sorted(open_jobs(store, "sagemaker")) == sorted([known.name, orphan.name])
+        watch_training_jobs(_Dog(store), PassReport(started_at=time.time()), time.time(), target=target)
+        [line] = job_costs(store, run_id="known-run")
+        assert (line.status, line.training_s, line.billable_s) == (
+            "stopped", described["TrainingTimeInSeconds"], described["BillableTimeInSeconds"])  # fmt: skip
+        assert line.training_s > 0 and open_jobs(store, "sagemaker") == []
     finally:
         for backend, ref in refs.values():
             backend.cancel(ref)

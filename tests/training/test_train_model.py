@@ -187,3 +187,21 @@ def test_a_file_from_another_spec_version_is_refused_unless_the_caller_vouches_f
     unvouched = TrainJob(**{**vars(job), "expected_hash": None})
     with pytest.raises(FeatureHashMismatch, match="feature spec version 'synthetic-1'"):
         run_job(unvouched, on_event=_recorder([]))
+
+
+def test_the_cuda_graph_setting_records_only_on_cuda_outside_fp16_and_learns_the_same_elsewhere(tmp_path):
+    from training.errors import BadTrainingConfig
+    from training.families.lstm.graphed import graph_wanted
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert graph_wanted("auto", cuda, "bf16") and graph_wanted("auto", cuda, "fp32")
+    assert not graph_wanted("auto", cuda, "fp16")  # the loss scaler decides on the host
+    assert not graph_wanted("auto", cpu, "fp32") and not graph_wanted("off", cuda, "bf16")
+    with pytest.raises(BadTrainingConfig, match="cuda_graph='on' must be off or auto"):
+        TINY.with_overrides({"cuda_graph": "on"})
+    logs = []
+    for choice in ("off", "auto"):
+        job = _job(tmp_path / choice, config=TINY.with_overrides({"cuda_graph": choice}))
+        folder = run_job(job, on_event=lambda event, **fields: None).folder
+        logs.append([(e["loss"], e["val_loss"]) for e in json.loads((folder / "training_log.json").read_text())])
+    assert logs[0] == logs[1]  # on the CPU, "auto" is the eager step, bit for bit

@@ -5,6 +5,8 @@ and the service passes the mode: SageMaker runs the image with ``train``). Each 
 line of the table in `training.container.__main__` and one module here:
 
     sagemaker   training.container.sagemaker     SageMaker's /opt/ml contract (`OptMl`)
+    batch-child training.container.batch         one shard of an AWS Batch array job
+    dql         training.container.dql           the deep-Q agent's full workflow (seed 004)
 
 A mode trains through the same driver as the SSH host (`training.train.run_job`, i.e.
 `training.families.run.train_unit`), so every registered family trains this way.

@@ -318,38 +318,40 @@ def build_features(
     *,
     finite_only: bool = False,
 ) -> pd.DataFrame:
-    """Every feature of ``spec`` for each one-minute candle, in spec order.
+    """Every feature of ``spec`` for each candle of its base timeframe (one-minute unless
+    ``spec.base`` says otherwise), in spec order.
 
     With ``finite_only`` the rows with any non-finite feature (the warm-up) are left out,
     as feature files want; otherwise every candle has a row.
 
-    ``candles_by_tf`` maps "1m" (and "5m", "15m", "1h" when the spec has multi-timeframe
-    features) to candle frames (timestamp UTC, OHLCV, oldest first). ``fundamentals``
+    ``candles_by_tf`` maps the base timeframe (and "5m", "15m", "1h" when the spec has
+    multi-timeframe features) to candle frames (timestamp UTC, OHLCV, oldest first). ``fundamentals``
     holds CoinGecko rows (timestamp, price, market_cap, total_volume, ath, ath_time).
     Raises `MissingFeatureInput` for an absent or stale input.
     """
-    if "1m" not in candles_by_tf or candles_by_tf["1m"] is None or len(candles_by_tf["1m"]) == 0:
-        raise MissingFeatureInput(f"no 1m candles for {symbol}; fetch them first (`console data fetch`)")
+    base = spec.base
+    if base not in candles_by_tf or candles_by_tf[base] is None or len(candles_by_tf[base]) == 0:
+        raise MissingFeatureInput(f"no {base} candles for {symbol}; fetch them first (`console data fetch`)")
     # The gap policy (training.features.gaps): small holes filled, longer ones split the
     # candles into segments that are built apart, so nothing reaches across a hole.
-    step = TIMEFRAMES["1m"]
-    frame_1m = fill_small_holes(candles_by_tf["1m"], step)
-    parts = segments(frame_1m, step)
+    step = TIMEFRAMES[base]
+    frame_base = fill_small_holes(candles_by_tf[base], step)
+    parts = segments(frame_base, step)
     if len(parts) == 1:
-        return _build_segment(symbol, {**candles_by_tf, "1m": frame_1m}, fundamentals, spec, finite_only)
+        return _build_segment(symbol, {**candles_by_tf, base: frame_base}, fundamentals, spec, finite_only)
     pieces = []
     for start, stop in parts:
-        piece = frame_1m.iloc[start:stop].reset_index(drop=True)
+        piece = frame_base.iloc[start:stop].reset_index(drop=True)
         lo, hi = piece["timestamp"].iloc[0], piece["timestamp"].iloc[-1]
-        inputs: dict[str, pd.DataFrame] = {"1m": piece}
+        inputs: dict[str, pd.DataFrame] = {base: piece}
         for tf in spec.timeframes:
-            if tf != "1m":  # only higher-timeframe candles wholly inside the segment
+            if tf != base:  # only higher-timeframe candles wholly inside the segment
                 frame = candles_by_tf.get(tf)
                 if frame is not None:
                     end = frame["timestamp"] + pd.Timedelta(seconds=TIMEFRAMES[tf] - step)
                     frame = frame.loc[(frame["timestamp"] >= lo) & (end <= hi)].reset_index(drop=True)
                 inputs[tf] = frame
-        short = any(inputs.get(tf) is None or len(inputs[tf]) == 0 for tf in spec.timeframes if tf != "1m")
+        short = any(inputs.get(tf) is None or len(inputs[tf]) == 0 for tf in spec.timeframes if tf != base)
         if short:
             # Too short to hold one higher-timeframe candle: every row is warm-up, no sample.
             pieces.append(_nan_segment(piece, spec, finite_only))
@@ -359,7 +361,7 @@ def build_features(
 
 
 def _nan_segment(piece: pd.DataFrame, spec: FeatureSpec, finite_only: bool) -> pd.DataFrame:
-    minute = _Series(piece, TIMEFRAMES["1m"])
+    minute = _Series(piece, TIMEFRAMES[spec.base])
     columns = {name: np.full(len(piece), np.nan) for name in spec.names}
     return _assemble(piece, minute, spec, columns, finite_only)
 
@@ -372,8 +374,8 @@ def _build_segment(
     finite_only: bool,
 ) -> pd.DataFrame:
     """`build_features` on candles without a hole (one segment of the gap policy)."""
-    frame_1m = candles_by_tf["1m"]
-    minute = _Series(frame_1m, TIMEFRAMES["1m"])
+    frame_1m = candles_by_tf[spec.base]  # the rows' candles: one-minute ones unless the spec says
+    minute = _Series(frame_1m, TIMEFRAMES[spec.base])
     columns: dict[str, np.ndarray] = {}
 
     fund_feats = [f for f in spec.features if f.family == "fundamentals"]
@@ -389,7 +391,7 @@ def _build_segment(
 
     htf: dict[str, _Series] = {}
     for tf in spec.timeframes:
-        if tf == "1m":
+        if tf == spec.base:
             continue
         frame = candles_by_tf.get(tf)
         if frame is None or len(frame) == 0:
@@ -399,7 +401,7 @@ def _build_segment(
         htf[tf] = _Series(frame, TIMEFRAMES[tf])
         _check_coverage(f"{tf} candles for {symbol}", int(htf[tf].close_time[-1]), minute, 2 * TIMEFRAMES[tf])
     aligned = {tf: _last_closed(minute, s) for tf, s in htf.items()}
-    trend = {"1m": minute.trend_sign(), **{tf: _take(s.trend_sign(), aligned[tf]) for tf, s in htf.items()}}
+    trend = {spec.base: minute.trend_sign(), **{tf: _take(s.trend_sign(), aligned[tf]) for tf, s in htf.items()}}
 
     for f in spec.features:
         if f.name in columns:

@@ -103,6 +103,13 @@ def load_inputs(store: CandleStore, spec: FeatureSpec) -> tuple[dict[str, pd.Dat
     return candles, fundamentals
 
 
+def features_folder(root: Path | str, timeframe: str = "1m") -> Path:
+    """Where the feature files of ``timeframe`` rows live: ``root`` for one-minute rows (the
+    runbook's), ``root/<timeframe>/`` for a longer base, so an hourly build never replaces
+    the one-minute file of the same symbol."""
+    return Path(root) if timeframe == "1m" else Path(root) / timeframe
+
+
 def feature_path(out_dir: Path | str, symbol: str) -> Path:
     return Path(out_dir) / f"{check_symbol(symbol)}.parquet"
 
@@ -117,8 +124,8 @@ def build_feature_file(
     frame = build_features(spec.symbol, candles_by_tf, fundamentals, spec, finite_only=True)
     if len(frame) == 0:
         raise NotEnoughData(
-            f"{spec.symbol}: {len(candles_by_tf['1m'])} one-minute candles are all warm-up for {spec.count} features "
-            "(the 1h MACD needs about 34 hours, the 30-day trends 31 days of fundamentals); fetch more days"
+            f"{spec.symbol}: {len(candles_by_tf[spec.base])} {spec.base} candles are all warm-up for "
+            f"{spec.count} features (the 1h MACD needs about 34 hours, the 30-day trends 31 days of fundamentals); fetch more days"
         )
     path = feature_path(out_dir, spec.symbol)
     write_feature_file(
@@ -127,7 +134,7 @@ def build_feature_file(
         FeatureFileMeta(spec.symbol, spec.version, spec.hash, spec.names, len(frame)),
         recent_rows=RECENT_ROWS,
     )
-    return BuildReport(spec.symbol, path, len(frame), spec.count, spec.hash, len(candles_by_tf["1m"]) - len(frame))
+    return BuildReport(spec.symbol, path, len(frame), spec.count, spec.hash, len(candles_by_tf[spec.base]) - len(frame))
 
 
 def tail_inputs(
@@ -161,6 +168,8 @@ def update_feature_file(
     rows disagree with the inputs (see the module doc).
     """
     path = feature_path(out_dir, spec.symbol)
+    if spec.base != "1m":  # a longer base is a small file: rebuilt whole (the tail logic is in minutes)
+        return _full(spec, candles_by_tf, fundamentals, out_dir, f"{spec.base} rows are rebuilt whole")
     manifest, why = _current_manifest(path, spec)
     if manifest is None:
         return _full(spec, candles_by_tf, fundamentals, out_dir, why)

@@ -74,13 +74,18 @@ class FeatureFileMeta:
         }
 
 
-def feature_hash(spec_version: str, definitions: Sequence[dict[str, Any]]) -> str:
-    """A stable hash of a feature spec: version, and each feature's name and parameters in order.
+def feature_hash(spec_version: str, definitions: Sequence[dict[str, Any]], timeframe: str = "1m") -> str:
+    """A stable hash of a feature spec: version, and each feature's name and parameters in order,
+    and the candle timeframe its rows are (only when not the one-minute default, so the hashes
+    of one-minute files stay what they were).
 
-    Any change to a name, the order, or a parameter (an RSI period, say) changes it.
+    Any change to a name, the order, a parameter (an RSI period, say) or the timeframe changes it.
     """
+    body: dict[str, Any] = {"spec_version": spec_version, "features": list(definitions)}
+    if timeframe != "1m":
+        body["timeframe"] = timeframe
     canonical = json.dumps(
-        {"spec_version": spec_version, "features": list(definitions)},
+        body,
         sort_keys=True,
         separators=(",", ":"),
         default=str,

@@ -313,21 +313,29 @@ class FeatureConfig:
     """The symbols the checklist builds and verifies by default."""
     counts: Mapping[str, int] = field(default_factory=lambda: {"BTC-USD": 73, "ETH-USD": 54, "SOL-USD": 73})
     """The feature counts the runbook expects; `console features verify` checks files against them."""
+    timeframe: str = "1m"
+    """The candles each row is (`FeatureSpec.base`): 1m, or 5m/15m/1h to train on longer candles."""
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any] | None) -> "FeatureConfig":
-        """From a config section: ``{"multi_timeframe_symbols": [...], "symbols": [...]}``."""
+        """From a config section: ``{"multi_timeframe_symbols": [...], "symbols": [...], "timeframe": "1h"}``."""
+        from training.data.market import TIMEFRAMES
+
         data = dict(data or {})
         mtf = data.pop("multi_timeframe_symbols", None)
         symbols = data.pop("symbols", None)
         counts = data.pop("counts", None)
+        timeframe = data.pop("timeframe", None)
         if data:
             raise ValueError(f"unknown feature setting(s): {', '.join(sorted(data))}")
+        if timeframe is not None and timeframe not in TIMEFRAMES:
+            raise ValueError(f"unknown timeframe {timeframe!r} (use one of {', '.join(TIMEFRAMES)})")
         base = cls()
         return cls(
             frozenset(check_symbol(s) for s in mtf) if mtf is not None else base.multi_timeframe_symbols,
             tuple(check_symbol(s) for s in symbols) if symbols is not None else base.symbols,
             {check_symbol(k): int(v) for k, v in counts.items()} if counts is not None else base.counts,
+            str(timeframe) if timeframe is not None else base.timeframe,
         )
 
 
@@ -339,7 +347,10 @@ class FeatureSpec:
     features: tuple[FeatureDef, ...]
     version: str = SPEC_VERSION
     timeframes: tuple[str, ...] = field(default=("1m",))
-    """Candle timeframes the builder needs (1m, plus 5m/15m/1h with multi-timeframe features)."""
+    """Candle timeframes the builder needs (the base, plus 5m/15m/1h with multi-timeframe features)."""
+    base: str = "1m"
+    """The candles each row is: 1m by default; 1h (or 5m, 15m) trains on longer candles, and
+    the hash covers it, so a file built on one timeframe never passes for another."""
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -351,7 +362,7 @@ class FeatureSpec:
 
     @cached_property
     def hash(self) -> str:
-        return feature_hash(self.version, [f.definition() for f in self.features])
+        return feature_hash(self.version, [f.definition() for f in self.features], self.base)
 
     @property
     def uses_multi_timeframe(self) -> bool:
@@ -363,7 +374,16 @@ class FeatureSpec:
         candles each computation reads (a MACD: slow + signal; RSI's change: period + lag;
         the volatility regime: 60) times the candle length. Daily fundamentals (up to 30
         days of daily points) are not counted here: `daily_lookback_days` gives theirs."""
-        return max((feature_lookback_minutes(f) for f in self.features if f.family != "fundamentals"), default=0)
+        features = (f for f in self.features if f.family != "fundamentals")
+        return max((feature_lookback_minutes(f, self.base) for f in features), default=0)
+
+    @property
+    def lookback_rows(self) -> int:
+        """`lookback_minutes` in rows of the base timeframe (rounded up)."""
+        from training.data.market import TIMEFRAMES
+
+        minutes = TIMEFRAMES[self.base] // 60
+        return -(-self.lookback_minutes // minutes)
 
     @property
     def daily_lookback_days(self) -> int:
@@ -373,11 +393,12 @@ class FeatureSpec:
         return max(days, default=0)
 
 
-def feature_lookback_minutes(f: FeatureDef) -> int:
-    """Minutes of candles before (and including) a row that feature ``f`` reads."""
+def feature_lookback_minutes(f: FeatureDef, base: str = "1m") -> int:
+    """Minutes of candles before (and including) a row that feature ``f`` reads, on rows of
+    ``base`` candles."""
     from training.data.market import TIMEFRAMES
 
-    minutes = TIMEFRAMES.get(str(f.param("timeframe") or "1m"), 60) // 60
+    minutes = TIMEFRAMES.get(str(f.param("timeframe") or base), 60) // 60
     candles = max(
         int(f.param("slow") or 0) + int(f.param("signal") or 0),
         int(f.param("period") or 0) + int(f.param("lag") or 0),
@@ -386,13 +407,22 @@ def feature_lookback_minutes(f: FeatureDef) -> int:
         1,
     )
     # Higher-timeframe candles are used once closed: one more candle of delay at most.
-    return (candles + (1 if minutes > 1 else 0)) * minutes
+    higher = str(f.param("timeframe") or base) != base
+    return (candles + (1 if higher and minutes > 1 else 0)) * minutes
 
 
 def spec_for(symbol: str, config: FeatureConfig | None = None) -> FeatureSpec:
-    """The feature spec for ``symbol`` under ``config`` (the default config if None)."""
+    """The feature spec for ``symbol`` under ``config`` (the default config if None).
+
+    On one-minute rows (the default) the multi-timeframe symbols add the 19 features of
+    5m/15m/1h candles. On a longer base (``config.timeframe``, e.g. 1h) every symbol takes
+    the 54 base features computed on those candles: the multi-timeframe family votes with
+    the 1m trend and reads candles no longer than the base, so it has no meaning there."""
     config = config or FeatureConfig()
     check_symbol(symbol)
+    base = config.timeframe
+    if base != "1m":
+        return FeatureSpec(symbol, BASE_FEATURES, timeframes=(base,), base=base)
     if symbol in config.multi_timeframe_symbols:
         return FeatureSpec(symbol, BASE_FEATURES + MTF_FEATURES, timeframes=("1m", *MTF_TIMEFRAMES))
     return FeatureSpec(symbol, BASE_FEATURES)
@@ -400,6 +430,8 @@ def spec_for(symbol: str, config: FeatureConfig | None = None) -> FeatureSpec:
 
 def expected_counts(config: FeatureConfig | None = None, symbols: tuple[str, ...] | None = None) -> dict[str, int]:
     """Feature count each symbol must have: the configured count (BTC-USD 73, ETH-USD 54,
-    SOL-USD 73), or for a symbol the config does not list, its spec's count."""
+    SOL-USD 73), or for a symbol the config does not list, its spec's count. The configured
+    counts are the runbook's one-minute ones: on a longer base each symbol's spec count holds."""
     config = config or FeatureConfig()
-    return {s: int(config.counts.get(s, spec_for(s, config).count)) for s in (symbols or config.symbols)}
+    counts = config.counts if config.timeframe == "1m" else {}
+    return {s: int(counts.get(s, spec_for(s, config).count)) for s in (symbols or config.symbols)}

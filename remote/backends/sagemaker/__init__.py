@@ -80,7 +80,7 @@ class SageMakerBackend:
     # --- the verbs --------------------------------------------------------------------
 
     def prepare(self, plan: RunPlan) -> Prepared:
-        uploaded = self._upload_features(plan.run_id, plan.units)
+        uploaded = self._upload_features(plan.run_id, plan.units, folder=plan.inputs.get("features"))
         where = self.options.uri(f"{self.options.run_prefix(plan.run_id)}/features/")
         return Prepared(
             f"SageMaker jobs on {self.options.instance_type} ({'managed spot' if self.options.spot else 'on demand'})"
@@ -314,15 +314,18 @@ class SageMakerBackend:
             return status(JobPhase.STOPPING)
         return status(JobPhase.STARTING if secondary in _STARTING else JobPhase.RUNNING)
 
-    def _upload_features(self, run_id: str, units: tuple[str, ...], prefix: str = "") -> int:
-        """Each unit's feature file (a folder of parts and a manifest) under ``prefix``; the count uploaded."""
-        if not self.options.features_dir:
+    def _upload_features(
+        self, run_id: str, units: tuple[str, ...], prefix: str = "", folder: Path | None = None
+    ) -> int:
+        """Each unit's feature file (a folder of parts and a manifest) under ``prefix``, from
+        ``folder`` (the plan's or job's ``features`` input) or the features folder; the count uploaded."""
+        if not (folder or self.options.features_dir):
             raise BackendNotConfigured(f"the {self.name} backend has no features folder to upload from")
         s3 = self._client("s3")
         prefix = prefix or f"{self.options.run_prefix(run_id)}/features"
         count = 0
         for unit in units:
-            path = Path(self.options.features_dir) / f"{unit}.parquet"
+            path = Path(folder or self.options.features_dir) / f"{unit}.parquet"
             if not path.exists():
                 raise StorageError(f"no feature file for {unit} at {path}; run the features step first")
             files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
@@ -347,7 +350,7 @@ class SageMakerBackend:
     def _channel_for(self, spec: JobSpec) -> str:
         """The job's own ``features`` prefix: only its units' files (each sha256 recorded)."""
         job_prefix = f"{self.options.run_prefix(spec.run_id)}/jobs/{spec.name}/features"
-        self._upload_features(spec.run_id, spec.units, job_prefix)
+        self._upload_features(spec.run_id, spec.units, job_prefix, folder=spec.inputs.get("features"))
         return self.options.uri(job_prefix + "/")
 
     def _config_channel(self, spec: JobSpec) -> str:

@@ -1,4 +1,5 @@
-"""The account's live SageMaker training jobs that are ours, for the watchdog.
+"""The account's live SageMaker training jobs that are ours, for the watchdog (and one job
+described again, for the ledger's finished-job sweep).
 
 A job is ours when it carries the ``managed-by: retrain-console`` tag (`request.MANAGED_TAG`);
 its run is the ``retrain-console:run-id`` tag. Each view has what the rules need: when it was
@@ -26,6 +27,8 @@ class TrainingJobView:
     spot: bool
     training_s: float
     billable_s: float
+    ended_at: float | None = None
+    """When the job ended (TrainingEndTime), None while it runs."""
 
 
 def live_training_jobs(target: Any) -> list[TrainingJobView]:
@@ -43,24 +46,46 @@ def live_training_jobs(target: Any) -> list[TrainingJobView]:
             d = call(
                 target, "DescribeTrainingJob", sm.describe_training_job, TrainingJobName=summary["TrainingJobName"]
             )
-            created = d["CreationTime"]
-            views.append(
-                TrainingJobView(
-                    name=d["TrainingJobName"],
-                    arn=arn,
-                    run_id=tags.get(RUN_TAG),
-                    status=d["TrainingJobStatus"],
-                    secondary=d.get("SecondaryStatus", ""),
-                    created_at=created.timestamp() if hasattr(created, "timestamp") else float(created),
-                    instance_type=(d.get("ResourceConfig") or {}).get("InstanceType", ""),
-                    spot=bool(d.get("EnableManagedSpotTraining")),
-                    training_s=float(d.get("TrainingTimeInSeconds") or 0),
-                    billable_s=float(d.get("BillableTimeInSeconds") or 0),
-                )
-            )
+            views.append(_view(d, arn, tags.get(RUN_TAG)))
         if not page.get("NextToken"):
             return views
         kwargs["NextToken"] = page["NextToken"]
+
+
+def describe_training_job(target: Any, name: str) -> TrainingJobView | None:
+    """One job as it is now, whatever its state (None when SageMaker knows no job of that name)."""
+    from remote.errors import ProviderError
+
+    sm = make_client("sagemaker", target)
+    try:
+        d = call(target, "DescribeTrainingJob", sm.describe_training_job, TrainingJobName=name)
+    except ProviderError as exc:
+        if exc.code == "ValidationException" and "not found" in str(exc).lower():
+            return None
+        raise
+    return _view(d, str(d.get("TrainingJobArn") or ""), (d.get("HyperParameters") or {}).get("rc_run_id"))
+
+
+def _seconds(value: Any) -> float | None:
+    if value is None:
+        return None
+    return value.timestamp() if hasattr(value, "timestamp") else float(value)
+
+
+def _view(d: dict[str, Any], arn: str, run_id: str | None) -> TrainingJobView:
+    return TrainingJobView(
+        name=d["TrainingJobName"],
+        arn=arn,
+        run_id=run_id,
+        status=d["TrainingJobStatus"],
+        secondary=d.get("SecondaryStatus", ""),
+        created_at=_seconds(d["CreationTime"]) or 0.0,
+        instance_type=(d.get("ResourceConfig") or {}).get("InstanceType", ""),
+        spot=bool(d.get("EnableManagedSpotTraining")),
+        training_s=float(d.get("TrainingTimeInSeconds") or 0),
+        billable_s=float(d.get("BillableTimeInSeconds") or 0),
+        ended_at=_seconds(d.get("TrainingEndTime") or d.get("LastModifiedTime")),
+    )
 
 
 def stop_training_job(target: Any, name: str) -> None:

@@ -38,7 +38,8 @@ SPOT_NOTICE_SCRIPT = (
     'curl -s -f -m 2 -H "X-aws-ec2-metadata-token: $t" '
     "http://169.254.169.254/latest/meta-data/spot/instance-action 2>/dev/null; fi; exit 0"
 )
-PROGRESS_FIELDS = ("symbol", "epoch", "epochs", "loss", "val_loss", "val_metric")
+PROGRESS_FIELDS = ("symbol", "epoch", "epochs", "loss", "val_loss", "val_metric", "reward")
+"""What a progress event carries (``reward``: a deep-Q agent's episode reward, `training.families.dql`)."""
 
 
 class Stopped(Exception):

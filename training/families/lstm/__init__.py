@@ -83,6 +83,7 @@ class LstmFamily:
         """Train with early stopping, resuming from ``job.work_dir`` when it holds a checkpoint."""
         from training.dataset import load_symbol_dataset
         from training.families.lstm.fit import fit, pick_device, pick_precision
+        from training.families.lstm.graphed import graph_wanted
         from training.families.lstm.judge import decision_band
 
         params = LstmParams.from_mapping(job.params)
@@ -106,6 +107,7 @@ class LstmFamily:
         if dataset.symbol != job.unit:
             raise BadTrainingConfig(f"{feature_file} holds features for {dataset.symbol}, not {job.unit}")
         device = pick_device(config.device)
+        precision = pick_precision(config.precision, device)
         on_progress(
             Progress(
                 job.unit,
@@ -121,7 +123,11 @@ class LstmFamily:
                     "purge_gap": dataset.spec.purge_gap,
                     "resumed_from": checkpoint_epoch(checkpoint),
                 },
-                notes={"device": str(device), "precision": pick_precision(config.precision, device)},
+                notes={
+                    "device": str(device),
+                    "precision": precision,
+                    "cuda_graph": "on" if graph_wanted(config.cuda_graph, device, precision) else "off",
+                },
             )
         )
         began = time.time()
@@ -214,6 +220,7 @@ class LstmFamily:
                 "feature_count": ds.input_size,
                 "feature_hash": ds.feature_hash,
                 "spec_version": ds.spec_version,
+                "timeframe": str((fitted.params.features or {}).get("timeframe") or "1m"),
                 "scaler": ds.scaler.to_dict(),
                 "trained_until": trained_until(ds),
                 "judged_until": judged_until(ds),

@@ -19,6 +19,7 @@ from typing import Any, Mapping
 from training.errors import BadTrainingConfig
 
 SECTIONS = ("train", "costs", "gates", "features")
+CUDA_GRAPH_CHOICES = ("off", "auto")
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,9 @@ class TrainConfig:
     """``auto`` (CUDA when present), ``cuda`` or ``cpu``."""
     precision: str = "auto"
     """``auto`` (bf16 on CUDA when supported, else fp16; fp32 on CPU), ``bf16``, ``fp16``, ``fp32``."""
+    cuda_graph: str = "off"
+    """``auto`` records the train step as one CUDA graph on CUDA in bf16/fp32 (`graphed`),
+    ``off`` never. Off by default until it is measured on a GPU against the eager step."""
     threshold: float = 0.0
     """The after-cost rule takes a side when |P(up) - 0.5| > threshold (and keeps it inside the band)."""
     tune_threshold: bool = True
@@ -72,6 +76,9 @@ class TrainConfig:
                 changes[key] = type(current)(value)
             except (TypeError, ValueError):
                 raise BadTrainingConfig(f"training setting {key}={value!r} is not a {type(current).__name__}") from None
+        if changes.get("cuda_graph", "off") not in CUDA_GRAPH_CHOICES:
+            choices = " or ".join(CUDA_GRAPH_CHOICES)
+            raise BadTrainingConfig(f"training setting cuda_graph={changes['cuda_graph']!r} must be {choices}")
         if changes.get("sample_stride", 1) < 1:
             raise BadTrainingConfig(f"training setting sample_stride={changes['sample_stride']} must be at least 1")
         return replace(self, **changes)

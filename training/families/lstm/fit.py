@@ -27,6 +27,7 @@ from training.atomic import atomic_path
 from training.dataset import SymbolDataset, gather_windows
 from training.errors import BadTrainingConfig, CheckpointMismatch
 from training.families.lstm.config import TrainConfig
+from training.families.lstm.graphed import GraphedStep, graph_wanted
 from training.families.lstm.network import DirectionLSTM
 
 EVAL_BATCH = 4096
@@ -130,21 +131,40 @@ class EpochRunner:
         self.config = config
         self.device = device
         self.precision = precision
-        # The fused CUDA Adam is one kernel launch per step instead of several per parameter.
+        graphed = graph_wanted(config.cuda_graph, device, precision)
+        # The fused CUDA Adam is one kernel launch per step instead of several per parameter;
+        # a recorded step needs it capturable (its step count on the device; same update).
         self.optimizer = torch.optim.Adam(
             model.parameters(),
             lr=config.learning_rate,
             weight_decay=config.weight_decay,
             fused=(device.type == "cuda"),
+            capturable=graphed,
         )
         # fp16 needs loss scaling to keep small gradients; bf16 and fp32 do not.
         self.grad_scaler = torch.amp.GradScaler(device.type, enabled=(precision == "fp16"))
         self.loss_fn = nn.BCEWithLogitsLoss()
+        self.graphed = GraphedStep(self._step, self._zero_grad, config.batch_size, device) if graphed else None
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.precision == "fp32":
             return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=_DTYPES[self.precision])
+        # A weight cache filled while a graph records would be stale on every replay.
+        return torch.autocast(self.device.type, dtype=_DTYPES[self.precision], cache_enabled=self.graphed is None)
+
+    def _zero_grad(self, to_none: bool) -> None:
+        self.optimizer.zero_grad(set_to_none=to_none)
+
+    def _step(self, ends: torch.Tensor) -> torch.Tensor:
+        """One update on the samples ending at ``ends`` (gradients already cleared); the loss."""
+        x, y = self.data.batch(ends)
+        with self._autocast():
+            logits = self.model(x)
+        loss = self.loss_fn(logits.float(), y)
+        self.grad_scaler.scale(loss).backward()
+        self.grad_scaler.step(self.optimizer)
+        self.grad_scaler.update()
+        return loss
 
     def train_epoch(self, epoch: int) -> float:
         """One pass over the training part in a shuffled order fixed by (seed, epoch); mean loss."""
@@ -156,16 +176,14 @@ class EpochRunner:
         total = torch.zeros((), device=self.device)
         batch_size = self.config.batch_size
         for start in range(0, len(order), batch_size):
-            x, y = self.data.batch(order[start : start + batch_size])
-            with self._autocast():
-                logits = self.model(x)
-            loss = self.loss_fn(logits.float(), y)
-            self.optimizer.zero_grad(set_to_none=True)
-            self.grad_scaler.scale(loss).backward()
-            self.grad_scaler.step(self.optimizer)
-            self.grad_scaler.update()
+            batch = order[start : start + batch_size]
+            if self.graphed is not None:
+                loss = self.graphed(batch)
+            else:
+                self._zero_grad(True)
+                loss = self._step(batch)
             # Accumulate on the device: a .item() per batch would stall the GPU queue.
-            total += loss.detach() * len(y)
+            total += loss.detach() * len(batch)
         return float(total.item() / max(1, len(order)))
 
     @torch.no_grad()

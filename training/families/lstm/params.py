@@ -119,10 +119,11 @@ def recomputed_feature_hash(feature_file: Path, unit: str, params: LstmParams) -
 
 
 def spec_lookback(feature_file: Path, unit: str, params: LstmParams) -> int:
-    """The longest look-back of the file's feature spec in one-minute rows, computed from the
-    feature definitions (`training.features.spec.FeatureSpec.lookback_minutes`: the 1h MACD's
-    is 2,160), when the file was built with this code's spec; 0 when it was not (then the
-    configured ``longest_feature_window`` alone sets the purge)."""
+    """The longest look-back of the file's feature spec in rows, computed from the feature
+    definitions (`training.features.spec.FeatureSpec.lookback_rows`: on one-minute rows the 1h
+    MACD's is 2,160; on 1h rows the 60-candle return's is 61), when the file was built with
+    this code's spec; 0 when it was not (then the configured ``longest_feature_window`` alone
+    sets the purge)."""
     try:
         from training.features import spec as feature_spec
 
@@ -133,4 +134,4 @@ def spec_lookback(feature_file: Path, unit: str, params: LstmParams) -> int:
         spec = feature_spec.spec_for(unit, config)
     except (ImportError, FeatureFileError, ValueError):
         return 0
-    return int(spec.lookback_minutes) if spec.hash == meta.feature_hash else 0
+    return int(spec.lookback_rows) if spec.hash == meta.feature_hash else 0
