@@ -257,6 +257,7 @@ class InvestmentPublish(Step):
 
 class RuntimeParams(BucketParams):
     skip_upload: bool = False
+    output_dir: str | None = Field(None, pattern=_STORE)
 
 
 class RuntimeOutputs(StepOutputs):
@@ -290,9 +291,8 @@ class InvestmentRuntime(Step):
         assets = pd.read_parquet(features_dir / f"{HEALTH_UNIT}.parquet")
         newest = assets[assets["date"] == assets["date"].max()]
         if p.skip_upload:
-            published = ctx.output_of("investment-publish", PublishOutputs)
-            local = Path(ctx.run_dir) / "models"
-            folders = published.folders if published else {f: str(local / f) for f in ("regime", "health")}
+            local = Path(p.output_dir).expanduser() if p.output_dir else Path(ctx.run_dir) / "models"
+            folders = {f: str(local / f) for f in ("regime", "health")}
             loaded: dict[str, Any] = {}
             reasons: dict[str, str] = {}
             for family in ("regime", "health"):
