@@ -170,6 +170,8 @@ class InvestmentTrain(Train):
 class PublishParams(BucketParams):
     skip_upload: bool = False
     output_dir: str | None = Field(None, pattern=_STORE)
+    symbols: list[str] = Field(default_factory=lambda: list(UNITS), min_length=1)
+    """The units trained (`console train regime|health` trains one: nothing can be published)."""
 
 
 class PublishOutputs(StepOutputs):
@@ -223,6 +225,8 @@ class InvestmentPublish(Step):
             root = ctx.resources.artifact_store().download_version(uploaded.version, staging)
             folders: dict[str, Path] = {}
             for unit, family in UNITS.items():
+                if unit not in p.symbols:
+                    continue
                 target = out / family
                 if target.exists():
                     shutil.rmtree(target)
@@ -235,6 +239,8 @@ class InvestmentPublish(Step):
         shown = {k: str(v) for k, v in folders.items()}
         if p.skip_upload:
             return StepResult.skipped(f"--skip-upload: models in {out}, nothing sent to the bucket", {"gate": lines})
+        if len(folders) < len(UNITS):
+            raise StepFailed("latest.json needs both models; this run trained one", hint="use --skip-upload")
         metrics = {f: json.loads((folder / "metrics.json").read_text()) for f, folder in folders.items()}
         store = ctx.resources.store_at(bucket_url(p.bucket) + "/models")
         store.ensure_bucket()

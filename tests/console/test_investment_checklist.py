@@ -16,6 +16,7 @@ import console.checklist
 from console.errors import ChecklistError
 from console.state import StateStore
 from console.steps import load_checklist
+from tests.console.cli import assert_one_line_error
 from tests.e2e_support import CONSOLE, console_env, instance_root
 
 pytestmark = pytest.mark.slow
@@ -84,3 +85,18 @@ def test_the_seeds_flags_reach_the_investment_steps_and_another_checklist_refuse
         load_checklist("retrain", overrides={"regime_type": "gru"})
     with pytest.raises(ChecklistError, match="'gru' or 'transformer'"):
         load_checklist("investment", overrides={"regime_type": "lstm"})
+
+
+def test_train_health_refuses_a_file_without_a_column_before_launching_anything(tmp_path: Path) -> None:
+    from training.families.investment.synthetic import daily_market
+
+    features = daily_market(300, 3, seed=1).features().drop(columns=["vol_63d"])
+    features.to_parquet(tmp_path / "features.parquet", index=False)
+    env = console_env(tmp_path / "home", tmp_path / "state")
+    refused = subprocess.run(
+        [*CONSOLE, "train", "health", "--data", str(tmp_path / "features.parquet"), "--output", str(tmp_path / "m")],
+        env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    line = assert_one_line_error(refused, 2, "lacks column(s) vol_63d")
+    assert "features" in line and not (tmp_path / "m").exists()
+    assert not (tmp_path / "state" / "runs").exists() or not any((tmp_path / "state" / "runs").iterdir())
