@@ -1,19 +1,22 @@
 """`console infra deploy | show | diff | destroy`: the training stack (`remote.infra`).
 
-    console infra deploy     bucket, execution role, policy, ECR repository; prints the .env lines
+    console infra deploy     bucket, execution role, policy, ECR repository, the engine's Batch
+                             queue on spot; prints the .env lines and the console.toml lines
     console infra diff       what a deploy would change (nothing: exit 0 and says so)
     console infra show       the stack's state and its .env lines
     console infra destroy    the stack deleted; the bucket and the repository are kept
 
 On the sandbox profile the stack goes to moto. ``TRAINING_USER_NAME`` (or ``--user``) names
-the IAM user the training policy is attached to. Every command takes ``--json``.
+the IAM user the training policy is attached to. ``--batch-subnets`` and
+``--batch-security-groups`` (``BATCH_SUBNET_IDS``, ``BATCH_SECURITY_GROUP_IDS``) add the
+engine's Batch queue; left out, a deploy keeps what the stack has. Every command takes ``--json``.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -23,29 +26,39 @@ if TYPE_CHECKING:  # pragma: no cover
     from remote.infra import TrainingStack
 
 
-def _stack(app: App, user: str | None) -> "TrainingStack":
+def _stack(app: App, user: str | None, subnets: str | None = None, groups: str | None = None) -> "TrainingStack":
     from remote.infra import TrainingStack
 
-    return TrainingStack(app.resources.aws_target(), user=user or app.settings.training_user_name or "")
+    return TrainingStack(app.resources.aws_target(), user=user or app.settings.training_user_name or "",
+                         batch_subnets=subnets, batch_security_groups=groups)  # fmt: skip
+
+
+def _batch_options(command: Any) -> Any:
+    """``--batch-subnets`` and ``--batch-security-groups`` (comma-separated ids)."""
+    command = click.option("--batch-security-groups", "groups", envvar="BATCH_SECURITY_GROUP_IDS",
+                           help="Security groups of the engine's Batch instances (default: what the stack has).")(command)  # fmt: skip
+    return click.option("--batch-subnets", "subnets", envvar="BATCH_SUBNET_IDS",
+                        help="Subnets for the engine's Batch queue, comma-separated (default: what the stack has).")(command)  # fmt: skip
 
 
 @click.group("infra")
 def infra_group() -> None:
-    """The training stack (CloudFormation): bucket, role, policy, ECR repository."""
+    """The training stack (CloudFormation): bucket, role, policy, ECR repository, Batch queue."""
 
 
 @infra_group.command("deploy")
 @click.option("--user", help="IAM user to attach the training policy to (default TRAINING_USER_NAME).")
+@_batch_options
 @click.option("--json", "json_out", is_flag=True, help="Print the result as one JSON object.")
 @common_options
 @pass_app
-def deploy(app: App, user: str | None, json_out: bool) -> None:
+def deploy(app: App, user: str | None, subnets: str | None, groups: str | None, json_out: bool) -> None:
     """Deploy the training stack (idempotent: no change, nothing done); print the .env lines."""
-    stack = _stack(app, user)
+    stack = _stack(app, user, subnets, groups)
     done = stack.deploy()
     if json_out:
         click.echo(json.dumps({"action": done.action, "changes": list(done.changes), **asdict(done.outputs),
-                               "env": done.outputs.env_lines()}))  # fmt: skip
+                               "env": done.outputs.env_lines(), "toml": done.outputs.batch_lines()}))  # fmt: skip
         return
     where = "the sandbox (moto)" if app.settings.is_sandbox else f"AWS {stack.target.region}"
     click.echo(f"stack {stack.name} {done.action} in {where}")
@@ -53,16 +66,20 @@ def deploy(app: App, user: str | None, json_out: bool) -> None:
         click.echo(f"  {line}")
     click.echo("# put these in .env:")
     click.echo("\n".join(done.outputs.env_lines()))
+    if done.outputs.batch_lines():
+        click.echo("# and these in console.toml (the engine's --backend batch):")
+        click.echo("\n".join(done.outputs.batch_lines()))
 
 
 @infra_group.command("diff")
 @click.option("--user", help="IAM user to attach the training policy to (default TRAINING_USER_NAME).")
+@_batch_options
 @click.option("--json", "json_out", is_flag=True, help="Print the changes as JSON.")
 @common_options
 @pass_app
-def diff(app: App, user: str | None, json_out: bool) -> None:
+def diff(app: App, user: str | None, subnets: str | None, groups: str | None, json_out: bool) -> None:
     """What `console infra deploy` would change."""
-    stack = _stack(app, user)
+    stack = _stack(app, user, subnets, groups)
     changes = stack.diff()
     if json_out:
         click.echo(json.dumps({"stack": stack.name, "changes": changes}))
@@ -84,7 +101,7 @@ def show(app: App, json_out: bool) -> None:
         click.echo(json.dumps({"stack": stack.name, "status": status, **asdict(outputs), "env": outputs.env_lines()}))
         return
     click.echo(f"stack {stack.name}: {status}")
-    click.echo("\n".join(outputs.env_lines()))
+    click.echo("\n".join(outputs.env_lines() + outputs.batch_lines()))
 
 
 @infra_group.command("destroy")

@@ -4,8 +4,17 @@
 training bucket (encrypted, public access blocked, versioned), the SageMaker execution role
 (trusting sagemaker.amazonaws.com), a least-privilege customer-managed policy attached to
 ``TRAINING_USER_NAME`` (that bucket only; training jobs named ``train-*`` only; passing the
-role to SageMaker only; the image repository; the training logs) and the ECR repository of
-the training image. `TrainingStack` deploys it:
+role to SageMaker only; the image repository; the training logs; submitting to, following and
+stopping the engine's Batch jobs) and the ECR repository of the training image; and, for the
+engine's array jobs (`remote.backends.batch`), a spot managed compute environment that idles
+at 0 vCPUs (its own VPC: two public subnets, outbound-only security group; the Batch service
+role, the instances' role and profile, the children's role on the bucket), its job queue and
+the child's job definition (``retryStrategy``: a spot reclaim, ``Host EC2*``, is retried, any
+other exit is final). The backend finds that queue by name and creates nothing then. The
+Batch part needs the subnets (and security groups) the instances start in, e.g. the default
+VPC's (``BatchSubnetIds``); without them the stack has no Batch resources. A deploy that does
+not name them keeps what the stack has (a plain redeploy never removes the queue).
+`TrainingStack` deploys it:
 
     deploy()    no stack: create it; a stack whose template and parameters are what the repo
                 says: nothing done; else a change set, executed. A stack in a rolled-back or
@@ -23,6 +32,7 @@ customer-managed policies, and versioning and the public access block checked on
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +60,21 @@ class StackOutputs:
     policy_arn: str
     image_repository: str
     region: str
+    batch_queue: str = ""
+    batch_compute_environment: str = ""
+    batch_job_definition: str = ""
+
+    def batch_lines(self) -> list[str]:
+        """The ``console.toml`` lines that point the engine's ``batch`` backend at the stack's queue."""
+        if not self.batch_queue:
+            return []
+        return [
+            "[backends.batch]",
+            f'queue = "{self.batch_queue}"',
+            f'compute_environment = "{self.batch_compute_environment}"',
+            f'job_definition = "{self.batch_job_definition}"',
+            f'bucket = "{self.bucket}"',
+        ]
 
     def env_lines(self) -> list[str]:
         """The seed's ``.env`` lines."""
@@ -72,13 +97,36 @@ class Deployed:
 class TrainingStack:
     """The training stack in one account and region (see the module docstring)."""
 
-    def __init__(self, target: Any, *, name: str = STACK_NAME, prefix: str = DEFAULT_PREFIX, user: str = "") -> None:
+    def __init__(
+        self,
+        target: Any,
+        *,
+        name: str = STACK_NAME,
+        prefix: str = DEFAULT_PREFIX,
+        user: str = "",
+        batch_subnets: str | None = None,
+        batch_security_groups: str | None = None,
+    ) -> None:
         from remote.providers.aws_client import make_client
 
         self.target = target
         self.name = name
         self.parameters = {"ResourcePrefix": prefix, "TrainingUserName": user}
+        self.batch = {"BatchSubnetIds": batch_subnets, "BatchSecurityGroupIds": batch_security_groups}
+        """None: what the deployed stack has (nothing when there is no stack)."""
         self.cf = make_client("cloudformation", target)
+
+    def _resolve(self, stack: dict[str, Any] | None) -> None:
+        """Fill the Batch network parameters not given from the stack; check they go together."""
+        current = _current(stack)
+        for key, value in self.batch.items():
+            self.parameters[key] = _ids(current.get(key, "") if value is None else value)
+        subnets, groups = self.parameters["BatchSubnetIds"], self.parameters["BatchSecurityGroupIds"]
+        if bool(subnets) != bool(groups):
+            raise StackRefused(
+                "the engine's Batch queue needs both subnets and security groups "
+                f"(got subnets {subnets!r}, security groups {groups!r}); give --batch-subnets and --batch-security-groups"
+            )
 
     @staticmethod
     def template() -> dict[str, Any]:
@@ -97,9 +145,10 @@ class TrainingStack:
     def diff(self) -> list[str]:
         """One line per resource or parameter a deploy would add, change or remove ([] when none)."""
         stack = self.describe()
+        self._resolve(stack)
         wanted = self.template()
         if stack is None:
-            return [f"+ {rid} ({r['Type']})" for rid, r in wanted["Resources"].items()]
+            return [f"+ {rid} ({r['Type']})" for rid, r in wanted["Resources"].items() if self._holds(wanted, r)]
         body = self._call("GetTemplate", self.cf.get_template, StackName=self.name)["TemplateBody"]
         deployed = json.loads(body) if isinstance(body, str) else json.loads(json.dumps(body))
         lines = []
@@ -113,7 +162,7 @@ class TrainingStack:
                 lines.append(f"~ {rid} ({new[rid]['Type']})")
         if _canon(deployed.get("Outputs", {})) != _canon(wanted.get("Outputs", {})):
             lines.append("~ Outputs")
-        current = {p["ParameterKey"]: p.get("ParameterValue", "") for p in stack.get("Parameters", [])}
+        current = _current(stack)
         for key, value in sorted(self.parameters.items()):
             if current.get(key, "") != value:
                 lines.append(f"~ parameter {key}: {current.get(key, '')!r} -> {value!r}")
@@ -163,6 +212,9 @@ class TrainingStack:
                 policy_arn=found["TrainingPolicyArn"],
                 image_repository=found["ImageRepositoryUri"],
                 region=found.get("Region") or self.target.region,
+                batch_queue=found.get("BatchJobQueueName", ""),
+                batch_compute_environment=found.get("BatchComputeEnvironmentName", ""),
+                batch_job_definition=found.get("BatchJobDefinitionName", ""),
             )
         except KeyError as exc:
             raise StackRefused(f"stack {self.name} has no output {exc.args[0]}; run `console infra deploy`") from None
@@ -176,6 +228,11 @@ class TrainingStack:
         return RETAINED
 
     # --- helpers ----------------------------------------------------------------------
+
+    def _holds(self, template: dict[str, Any], resource: dict[str, Any]) -> bool:
+        """Whether ``resource`` is created with these parameters (its ``Condition``, if any, holds)."""
+        name = resource.get("Condition")
+        return name is None or bool(_evaluate(template["Conditions"][name], self.parameters))
 
     def _check_user(self) -> None:
         """The user the policy goes to exists (else CloudFormation fails half-way and rolls back)."""
@@ -229,6 +286,40 @@ class TrainingStack:
         from remote.providers.aws_client import call
 
         return call(self.target, operation, fn, **kwargs)
+
+
+def _current(stack: dict[str, Any] | None) -> dict[str, str]:
+    """The stack's parameter values; a list parameter as ``a,b`` (moto shows it as a Python list)."""
+    found = {p["ParameterKey"]: p.get("ParameterValue", "") for p in (stack or {}).get("Parameters", [])}
+    for key in ("BatchSubnetIds", "BatchSecurityGroupIds"):
+        if key in found:
+            found[key] = ",".join(re.findall(r"(?:subnet|sg)-[0-9a-f]+", found[key]))
+    return found
+
+
+def _ids(value: str) -> str:
+    """A comma-separated list of AWS ids, spaces dropped; a bad id is refused (exit 2) before AWS sees it."""
+    ids = [part.strip() for part in value.split(",") if part.strip()]
+    for one in ids:
+        if not re.fullmatch(r"(subnet|sg)-[0-9a-f]{8,17}", one):
+            raise StackRefused(f"{one!r} is not a subnet or security group id (subnet-0abc..., sg-0abc...)")
+    return ",".join(ids)
+
+
+def _evaluate(node: Any, parameters: dict[str, str]) -> Any:
+    """The template's condition functions this stack uses (Fn::Not, Fn::Equals, Fn::Join, Ref)."""
+    if isinstance(node, dict) and len(node) == 1:
+        ((fn, args),) = node.items()
+        if fn == "Ref":
+            return parameters.get(args, "")
+        if fn == "Fn::Not":
+            return not _evaluate(args[0], parameters)
+        if fn == "Fn::Equals":
+            return _evaluate(args[0], parameters) == _evaluate(args[1], parameters)
+        if fn == "Fn::Join":
+            parts = _evaluate(args[1], parameters)
+            return args[0].join(parts.split(",") if isinstance(parts, str) else parts)
+    return node
 
 
 def _canon(value: Any) -> str:

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from remote.infra import TEMPLATE, TrainingStack
+from remote.sandbox.endpoints import SandboxEndpoints
 from tests.e2e_support import CONSOLE, console_env
+from tests.remote.sandbox_fixtures import sandbox  # noqa: F401  (the session's daemon)
 
 
 def test_the_template_is_cfn_lint_clean_and_least_privilege() -> None:
@@ -27,19 +30,30 @@ def test_the_template_is_cfn_lint_clean_and_least_privilege() -> None:
     assert "ManagedPolicyArns" not in role  # moto drops them: inline and customer-managed policies only
     statements = resources["TrainingPolicy"]["Properties"]["PolicyDocument"]["Statement"]
     star = sorted(a for s in statements if s["Resource"] == "*" for a in s["Action"])
-    assert star == ["ecr:GetAuthorizationToken", "sagemaker:ListTrainingJobs"]  # neither can be scoped
+    assert star == ["batch:DescribeComputeEnvironments", "batch:DescribeJobDefinitions", "batch:DescribeJobQueues",
+                    "batch:DescribeJobs", "batch:ListJobs", "ecr:GetAuthorizationToken",
+                    "sagemaker:ListTrainingJobs"]  # none of these can be scoped to a resource  # fmt: skip
     jobs = next(s for s in statements if s["Sid"] == "OurTrainingJobs")
     assert jobs["Resource"]["Fn::Sub"].endswith(":training-job/train-*")
     passing = next(s for s in statements if s["Action"] == ["iam:PassRole"])
     assert passing["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+    # The engine's Batch queue: spot, idle at 0 vCPUs; a spot reclaim is retried, any other exit is final.
+    compute = resources["BatchComputeEnvironment"]["Properties"]["ComputeResources"]
+    assert (compute["Type"], compute["MinvCpus"], compute["DesiredvCpus"]) == ("SPOT", 0, 0)
+    definition = resources["BatchJobDefinition"]["Properties"]
+    assert definition["RetryStrategy"]["EvaluateOnExit"] == [{"OnStatusReason": "Host EC2*", "Action": "RETRY"},
+                                                             {"OnReason": "*", "Action": "EXIT"}]  # fmt: skip
+    assert definition["ContainerProperties"]["Command"] == ["python", "-m", "training.container", "batch-child"]
 
 
 @pytest.mark.slow
-def test_deploy_is_idempotent_prints_the_env_lines_and_destroy_keeps_the_bucket(tmp_path) -> None:
+def test_deploy_is_idempotent_prints_the_env_lines_and_destroy_keeps_the_bucket(
+    sandbox: SandboxEndpoints,  # noqa: F811 - the session's daemon serves the console too
+    tmp_path: Path,
+) -> None:
     from remote.providers.aws_client import make_client
-    from remote.sandbox.endpoints import SandboxEndpoints
 
-    env = console_env(tmp_path / "home", tmp_path / "state")
+    env = console_env(tmp_path / "home", sandbox.state_dir)
 
     def console(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*CONSOLE, "infra", *args], env={**env, **extra}, capture_output=True, text=True,
@@ -49,15 +63,21 @@ def test_deploy_is_idempotent_prints_the_env_lines_and_destroy_keeps_the_bucket(
         missing = console("deploy", TRAINING_USER_NAME="ai-trading-bot")
         assert missing.returncode == 2 and missing.stderr.count("\n") == 1, missing.stderr
         assert "IAM user 'ai-trading-bot' (TRAINING_USER_NAME) does not exist" in missing.stderr
-        target = SandboxEndpoints.read(tmp_path / "state").aws_target()
+        target = sandbox.aws_target()
         cf, iam = make_client("cloudformation", target), make_client("iam", target)
         assert cf.describe_stacks()["Stacks"] == []  # nothing half-made
 
         iam.create_user(UserName="ai-trading-bot")
-        created = console("deploy", "--json", TRAINING_USER_NAME="ai-trading-bot")
+        ec2 = make_client("ec2", target)  # the engine's queue goes in the default VPC, as an operator would put it
+        subnets = ",".join(s["SubnetId"] for s in ec2.describe_subnets()["Subnets"][:2])
+        group = ec2.describe_security_groups(GroupNames=["default"])["SecurityGroups"][0]["GroupId"]
+        half = console("diff", "--batch-subnets", subnets)
+        assert half.returncode == 2 and "needs both subnets and security groups" in half.stderr, half.stderr
+        created = console("deploy", "--json", "--batch-subnets", subnets, "--batch-security-groups", group,
+                          TRAINING_USER_NAME="ai-trading-bot")  # fmt: skip
         assert created.returncode == 0, created.stderr
         first = json.loads(created.stdout)
-        assert first["action"] == "created" and len(first["changes"]) == 4
+        assert first["action"] == "created" and len(first["changes"]) == len(json.loads(TEMPLATE.read_text())["Resources"])
         assert [line.split("=")[0] for line in first["env"]] == [
             "SAGEMAKER_ROLE_ARN", "SAGEMAKER_S3_BUCKET", "AWS_REGION", "SAGEMAKER_DOCKER_IMAGE"]  # fmt: skip
         attached = iam.list_attached_user_policies(UserName="ai-trading-bot")["AttachedPolicies"]
@@ -69,8 +89,20 @@ def test_deploy_is_idempotent_prints_the_env_lines_and_destroy_keeps_the_bucket(
         assert "sagemaker.amazonaws.com" in json.dumps(role["AssumeRolePolicyDocument"])
         assert make_client("ecr", target).describe_repositories()["repositories"][0]["repositoryUri"] == \
             first["image_repository"]  # fmt: skip
+        batch = make_client("batch", target)
+        queue = batch.describe_job_queues(jobQueues=[first["batch_queue"]])["jobQueues"][0]
+        assert queue["state"] == "ENABLED" and first["toml"][1] == 'queue = "retrain-console-engine"'
+        environments = batch.describe_compute_environments(computeEnvironments=[first["batch_compute_environment"]])
+        resources = environments["computeEnvironments"][0]["computeResources"]
+        assert (resources["type"], resources["desiredvCpus"]) == ("SPOT", 0)
+        assert queue["computeEnvironmentOrder"][0]["computeEnvironment"] == environments["computeEnvironments"][0]["computeEnvironmentArn"]
+        definition = batch.describe_job_definitions(jobDefinitionName=first["batch_job_definition"])["jobDefinitions"]
+        rule = definition[0]["retryStrategy"]["evaluateOnExit"][0]  # moto writes the action in lower case
+        assert (rule["onStatusReason"], rule["action"].upper()) == ("Host EC2*", "RETRY")
+        running = ec2.describe_instances()["Reservations"]
+        assert running == []  # a compute environment idling at 0 vCPUs launches nothing
 
-        again = console("deploy", "--json", TRAINING_USER_NAME="ai-trading-bot")
+        again = console("deploy", "--json", TRAINING_USER_NAME="ai-trading-bot")  # the Batch part is kept
         assert json.loads(again.stdout)["action"] == "unchanged"
         # diff and a change set: the same stack object `console infra diff|deploy` use, in this
         # process (the CLI around it is the deploy and show above and below).
@@ -90,5 +122,5 @@ def test_deploy_is_idempotent_prints_the_env_lines_and_destroy_keeps_the_bucket(
         s3.head_bucket(Bucket=first["bucket"])  # kept: it holds the models
         nothing = console("show")
         assert nothing.returncode == 2 and "run `console infra deploy`" in nothing.stderr
-    finally:
-        subprocess.run([*CONSOLE, "sandbox", "down"], env=env, capture_output=True, timeout=60)
+    finally:  # the session's sandbox outlives this test: leave no stack in it
+        TrainingStack(sandbox.aws_target()).destroy()
