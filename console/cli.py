@@ -50,6 +50,7 @@ COMMANDS: dict[str, str] = {
     "image": "image",
     "tui": "tui",
     "report": "report",
+    "schedule": "schedule",
 }
 
 

@@ -215,7 +215,8 @@ def read_window(
 ) -> tuple[Path, Path, list[str]]:
     """The newest ``max_days`` partitions of both tables up to ``last`` from ``store``, checked, as
     ``dest/context.parquet`` and ``dest/features.parquet``; the days found. Weekdays without a
-    partition are looked for back to 1.5 times the window (a longer hole is a gap the check names)."""
+    partition are looked for back to 1.5 times the window, and not past 64 weekdays in a row without
+    one (a hole no window reaches across)."""
     candidates = [d for i in range(int(max_days * 7 / 5 * 1.5) + 10) if (d := last - timedelta(days=i)).weekday() < 5]
 
     def get(day: date) -> tuple[date, bytes | None, bytes | None]:
@@ -226,11 +227,12 @@ def read_window(
     found: list[tuple[date, bytes, bytes]] = []
     with ThreadPoolExecutor(max_workers=8) as pool:
         for start in range(0, len(candidates), 64):
+            before = len(found)
             for day, context, features in pool.map(get, candidates[start : start + 64]):
                 if context is not None and features is not None and len(found) < max_days:
                     found.append((day, context, features))
-            if len(found) >= max_days:
-                break
+            if len(found) >= max_days or len(found) == before:
+                break  # enough, or 64 weekdays without a partition: a hole no window reaches across
     if progress:
         progress(f"{len(found)} day(s) of partitions up to {last}")
     found.sort()

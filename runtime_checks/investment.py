@@ -32,7 +32,6 @@ from remote.errors import ChecksumMismatch
 from remote.storage import sha256_of
 from training.families import get_family
 from training.families.base import Predictor
-from training.families.evaluation import Verdict
 from training.families.investment.package import (
     check_latest,
     latest_record,
@@ -56,6 +55,38 @@ class ModelsStore(Protocol):
     def get_file(self, key: str, dest: Path) -> str | None: ...
 
 
+class Judged(Protocol):
+    """A model's verdict: `training.families.evaluation.Verdict`, or one read back from its
+    ``verdict.json`` (`RecordedVerdict`)."""
+
+    @property
+    def reasons(self) -> tuple[str, ...]: ...
+
+    def lines(self) -> tuple[str, ...]: ...
+
+
+@dataclass(frozen=True)
+class RecordedVerdict:
+    """The verdict a trained model folder records (``verdict.json``: ``passed`` and its lines)."""
+
+    passed: bool
+    recorded: tuple[str, ...]
+
+    @classmethod
+    def read(cls, folder: Path) -> "RecordedVerdict":
+        data = json.loads((Path(folder) / "verdict.json").read_text())
+        return cls(bool(data.get("passed")), tuple(str(line) for line in data.get("lines") or ()))
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        if self.passed:
+            return ()
+        return tuple(line for line in self.recorded if not line.endswith(" - pass")) or ("the model did not pass",)
+
+    def lines(self) -> tuple[str, ...]:
+        return self.recorded
+
+
 @dataclass(frozen=True)
 class Published:
     version: str
@@ -68,7 +99,7 @@ class Published:
 def publish(
     store: ModelsStore,
     folders: Mapping[str, Path],
-    verdicts: Mapping[str, Verdict],
+    verdicts: Mapping[str, Judged],
     metrics: Mapping[str, Mapping[str, Any]],
     *,
     version: str | None = None,

@@ -15,6 +15,7 @@ from console.app import App, common_options, pass_app
 from console.checklist.engine import Engine, RunLock, run_dir
 from console.checklist.spec import ChecklistSpec
 from console.checklist.step import symbols_option
+from console.commands.run_params import param_options
 from console.errors import ConsoleError, Interrupted, StateError, UsageError
 from console.render import output_console, pick_renderer
 from console.settings_shown import limit_lines, operator_limits
@@ -40,9 +41,20 @@ def _skips(values: tuple[str, ...], reason: str | None) -> dict[str, str]:
     return out
 
 
-def _spec(app: App, checklist: str, symbols: list[str] | str | None, backend: str | None = None) -> ChecklistSpec:
+def _spec(
+    app: App,
+    checklist: str,
+    symbols: list[str] | str | None,
+    backend: str | None = None,
+    params: dict[str, Any] | None = None,
+) -> ChecklistSpec:
     named_set = symbols if isinstance(symbols, str) else None
-    overrides = {"symbols": None if named_set else symbols, "symbol_set": named_set, "backend": backend}
+    overrides = {
+        "symbols": None if named_set else symbols,
+        "symbol_set": named_set,
+        "backend": backend,
+        **(params or {}),
+    }
     return load_checklist(
         checklist, profile=app.settings.profile, overrides=overrides, limits=operator_limits(app.loaded)
     )
@@ -109,6 +121,7 @@ def _drive(
 @click.option("--new", "new_run", is_flag=True, help="Start a new run even if an unfinished one exists.")
 @click.option("--json", "json_lines", is_flag=True, help="One JSON event per line.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation of costly steps.")
+@param_options
 @common_options
 @pass_app
 def run_cmd(
@@ -123,9 +136,10 @@ def run_cmd(
     new_run: bool,
     json_lines: bool,
     yes: bool,
+    param_overrides: dict[str, Any],
 ) -> None:
     """Run a checklist (resuming the unfinished run of the same checklist and parameters)."""
-    spec = _spec(app, checklist, _symbols(symbols), backend)
+    spec = _spec(app, checklist, _symbols(symbols), backend, param_overrides)
     for name in [*(s.partition(":")[0] for s in skip), *(n for n in (from_step, only) if n)]:
         spec.index_of(name)
     _confirm_costs(app, spec, yes=yes)

@@ -138,6 +138,8 @@ def train_remote(
 
 def register(cli: click.Group) -> None:
     from console.commands.train_cloud import add_cloud_commands
+    from console.commands.train_investment import add_investment_commands
 
     add_cloud_commands(train_group)
+    add_investment_commands(train_group)
     cli.add_command(train_group)

@@ -18,7 +18,7 @@ from console.checklist import spec as _spec
 from console.checklist.step import _REGISTRY, StepCatalog, not_landed
 from console.steps import params as p
 
-STEP_MODULES = ("builtin", "data", "cloud", "cloud_sync", "train", "checks", "engine", "dql")
+STEP_MODULES = ("builtin", "data", "cloud", "cloud_sync", "train", "checks", "engine", "dql", "investment")
 
 # The retrain checklist's steps, in order, with the parameters each takes.
 RETRAIN_STEPS: tuple[tuple[str, type[p.StepParams]], ...] = (

@@ -92,12 +92,25 @@ class TrainStepParams(TrainParams, LaunchParams):
     """Follow the jobs to their end; False submits them and ends (``console train cloud --no-wait``)."""
 
 
-def job_params(ctx: StepContext) -> dict[str, Any]:
+def unit_families(p: Any) -> dict[str, list[str]]:
+    """Family -> its units, in order: a checklist that trains several families maps each unit to
+    one in ``unit_families`` (the investment checklist); otherwise every unit is ``family``'s."""
+    mapping = getattr(p, "unit_families", None) or {}
+    groups: dict[str, list[str]] = {}
+    for symbol in p.symbols:
+        groups.setdefault(mapping.get(symbol, p.family), []).append(symbol)
+    return groups
+
+
+def job_params(ctx: StepContext, family: str | None = None) -> dict[str, Any]:
     """The jobs' params: training settings, trading costs, promotion gates, features, and the schedule."""
     p = ctx.params
     settings = ctx.settings
-    if p.family != FAMILY:
+    family = family or p.family
+    if family != FAMILY:
         own = dict(p.family_params)
+        if getattr(p, "unit_families", None):  # several families: each has its own table
+            own = dict(own.get(family) or {})
         return {
             "train": {k: v for k, v in own.items() if k != "gates"},
             "costs": settings.training.costs,
@@ -131,20 +144,29 @@ def feature_inputs(ctx: StepContext) -> dict[str, Path]:
 
 
 def job_specs(ctx: StepContext, backend: TrainingBackend) -> list[JobSpec]:
-    """One job for every symbol when the backend runs arrays, else one job per symbol."""
+    """One job for every symbol when the backend runs arrays, else one job per symbol (per family,
+    when the units are of several families)."""
     p = ctx.params
-    common: dict[str, Any] = {
-        "run_id": ctx.run_id,
-        "family": p.family,
-        "params": job_params(ctx),
-        "instance_type": p.instance_type,
-        "max_runtime_s": int(p.max_runtime_hours * 3600),
-        "tags": {"run-id": ctx.run_id},
-        "inputs": feature_inputs(ctx),
-    }
-    if BackendCapability.RUNS_ARRAYS in backend.capabilities:
-        return [JobSpec(name=f"train-{ctx.run_id}", units=tuple(p.symbols), array_size=len(p.symbols), **common)]
-    return [JobSpec(name=f"train-{ctx.run_id}-{s.lower()}", units=(s,), **common) for s in p.symbols]
+    groups = unit_families(p)
+    specs: list[JobSpec] = []
+    for family, units in groups.items():
+        common: dict[str, Any] = {
+            "run_id": ctx.run_id,
+            "family": family,
+            "params": job_params(ctx, family),
+            "instance_type": p.instance_type,
+            "max_runtime_s": int(p.max_runtime_hours * 3600),
+            "tags": {"run-id": ctx.run_id},
+            "inputs": feature_inputs(ctx),
+        }
+        suffix = f"-{family}" if len(groups) > 1 else ""
+        if BackendCapability.RUNS_ARRAYS in backend.capabilities:
+            specs.append(
+                JobSpec(name=f"train-{ctx.run_id}{suffix}", units=tuple(units), array_size=len(units), **common)
+            )
+        else:
+            specs += [JobSpec(name=f"train-{ctx.run_id}-{s.lower()}", units=(s,), **common) for s in units]
+    return specs
 
 
 @register
@@ -225,10 +247,20 @@ class Train(Step):
         ctx.log.info("%s", prepared.summary)
         rows: dict[str, list[Any]] = {}
         on_event = _Progress(ctx, rows)
-        refs: list[JobRef] = [backend.submit(spec) for spec in job_specs(ctx, backend)]
+        specs = job_specs(ctx, backend)
+        # Jobs of several families run one after the other (a host keeps one job config at a time).
+        serial = len({spec.family for spec in specs}) > 1
         managed = BackendCapability.MANAGES_INSTANCES in backend.capabilities
-        for ref in refs if managed else ():  # billed by the service: into the cost ledger
-            record_ref(ctx.state, ref, None, sandbox=ctx.settings.is_sandbox)
+
+        def submit(spec: JobSpec) -> JobRef:
+            ref = backend.submit(spec)
+            if managed:  # billed by the service: into the cost ledger
+                record_ref(ctx.state, ref, None, sandbox=ctx.settings.is_sandbox)
+            return ref
+
+        if serial and not p.wait:
+            return StepResult.failed("jobs of several families run one after the other: they must be followed")
+        refs: list[JobRef] = [submit(spec) for spec in (specs[:1] if serial else specs)]
         if not p.wait:
             names = ", ".join(r.name for r in refs)
             return StepResult.ok(
@@ -257,6 +289,8 @@ class Train(Step):
                     status.reason or f"training job {ref.name} {status.phase.value}",
                     details={"table": table, "job": status.secondary},
                 )
+            if serial and len(refs) < len(specs):
+                refs.append(submit(specs[len(refs)]))  # the loop follows it next
         leased = BackendCapability.MANAGES_INSTANCES not in backend.capabilities
         relaunches = ctx.instances.replacements(ctx.run_id) if leased else 0
         launched = ctx.output_of("launch", LaunchOutputs)

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from remote.infra import TEMPLATE, TrainingStack
+from remote.sandbox.endpoints import SandboxEndpoints
 from tests.e2e_support import CONSOLE, console_env
+from tests.remote.sandbox_fixtures import sandbox  # noqa: F401  (the session's daemon)
 
 
 def test_the_template_is_cfn_lint_clean_and_least_privilege() -> None:
@@ -44,11 +47,13 @@ def test_the_template_is_cfn_lint_clean_and_least_privilege() -> None:
 
 
 @pytest.mark.slow
-def test_deploy_is_idempotent_prints_the_env_lines_and_destroy_keeps_the_bucket(tmp_path) -> None:
+def test_deploy_is_idempotent_prints_the_env_lines_and_destroy_keeps_the_bucket(
+    sandbox: SandboxEndpoints,  # noqa: F811 - the session's daemon serves the console too
+    tmp_path: Path,
+) -> None:
     from remote.providers.aws_client import make_client
-    from remote.sandbox.endpoints import SandboxEndpoints
 
-    env = console_env(tmp_path / "home", tmp_path / "state")
+    env = console_env(tmp_path / "home", sandbox.state_dir)
 
     def console(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*CONSOLE, "infra", *args], env={**env, **extra}, capture_output=True, text=True,
@@ -58,7 +63,7 @@ def test_deploy_is_idempotent_prints_the_env_lines_and_destroy_keeps_the_bucket(
         missing = console("deploy", TRAINING_USER_NAME="ai-trading-bot")
         assert missing.returncode == 2 and missing.stderr.count("\n") == 1, missing.stderr
         assert "IAM user 'ai-trading-bot' (TRAINING_USER_NAME) does not exist" in missing.stderr
-        target = SandboxEndpoints.read(tmp_path / "state").aws_target()
+        target = sandbox.aws_target()
         cf, iam = make_client("cloudformation", target), make_client("iam", target)
         assert cf.describe_stacks()["Stacks"] == []  # nothing half-made
 
@@ -117,5 +122,5 @@ def test_deploy_is_idempotent_prints_the_env_lines_and_destroy_keeps_the_bucket(
         s3.head_bucket(Bucket=first["bucket"])  # kept: it holds the models
         nothing = console("show")
         assert nothing.returncode == 2 and "run `console infra deploy`" in nothing.stderr
-    finally:
-        subprocess.run([*CONSOLE, "sandbox", "down"], env=env, capture_output=True, timeout=60)
+    finally:  # the session's sandbox outlives this test: leave no stack in it
+        TrainingStack(sandbox.aws_target()).destroy()

@@ -16,15 +16,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from remote.sandbox.endpoints import SandboxEndpoints
 from tests.e2e_support import CONSOLE, console_env
+from tests.remote.sandbox_fixtures import sandbox  # noqa: F401  (the session's daemon)
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory):
-    root = tmp_path_factory.mktemp("train-cloud")
-    environment = console_env(root / "home", root / "state")
-    yield environment
-    subprocess.run([*CONSOLE, "sandbox", "down"], env=environment, capture_output=True, timeout=60)
+def env(sandbox: SandboxEndpoints, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:  # noqa: F811
+    """The console's environment in the session's sandbox state dir: the daemon the other
+    sandbox tests already run serves it (no second daemon to start and stop)."""
+    return console_env(tmp_path_factory.mktemp("train-cloud") / "home", sandbox.state_dir)
 
 
 def console(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:

@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
-from training.errors import CheckpointMismatch, MissingFeatureInput
+from training.errors import CheckpointMismatch
 from training.families.artifacts import check_format, load_arrays, load_json, save_arrays, save_json
 from training.families.base import FitJob, InputNeed, Predictor, Progress, ProgressSink
 from training.families.evaluation import Evaluation, GateRule
@@ -35,7 +35,7 @@ from training.families.health.score import (
     last_day,
 )
 from training.families.investment import ASSET_FEATURES, FEATURE_COLUMNS
-from training.families.investment.params import read_params
+from training.families.investment.params import input_path, read_params
 
 DEFAULTS: dict[str, Any] = {
     "model_type": "autoencoder",
@@ -154,10 +154,7 @@ class HealthFamily:
         params = self.check_params(job.params)
         if params["fresh"]:
             shutil.rmtree(job.work_dir, ignore_errors=True)
-        try:
-            path = Path(job.inputs["asset_features"])
-        except KeyError:
-            raise MissingFeatureInput(f"the {job.unit} job was given no 'asset_features' input") from None
+        path = input_path(job, "asset_features")
         samples = prepare(read_table(path, "features"))
         settings = EpochSettings(
             params["epochs"],

@@ -26,12 +26,12 @@ from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
-from training.errors import CheckpointMismatch, MissingFeatureInput
+from training.errors import CheckpointMismatch
 from training.families.artifacts import check_format, load_arrays, load_json, save_arrays, save_json
 from training.families.base import FitJob, InputNeed, Predictor, Progress, ProgressSink
 from training.families.evaluation import Evaluation, GateRule
 from training.families.investment import CONTEXT_COLUMNS, CONTEXT_FEATURES
-from training.families.investment.params import read_params
+from training.families.investment.params import input_path, read_params
 from training.families.regime.rule import DEFAULT_RULE, RegimeRule, RuleRegimePredictor, regime_output
 
 DEFAULTS: dict[str, Any] = {
@@ -290,7 +290,4 @@ class TrainedRegimePredictor:
 
 
 def _input(job: FitJob, channel: str) -> Path:
-    try:
-        return Path(job.inputs[channel])
-    except KeyError:
-        raise MissingFeatureInput(f"the {job.unit} job was given no {channel!r} input") from None
+    return input_path(job, channel)
