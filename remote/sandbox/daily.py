@@ -42,8 +42,11 @@ high_vol_panic  -1.00 %      4.0 %       -1.8       -0.8
 ==============  ===========  ==========  =========  =============
 
 These are deliberately strong (a real market's are far milder) so that a small model
-trained for seconds on a CPU has something real to find; a gentle pull back to the start level
-(`PULL`) keeps prices plausible over decades. The 10-year yield is an AR(1) around 4 %. Each asset of `ASSETS` has a
+trained for seconds on a CPU has something real to find. Each series' average daily move over
+the whole process (2015-2040) is taken out of every day's move, a constant, so that strong regimes
+compounded over decades leave prices in a plausible range, and each series is scaled to its base level on `LEVEL_DAY`
+(a constant factor); nothing else changes (a pull back to a
+level would cancel the assets' quality drift). The 10-year yield is an AR(1) around 4 %. Each asset of `ASSETS` has a
 slowly drifting hidden quality (AR(1), persistence `QUALITY_PERSISTENCE` a day): a better
 asset drifts up and swings less, so its next month's risk-adjusted return is higher.
 
@@ -66,12 +69,11 @@ import numpy as np
 START = date(2015, 1, 1)
 END = date(2040, 12, 31)
 CLOSE_HOUR_UTC = 21
+LEVEL_DAY = date(2026, 1, 2)
+"""Every series is at its base level (100 for the context ETFs, 50 for the assets) on this day."""
 STAY = 0.965
 TONE_LEAD_DAYS = 8
 QUALITY_PERSISTENCE = 0.997
-PULL = 0.003
-"""Structured mode: the share of a price's log distance from its start level taken back each day
-(a half-life of about a year, so strong regimes over decades keep prices in a plausible range)."""
 CONTEXT = ("SPY", "HYG", "IEF", "TLT", "VIXY")
 ASSETS = (
     "XLB",
@@ -154,10 +156,11 @@ class DailyProcess:
         mask = self.trading.astype(np.float64)
         self.closes: dict[str, np.ndarray] = {}
         self.opens: dict[str, np.ndarray] = {}
-        pull = PULL if mode == "structured" else 0.0
         for i, (name, moves_) in enumerate([*legs.items(), *((a, assets[:, j]) for j, a in enumerate(ASSETS))]):
             base = 100.0 if i < len(CONTEXT) else 50.0
-            log_close = _ar1(np.log(base), 1.0 - pull, moves_ * mask)
+            moves_ = (moves_ - moves_[self.trading].mean()) * mask  # no drift over the decades (see above)
+            log_close = np.cumsum(moves_)
+            log_close += np.log(base) - log_close[(LEVEL_DAY - START).days]  # at its base level in 2026
             gap = 0.3 * moves_ * mask  # part of the day's move happens overnight
             self.closes[name] = np.exp(log_close)
             self.opens[name] = np.exp(np.concatenate([[np.log(base)], log_close[:-1]]) + gap)
@@ -178,9 +181,14 @@ class DailyProcess:
             c, o = float(close[i]), float(open_[i])
             swing = abs(c - o) + 0.004 * c
             v = int(volume * (1.0 + 0.5 * abs(np.sin(i * 0.7))))
-            writer.writerow([self.days[i].isoformat(), f"{o:.4f}", f"{max(c, o) + 0.5 * swing:.4f}",
-                             f"{min(c, o) - 0.5 * swing:.4f}", f"{c:.4f}", v])  # fmt: skip
+            writer.writerow([self.days[i].isoformat(), _price(o), _price(max(c, o) + 0.5 * swing),
+                             _price(max(min(c, o) - 0.5 * swing, 0.5 * min(c, o))), _price(c), v])  # fmt: skip
         return out.getvalue()
+
+
+def _price(value: float) -> str:
+    """Six significant digits, as a plain decimal."""
+    return repr(float(f"{value:.6g}"))
 
 
 @lru_cache(maxsize=4)
