@@ -47,7 +47,8 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="rc-investment-bench-") as tmp:
         env = {**os.environ, "HOME": str(Path(tmp) / "home"), "RC_STATE_DIR": str(Path(tmp) / "state"),
-               "RC_SANDBOX__MARKET_MODE": args.mode, "RC_SANDBOX__MARKET_SEED": str(args.seed)}  # fmt: skip
+               "RC_SANDBOX__MARKET_MODE": args.mode, "RC_SANDBOX__MARKET_SEED": str(args.seed),
+               "RC_WATCHDOG__AUTOSTART": "false"}  # fmt: skip
         try:
             up_s, up = console(["sandbox", "up"], env)
             if up.returncode:
