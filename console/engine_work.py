@@ -6,7 +6,8 @@
   and daily fundamentals, then its feature file; a coin with too little history (a recent
   listing) or that the exchange stops serving is skipped with the reason, never crashed on.
 - `measure_costs`: the fee from configuration, spread and slippage walked from the coin's
-  order book (`training.families.gbm.costs`); saved as ``costs/<SYMBOL>.json``.
+  order book (`training.families.gbm.costs`); saved as ``costs/<SYMBOL>.json``. A coin whose
+  book is gone (delisted since the data step: HTTP 404) is skipped with the reason.
 - `fit_encoder`: the shared PCA over every coin's training rows, streamed one coin at a time.
 - `train_local`: the heads on this machine, sequential / parallel / hybrid, with a per-coin
   timeout, retries with backoff and the resume ledger; `train_on_batch`: one array job.
@@ -83,9 +84,12 @@ def resolve_symbols(resources: Resources, symbol_set: str) -> list[str]:
     return out[:n]
 
 
-def _get(http: httpx.Client, url: str, **kwargs: Any) -> Any:
+def _get(http: httpx.Client, url: str, *, gone_ok: bool = False, **kwargs: Any) -> Any:
+    """The JSON at ``url`` (429s waited out); None for a 404 when ``gone_ok``; else an error is bad input."""
     for attempt in range(6):
         response = http.get(url, **kwargs)
+        if response.status_code == 404 and gone_ok:
+            return None
         if response.status_code == 429:
             time.sleep(float(response.headers.get("Retry-After", "1")) * (attempt + 1) / 2)
             continue
@@ -170,21 +174,29 @@ def engine_dir(resources: Resources) -> Path:
     return resources.paths.data / "engine"
 
 
-def measure_costs(resources: Resources, symbols: Sequence[str], *, fee_bps: float, notional: float) -> dict[str, Any]:
-    """Each coin's costs from its order book, saved as ``engine/costs/<SYMBOL>.json``; the costs section."""
+def measure_costs(
+    resources: Resources, symbols: Sequence[str], *, fee_bps: float, notional: float
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Each coin's costs from its order book, saved as ``engine/costs/<SYMBOL>.json``: the costs
+    section, and the coins skipped because the exchange has no book for them any more (why)."""
     from training.families.gbm.costs import costs_from_book, costs_section
 
     urls = resources.market_urls()
     folder = engine_dir(resources) / "costs"
     folder.mkdir(parents=True, exist_ok=True)
-    measured = []
+    measured, gone = [], {}
     with httpx.Client(timeout=20.0) as http:
         for symbol in symbols:
-            book = _get(http, f"{urls.coinbase.rstrip('/')}/products/{symbol}/book", params={"level": 2})
+            url = f"{urls.coinbase.rstrip('/')}/products/{symbol}/book"
+            book = _get(http, url, params={"level": 2}, gone_ok=True)
+            if book is None:
+                gone[symbol] = "delisted: the exchange has no order book for it any more (HTTP 404)"
+                (folder / f"{symbol}.json").unlink(missing_ok=True)  # an earlier run's figures are not today's
+                continue
             m = costs_from_book(symbol, book, fee_bps=fee_bps, notional=notional)
             (folder / f"{symbol}.json").write_text(json.dumps(m.to_dict(), indent=1, sort_keys=True) + "\n")
             measured.append(m)
-    return costs_section(measured, {"fee_bps": fee_bps, "spread_bps": 2.0, "slippage_bps": 2.0})
+    return costs_section(measured, {"fee_bps": fee_bps, "spread_bps": 2.0, "slippage_bps": 2.0}), gone
 
 
 def fit_encoder(resources: Resources, symbols: Sequence[str], params: Mapping[str, Any]) -> tuple[str, int, int]:

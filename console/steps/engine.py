@@ -73,6 +73,8 @@ class DataOut(StepOutputs):
 
 class CostsOut(StepOutputs):
     costs: dict[str, Any] = {}
+    skipped: dict[str, str] = {}
+    """Coins delisted since the data step (no order book): left out of the encoder and the heads."""
 
 
 class EncoderOut(StepOutputs):
@@ -116,7 +118,9 @@ def _tell_failed(ctx: StepContext, symbol: str, state: str, why: str) -> None:
 
 def _usable(ctx: StepContext) -> list[str]:
     data = ctx.output_of("engine-data", DataOut)
-    return list(data.usable) if data else []
+    costs = ctx.output_of("engine-costs", CostsOut)
+    gone = set(costs.skipped) if costs else set()
+    return [s for s in data.usable if s not in gone] if data else []
 
 
 @register
@@ -182,14 +186,23 @@ class EngineCosts(Step):
         return f"measure spread and slippage for {p.cost_notional:g} from each order book, fee {p.fee_bps:g} bps"
 
     def run(self, ctx: StepContext) -> StepResult:
-        costs = work.measure_costs(
-            ctx.resources, _usable(ctx), fee_bps=ctx.params.fee_bps, notional=ctx.params.cost_notional
-        )
+        data = ctx.output_of("engine-data", DataOut)
+        costs, gone = work.measure_costs(
+            ctx.resources, list(data.usable) if data else [], fee_bps=ctx.params.fee_bps,
+            notional=ctx.params.cost_notional,
+        )  # fmt: skip
+        for symbol, why in gone.items():
+            ctx.log.info("%s: skipped %s", symbol, why)
+            _tell_failed(ctx, symbol, "skipped", why)
+            CoinEvents(ctx.emit).state(symbol, "skipped", why)
         per_coin = {k: v for k, v in costs.items() if k != "default"}
+        if not per_coin:
+            return StepResult.failed(f"no coin has an order book any more ({len(gone)} delisted)", {"skipped": gone})
         spreads = sorted(v["spread_bps"] for v in per_coin.values())
         median = spreads[len(spreads) // 2] if spreads else 0.0
-        return StepResult.ok(f"costs of {len(per_coin)} coins (median spread {median:.2f} bps)", {"costs": costs},
-                             outputs=CostsOut(costs=costs))  # fmt: skip
+        left = f"; {len(gone)} delisted since, skipped" if gone else ""
+        return StepResult.ok(f"costs of {len(per_coin)} coins (median spread {median:.2f} bps){left}",
+                             {"costs": costs, "skipped": gone}, outputs=CostsOut(costs=costs, skipped=gone))  # fmt: skip
 
 
 @register
@@ -265,13 +278,14 @@ class EngineSummary(Step):
         trained = ctx.output_of("engine-train", TrainOut)
         data = ctx.output_of("engine-data", DataOut)
         encoder = ctx.output_of("engine-encoder", EncoderOut)
+        costs = ctx.output_of("engine-costs", CostsOut)
         coins = dict(trained.coins) if trained else {}
         champions = sorted(s for s, c in coins.items() if c.get("passed"))
         failed = sorted(s for s, c in coins.items() if c.get("state") == "failed")
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         table = {
             "coins": coins,
-            "skipped": dict(data.skipped) if data else {},
+            "skipped": {**(data.skipped if data else {}), **(costs.skipped if costs else {})},
             "champions": champions,
             "failed": failed,
             "encoder": encoder.hash if encoder else "",

@@ -42,8 +42,13 @@ high_vol_panic  -1.00 %      4.0 %       -1.8       -0.8
 ==============  ===========  ==========  =========  =============
 
 These are deliberately strong (a real market's are far milder) so that a small model
-trained for seconds on a CPU has something real to find; a gentle pull back to the start level
-(`PULL`) keeps prices plausible over decades. The 10-year yield is an AR(1) around 4 %. Each asset of `ASSETS` has a
+trained for seconds on a CPU has something real to find. The long-run average of each series'
+regime-driven move (its drift without the noise, over 2015-2040) is taken out of every day's
+move, a constant, so that strong regimes compounded over decades leave prices in a plausible
+range; each series is scaled to its base level on `LEVEL_DAY` (a constant factor). Nothing
+else changes: a pull back to a level would cancel the assets' quality drift, and taking out the
+*sample* mean of the moves would hand every asset a constant drift made of its own future noise,
+something to learn even in the random walk (which is left as drawn). The 10-year yield is an AR(1) around 4 %. Each asset of `ASSETS` has a
 slowly drifting hidden quality (AR(1), persistence `QUALITY_PERSISTENCE` a day): a better
 asset drifts up and swings less, so its next month's risk-adjusted return is higher.
 
@@ -66,12 +71,11 @@ import numpy as np
 START = date(2015, 1, 1)
 END = date(2040, 12, 31)
 CLOSE_HOUR_UTC = 21
+LEVEL_DAY = date(2026, 1, 2)
+"""Every series is at its base level (100 for the context ETFs, 50 for the assets) on this day."""
 STAY = 0.965
 TONE_LEAD_DAYS = 8
 QUALITY_PERSISTENCE = 0.997
-PULL = 0.003
-"""Structured mode: the share of a price's log distance from its start level taken back each day
-(a half-life of about a year, so strong regimes over decades keep prices in a plausible range)."""
 CONTEXT = ("SPY", "HYG", "IEF", "TLT", "VIXY")
 ASSETS = (
     "XLB",
@@ -116,36 +120,29 @@ class DailyProcess:
         n = len(self.days)
         self.trading = np.array([d.weekday() < 5 and (d.month, d.day) not in _SHUT for d in self.days])
         self.bond = np.array([d.weekday() < 5 and (d.month, d.day) not in _BOND_SHUT for d in self.days])
+        names = [*CONTEXT, *ASSETS]
         if mode == "structured":
             regimes = _chain(n + TONE_LEAD_DAYS, rng)
             moves = _MOVES[regimes]
             now, ahead = moves[:n], moves[TONE_LEAD_DAYS:]
-            drift, vol = now[:, 0], now[:, 1]
-            spy = drift + vol * rng.standard_normal(n)
-            stress = (vol - 0.006) / 0.022
-            legs = {
-                "SPY": spy,
-                "HYG": 0.5 * spy - 0.0008 * stress + 0.002 * rng.standard_normal(n),
-                "IEF": 0.0004 * stress + 0.003 * rng.standard_normal(n),
-            }
-            legs["TLT"] = 2.0 * legs["IEF"] + 0.002 * rng.standard_normal(n)
-            legs["VIXY"] = -3.0 * spy - 0.002 + 0.01 * stress + 0.02 * rng.standard_normal(n)
+            shocks = rng.standard_normal((n, 5 + len(ASSETS)))
             self.tone = ahead[:, 2] + 0.25 * rng.standard_normal(n)
             slope = now[:, 3] + 0.1 * rng.standard_normal(n)
             quality = _quality(n, len(ASSETS), rng)
             beta = rng.uniform(0.9, 1.1, len(ASSETS))
-            assets = (
-                spy[:, None] * beta[None, :]
-                + 0.0008 * quality
-                + 0.014 * np.exp(-0.6 * quality) * rng.standard_normal((n, len(ASSETS)))
-            )
+            every = _structured_moves(now, shocks, quality, beta)
+            # The long-run average of the moves' regime-driven part (no noise in it: nothing a model
+            # could learn from) comes out, so prices do not run off over decades.
+            expected = _structured_moves(now, np.zeros_like(shocks), quality, beta)[self.trading].mean(axis=0)
+            every = every - expected
             self.regimes = regimes[:n]
         elif mode == "random_walk":
-            legs = {name: 0.0002 + 0.011 * rng.standard_normal(n) for name in ("SPY", "HYG", "IEF", "TLT")}
-            legs["VIXY"] = 0.03 * rng.standard_normal(n)
+            every = np.empty((n, len(names)))
+            every[:, :4] = 0.0002 + 0.011 * rng.standard_normal((n, 4))
+            every[:, 4] = 0.03 * rng.standard_normal(n)
             self.tone = rng.standard_normal(n)
             slope = 0.6 + 0.15 * rng.standard_normal(n)
-            assets = 0.0002 + 0.015 * rng.standard_normal((n, len(ASSETS)))
+            every[:, 5:] = 0.0002 + 0.015 * rng.standard_normal((n, len(ASSETS)))
             self.regimes = np.full(n, -1)
         else:
             raise ValueError(f"unknown daily mode {mode!r}")
@@ -154,10 +151,11 @@ class DailyProcess:
         mask = self.trading.astype(np.float64)
         self.closes: dict[str, np.ndarray] = {}
         self.opens: dict[str, np.ndarray] = {}
-        pull = PULL if mode == "structured" else 0.0
-        for i, (name, moves_) in enumerate([*legs.items(), *((a, assets[:, j]) for j, a in enumerate(ASSETS))]):
+        for i, name in enumerate(names):
             base = 100.0 if i < len(CONTEXT) else 50.0
-            log_close = _ar1(np.log(base), 1.0 - pull, moves_ * mask)
+            moves_ = every[:, i] * mask
+            log_close = np.cumsum(moves_)
+            log_close += np.log(base) - log_close[(LEVEL_DAY - START).days]  # at its base level in 2026
             gap = 0.3 * moves_ * mask  # part of the day's move happens overnight
             self.closes[name] = np.exp(log_close)
             self.opens[name] = np.exp(np.concatenate([[np.log(base)], log_close[:-1]]) + gap)
@@ -178,15 +176,37 @@ class DailyProcess:
             c, o = float(close[i]), float(open_[i])
             swing = abs(c - o) + 0.004 * c
             v = int(volume * (1.0 + 0.5 * abs(np.sin(i * 0.7))))
-            writer.writerow([self.days[i].isoformat(), f"{o:.4f}", f"{max(c, o) + 0.5 * swing:.4f}",
-                             f"{min(c, o) - 0.5 * swing:.4f}", f"{c:.4f}", v])  # fmt: skip
+            writer.writerow([self.days[i].isoformat(), _price(o), _price(max(c, o) + 0.5 * swing),
+                             _price(max(min(c, o) - 0.5 * swing, 0.5 * min(c, o))), _price(c), v])  # fmt: skip
         return out.getvalue()
+
+
+def _price(value: float) -> str:
+    """Six significant digits, as a plain decimal."""
+    return repr(float(f"{value:.6g}"))
 
 
 @lru_cache(maxsize=4)
 def daily_process(seed: int, mode: str) -> DailyProcess:
     """The process for ``(seed, mode)``, built once (about 9,500 calendar days, tens of ms)."""
     return DailyProcess(seed, mode)
+
+
+def _structured_moves(now: np.ndarray, shocks: np.ndarray, quality: np.ndarray, beta: np.ndarray) -> np.ndarray:
+    """Each day's log move of every series (`CONTEXT` then `ASSETS`) from the regimes' table rows
+    ``now`` and standard normal ``shocks`` (one column a series)."""
+    drift, vol = now[:, 0], now[:, 1]
+    stress = (vol - 0.006) / 0.022  # 0 calm .. 1 panic
+    spy = drift + vol * shocks[:, 0]
+    ief = 0.0004 * stress + 0.003 * shocks[:, 2]
+    out = np.empty_like(shocks)
+    out[:, 0] = spy
+    out[:, 1] = 0.5 * spy - 0.0008 * stress + 0.002 * shocks[:, 1]  # HYG
+    out[:, 2] = ief
+    out[:, 3] = 2.0 * ief + 0.002 * shocks[:, 3]  # TLT
+    out[:, 4] = -3.0 * spy - 0.002 + 0.01 * stress + 0.02 * shocks[:, 4]  # VIXY
+    out[:, 5:] = spy[:, None] * beta[None, :] + 0.0008 * quality + 0.014 * np.exp(-0.6 * quality) * shocks[:, 5:]
+    return out
 
 
 def _ar1(level: float, keep: float, shocks: np.ndarray) -> np.ndarray:

@@ -133,6 +133,8 @@ class MarketSimulator:
         self._port = port
         self._buckets = {"coinbase": _TokenBucket(rate_limit_per_s), "coingecko": _TokenBucket(rate_limit_per_s)}
         self._faults: list[_Fault] = []
+        self.delisted: set[str] = set()
+        """Products the exchange has delisted (`delist`): no candles, no book, ``status: delisted``."""
         self._lock = threading.Lock()
         self.requests: list[RequestRecord] = []
         """Every request answered, in order."""
@@ -188,6 +190,11 @@ class MarketSimulator:
         """Answer the next ``times`` requests under ``path_prefix`` with this status and body."""
         with self._lock:
             self._faults.append(_Fault(status, body, content_type, path_prefix, times))
+
+    def delist(self, product_id: str) -> None:
+        """The exchange delists ``product_id`` now (a coin that goes away in the middle of a run)."""
+        with self._lock:
+            self.delisted.add(product_id)
 
     def count(self, path_prefix: str = "/", status: int | None = None) -> int:
         """How many requests under ``path_prefix`` were answered (with ``status``, if given)."""

@@ -13,6 +13,9 @@ APIs (`MarketUniverseApi`, one line of `remote.sandbox.market_server.EXTRA_APIS`
     GET /api/v3/coins/markets?vs_currency=usd&order=market_cap_desc&per_page=&page=
                                          -> [{"id", "symbol", "name", "market_cap", "market_cap_rank", ...}]
 
+A delisted product (`MarketSimulator.delist`) is listed with ``status: delisted`` and its
+candles and book answer 404, as Coinbase's do.
+
 Books: the spread widens and the depth thins down the ranking (BTC about 1 bp with deep
 levels; the tail tens of bps with thin ones), around the coin's latest simulated close.
 """
@@ -100,12 +103,15 @@ class MarketUniverseApi:
         self.sim = sim
 
     def answer(self, parts: list[str], query: dict[str, str], headers: Any) -> tuple[int, dict[str, str], Any] | None:
+        delisted: set[str] = getattr(self.sim, "delisted", set())
         if parts == ["products"]:
             return 200, {}, [
                 {"id": c.product_id, "base_currency": c.product_id.split("-")[0], "quote_currency": "USD",
-                 "status": "online"}
+                 "status": "delisted" if c.product_id in delisted else "online"}
                 for c in RANKED
             ]  # fmt: skip
+        if len(parts) == 3 and parts[0] == "products" and parts[1] in delisted and parts[2] in ("book", "candles"):
+            return 404, {}, {"message": "NotFound"}
         if len(parts) == 3 and parts[0] == "products" and parts[2] == "book":
             if parts[1] not in COINS:
                 return 404, {}, {"message": "NotFound"}

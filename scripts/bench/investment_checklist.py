@@ -1,7 +1,7 @@
 """Wall time of `console data backfill --days N` and of the whole `investment` checklist on the
 sandbox (issue 14's benchmarks; target: the checklist within 3 minutes on 2 cores).
 
-    .venv/bin/python scripts/bench/investment_checklist.py [--days 365] [--epochs 15] [--mode structured|random_walk]
+    .venv/bin/python scripts/bench/investment_checklist.py [--days 365] [--epochs 15] [--mode structured|random_walk] [--seed 7]
 
 Each run uses a fresh state directory (its own sandbox daemon, stopped at the end): the
 backfill fills an empty data bucket over HTTP from the simulator; the checklist then reads
@@ -43,10 +43,12 @@ def main() -> int:
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--mode", choices=("structured", "random_walk"), default="structured")
+    parser.add_argument("--seed", type=int, default=7, help="the sandbox market's seed (default 7, the sandbox's)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="rc-investment-bench-") as tmp:
         env = {**os.environ, "HOME": str(Path(tmp) / "home"), "RC_STATE_DIR": str(Path(tmp) / "state"),
-               "RC_SANDBOX__MARKET_MODE": args.mode}  # fmt: skip
+               "RC_SANDBOX__MARKET_MODE": args.mode, "RC_SANDBOX__MARKET_SEED": str(args.seed),
+               "RC_WATCHDOG__AUTOSTART": "false"}  # fmt: skip
         try:
             up_s, up = console(["sandbox", "up"], env)
             if up.returncode:
@@ -70,7 +72,7 @@ def main() -> int:
                 if step is not None:
                     steps[name] = {"state": step.state, "summary": step.summary}
             print(json.dumps({
-                "days": args.days, "epochs": args.epochs, "mode": args.mode, "cores": os.cpu_count(),
+                "days": args.days, "epochs": args.epochs, "mode": args.mode, "seed": args.seed, "cores": os.cpu_count(),
                 "load_avg": os.getloadavg()[0], "sandbox_up_s": round(up_s, 1),
                 "backfill_s": round(fill_s, 1), "backfill": json.loads(fill.stdout.strip().splitlines()[-1]),
                 "checklist_s": round(run_s, 1), "checklist_exit": run.returncode, "steps": steps,

@@ -3,11 +3,16 @@ on the made-up daily market with regimes and on its random walk.
 
     .venv/bin/python scripts/bench/investment_skill.py [--seeds 0,1,2] [--days 2000] [--assets 30]
         [--epochs 60] [--health-epochs 15] [--regime-type gru|transformer] [--health-type autoencoder|vae]
+        [--source synthetic|simulator]
 
 Each line: world, seed, family, the model's figure beside its baseline's, the p-value the
 gate used, and the verdict. On the structured market the models should pass; on the random
 walk nothing may pass. The market is `training.families.investment.synthetic` (the same
-process the conformance test uses), built from closes through the real table builder.
+process the conformance test uses), built from closes through the real table builder; or, with
+``--source simulator``, the sandbox market simulator's daily process (`remote.sandbox.daily`,
+seeded with the seed) fetched over HTTP from its Stooq, FRED and GDELT endpoints and built by the
+daily pipeline (`console.daily_data`): the newest ``--days`` trading days up to 2029-12-31 and the
+simulator's 16 assets (``--assets`` is ignored).
 """
 
 from __future__ import annotations
@@ -23,6 +28,33 @@ from training.families.base import FitJob
 from training.families.evaluation import judge
 from training.families.investment.synthetic import write_synthetic_tables
 
+SIMULATOR_LAST = "2029-12-31"
+
+
+def simulator_tables(folder: Path, days: int, *, seed: int, structured: bool) -> tuple[Path, Path]:
+    """The two tables of the simulator's daily market, through HTTP and the daily pipeline."""
+    import secrets
+    from datetime import date, timedelta
+
+    from console.daily_data import UNIVERSE, build, fetch_inputs, trading_days
+    from remote.sandbox.market_server import MarketSimulator
+    from training.data.daily_sources import DailySources
+    from training.families.investment.data import write_table
+
+    last = date.fromisoformat(SIMULATOR_LAST)
+    mode = "structured" if structured else "random_walk"
+    with MarketSimulator(seed=seed, mode=mode, rate_limit_per_s=1000) as sim:
+        sim.clock = lambda: 1_900_000_000.0  # long after the last day: every day has closed
+        with DailySources(
+            stooq_url=sim.url, fred_url=sim.url, gdelt_url=sim.url, fred_key=secrets.token_hex(16)
+        ) as src:
+            inputs = fetch_inputs(src, UNIVERSE, last - timedelta(days=days * 7 // 5 + 10), last)
+    built = build(inputs, UNIVERSE, trading_days(inputs, last, days))
+    return write_table(built.context, folder / "context.parquet"), write_table(
+        built.features, folder / "features.parquet"
+    )
+
+
 FIGURES = {"regime": ("persistence", "test_f1_macro"), "health": ("rel_strength_rank", "test_health_correlation")}
 
 
@@ -35,6 +67,7 @@ def main() -> int:
     parser.add_argument("--health-epochs", type=int, default=15)
     parser.add_argument("--regime-type", default="gru")
     parser.add_argument("--health-type", default="autoencoder")
+    parser.add_argument("--source", choices=("synthetic", "simulator"), default="synthetic")
     args = parser.parse_args()
     passes = {("structured", f): 0 for f in FIGURES} | {("random walk", f): 0 for f in FIGURES}
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -42,9 +75,12 @@ def main() -> int:
     for seed in seeds:
         for world, structured in (("structured", True), ("random walk", False)):
             with tempfile.TemporaryDirectory() as tmp:
-                context, features = write_synthetic_tables(
-                    Path(tmp), args.days, args.assets, seed=seed, structured=structured
-                )
+                if args.source == "simulator":
+                    context, features = simulator_tables(Path(tmp), args.days, seed=seed, structured=structured)
+                else:
+                    context, features = write_synthetic_tables(
+                        Path(tmp), args.days, args.assets, seed=seed, structured=structured
+                    )
                 inputs = {"regime": {"context": context}, "health": {"asset_features": features}}
                 for name, (baseline, metric) in FIGURES.items():
                     family = get_family(name)

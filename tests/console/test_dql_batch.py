@@ -120,3 +120,38 @@ def test_the_container_dql_job_refuses_to_train_outside_a_submitted_job(tmp_path
     )  # fmt: skip
     assert proc.returncode == 3, proc.stderr
     assert proc.stderr.startswith("refusing to train locally") and "Traceback" not in proc.stderr
+
+
+def _args(agent: str, names: str, episodes: str) -> Any:
+    from training.container.dql import build_parser
+
+    return build_parser().parse_args(["full-workflow", "--agent_type", agent, "--data_file", "s3://b/k",
+                                      "--experiment_name", names, "--episodes", episodes, "--settings", "s3://b/s"])  # fmt: skip
+
+
+def test_each_child_takes_its_item_of_the_parameters_and_a_shared_value_applies_to_all() -> None:
+    from training.container.dql import Experiment, pick_experiment
+
+    args = _args("custom,dqn", "e", "3")
+    assert pick_experiment(args, 0, 2) == Experiment("custom", "s3://b/k", "e-0", 3)
+    assert pick_experiment(args, 1, 2) == Experiment("dqn", "s3://b/k", "e-1", 3)
+
+
+@pytest.mark.parametrize(
+    ("agent", "names", "episodes", "size", "needle"),
+    [
+        ("custom,dqn,custom", "a,b", "3", 2, "3 items for an array of 2"),
+        ("ppo", "a,b", "3", 2, "unknown agent type 'ppo'"),
+        ("custom", "a,a,b", "3", 3, "experiment names repeat"),
+        ("custom", "a,b", "0", 2, "at least 1"),
+        ("custom", "a/b,c", "3", 2, "experiment name"),
+    ],
+)
+def test_a_childs_parameters_that_do_not_fit_the_array_are_bad_input(
+    agent: str, names: str, episodes: str, size: int, needle: str
+) -> None:
+    from training.container.dql import pick_experiment
+    from training.errors import TrainingInputError
+
+    with pytest.raises(TrainingInputError, match=re.escape(needle)):
+        pick_experiment(_args(agent, names, episodes), 0, size)

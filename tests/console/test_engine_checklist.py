@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Iterator
 
 import pytest
@@ -91,10 +92,11 @@ class _Urls:
 
 
 class _MarketOnly:
-    """The two things symbol resolution asks of `console.resources.Resources`, at a real simulator."""
+    """What symbol resolution and the costs step ask of `console.resources.Resources`, at a real simulator."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, data: Path | None = None) -> None:
         self.url = url
+        self.paths = SimpleNamespace(data=data)
 
     def market_urls(self) -> _Urls:
         return _Urls(self.url)
@@ -125,6 +127,33 @@ def test_top_n_follows_market_cap_and_an_unlisted_product_is_bad_input() -> None
         rows = httpx.get(f"{sim.url}/products/{coin}/candles",
                          params={"granularity": 3600, "start": now - 12 * 86400, "end": now}).json()  # fmt: skip
         assert rows and min(r[0] for r in rows) >= listed_since(coin, now) > now - 12 * 86400
+
+
+def test_a_coin_delisted_mid_run_is_skipped_with_its_reason_and_leaves_no_costs(tmp_path: Path) -> None:
+    from console.engine_work import measure_costs, resolve_symbols
+    from console.errors import UsageError
+    from remote.sandbox.market_server import MarketSimulator
+    from training.data.coinbase import CoinbaseClient, fetch_candles
+    from training.data.store import CandleStore
+    from training.errors import TrainingInputError
+
+    with MarketSimulator(rate_limit_per_s=1000) as sim:
+        market = _MarketOnly(sim.url, tmp_path)
+        coins = resolve_symbols(market, "BTC-USD,ETH-USD,SOL-USD")  # type: ignore[arg-type]  # market data only
+        costs, gone = measure_costs(market, coins, fee_bps=10.0, notional=1000.0)  # type: ignore[arg-type]
+        assert gone == {} and (tmp_path / "engine" / "costs" / "SOL-USD.json").is_file()
+        sim.delist("SOL-USD")  # between the run's data step and its costs step
+        costs, gone = measure_costs(market, coins, fee_bps=10.0, notional=1000.0)  # type: ignore[arg-type]
+        assert list(gone) == ["SOL-USD"] and gone["SOL-USD"].startswith("delisted")
+        assert {"BTC-USD", "ETH-USD"} <= set(costs) and "SOL-USD" not in costs
+        assert not (tmp_path / "engine" / "costs" / "SOL-USD.json").exists()  # an old figure is not today's
+        # The data step meets it as bad input for that coin (skipped, the run goes on) ...
+        with CoinbaseClient(sim.url) as client, pytest.raises(TrainingInputError, match="HTTP 404"):
+            now = int(sim.clock())
+            fetch_candles(client, CandleStore(tmp_path / "data"), "SOL-USD", "1m", now - 3600, now)
+        # ... and a new run that names it is refused in one line.
+        with pytest.raises(UsageError, match="SOL-USD: the exchange lists no such product"):
+            resolve_symbols(market, "BTC-USD,SOL-USD")  # type: ignore[arg-type]
 
 
 def test_progress_over_many_coins_is_one_line_of_counts() -> None:

@@ -90,11 +90,11 @@ def pick_experiment(args: argparse.Namespace, index: int, array_size: int) -> Ex
     files = _items(args.data_file, "data-file", array_size)
     names = _items(args.experiment_name, "experiment-name", array_size)
     episodes = _items(args.episodes, "episodes", array_size)
-    if len(set(names)) != len(names) and array_size > 1 and len(set(names)) != 1:
-        raise BadManifest(f"experiment names repeat: {args.experiment_name!r}")
     agent, name = agents[index], names[index]
-    if array_size > 1 and len(set(names)) == 1:
+    if array_size > 1 and len(set(names)) == 1:  # one name for the array: each child its own folder
         name = f"{name}-{index}"
+    elif len(set(names)) != len(names):
+        raise BadManifest(f"experiment names repeat: {args.experiment_name!r}")
     if agent not in AGENT_TYPES:
         raise BadManifest(f"unknown agent type {agent!r} (known: {', '.join(AGENT_TYPES)})")
     try:
