@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from training.container import JOB_NAME_ENVS, TOKEN_ENV
-from training.container.batch import BadManifest, Events, S3Place, check_guard, child_index
+from training.container.batch import BadManifest, Events, S3Place, guarded_job
 from training.errors import LocalTrainingRefused, TrainingError, TrainingInputError
 
 AGENT_TYPES = ("dqn", "custom")
@@ -120,13 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "no console job names this process (RC_JOB_NAME, RC_JOB_TOKEN); "
                 "submit it with `console dql submit --backend batch`"
             )
-        place = S3Place()
-        settings = place.get_json(args.settings)
-        if not isinstance(settings, dict):
-            raise BadManifest("the job's settings are not a JSON object")
-        check_guard(environ, settings)  # before any data is read
+        place, settings, index = guarded_job(environ, args.settings, "the job's settings are")
         size = int(settings.get("array_size") or 1)
-        index = child_index(environ)
         experiment = pick_experiment(args, index, size)
         attempt = environ.get("AWS_BATCH_JOB_ATTEMPT", "1")
         run_experiment(place, settings, index, experiment, Path.cwd() / f"attempt-{attempt}", attempt)
