@@ -187,7 +187,6 @@ def train_and_report(
     from training.families.dql import CHECKPOINT_NAME
     from training.families.dql.judged import judge_saved
     from training.families.run import train_unit
-    from training.rl.report import write_report
 
     out_url, name = str(settings["out"]), experiment.name
     data = here / "inputs" / "data.parquet"
@@ -231,15 +230,7 @@ def train_and_report(
     outcome = train_unit(job, root / "experiments" / name, on_progress=progress)
     judged = judge_saved(outcome.published.folder, data)
     report_dir = root / "experiments" / name / "report"
-    write_report(
-        report_dir,
-        experiment=name,
-        evaluation=judged.evaluation.to_dict(),
-        verdict_lines=judged.verdict.lines(),
-        passed=judged.verdict.passed,
-        curves=judged.curves,
-        training_log=judged.training_log,
-    )
+    judged.write_report(report_dir, name)
     _write_manifest(report_dir)
     model_rel = outcome.published.folder.relative_to(root).as_posix()
     report_rel = report_dir.relative_to(root).as_posix()
