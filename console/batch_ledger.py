@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from console.ledger_rows import execute, ledger_rows, rich_table
 from console.state import StateStore
 from remote.providers.batch_jobs import VCPU_HOUR_USD, BatchJobView
 
@@ -59,19 +60,19 @@ def record_view(
     an array's children does not undo an earlier, fuller one); the rate is fixed when first seen."""
     now = time.time() if now is None else now
     ended = view.stopped_at or (now if view.status in ENDED else None)
-    with store._tx() as conn:  # noqa: SLF001 - the store's own transaction, for a table of this module's
-        conn.execute(
-            "INSERT INTO batch_jobs (job_id, name, run_id, status, vcpus, children, child_seconds, usd_per_vcpu_h,"
-            " source, seen_by, created_at, seen_at, ended_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT(job_id) DO UPDATE SET status = excluded.status, vcpus = excluded.vcpus,"
-            " children = MAX(children, excluded.children),"
-            " child_seconds = MAX(child_seconds, excluded.child_seconds), seen_at = excluded.seen_at,"
-            " seen_by = CASE WHEN instr(seen_by, excluded.seen_by) > 0 THEN seen_by"
-            " ELSE seen_by || ',' || excluded.seen_by END,"
-            " ended_at = COALESCE(ended_at, excluded.ended_at)",
-            (view.job_id, view.name, view.run_id, view.status, view.vcpus, view.children, view.child_seconds,
-             VCPU_HOUR_USD, SANDBOX_SOURCE if sandbox else ESTIMATE_SOURCE, seen_by, view.created_at, now, ended),
-        )  # fmt: skip
+    execute(
+        store,
+        "INSERT INTO batch_jobs (job_id, name, run_id, status, vcpus, children, child_seconds, usd_per_vcpu_h,"
+        " source, seen_by, created_at, seen_at, ended_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT(job_id) DO UPDATE SET status = excluded.status, vcpus = excluded.vcpus,"
+        " children = MAX(children, excluded.children),"
+        " child_seconds = MAX(child_seconds, excluded.child_seconds), seen_at = excluded.seen_at,"
+        " seen_by = CASE WHEN instr(seen_by, excluded.seen_by) > 0 THEN seen_by"
+        " ELSE seen_by || ',' || excluded.seen_by END,"
+        " ended_at = COALESCE(ended_at, excluded.ended_at)",
+        (view.job_id, view.name, view.run_id, view.status, view.vcpus, view.children, view.child_seconds,
+         VCPU_HOUR_USD, SANDBOX_SOURCE if sandbox else ESTIMATE_SOURCE, seen_by, view.created_at, now, ended),
+    )  # fmt: skip
 
 
 def open_job_ids(store: StateStore) -> list[str]:
@@ -82,23 +83,16 @@ def open_job_ids(store: StateStore) -> list[str]:
 
 def mark_gone(store: StateStore, job_id: str, now: float) -> None:
     """Batch no longer knows the job (it forgets ended jobs after a while): its last figures stand."""
-    with store._tx() as conn:  # noqa: SLF001
-        conn.execute(
-            "UPDATE batch_jobs SET status = status || ' (gone)', ended_at = ? WHERE job_id = ? AND ended_at IS NULL",
-            (now, job_id),
-        )
+    execute(
+        store,
+        "UPDATE batch_jobs SET status = status || ' (gone)', ended_at = ? WHERE job_id = ? AND ended_at IS NULL",
+        (now, job_id),
+    )
 
 
 def batch_costs(store: StateStore, *, run_id: str | None = None, since: float | None = None) -> list[BatchCost]:
     """The ledger's Batch lines, oldest first."""
-    sql, args = "SELECT * FROM batch_jobs WHERE 1 = 1", list[Any]()
-    if run_id is not None:
-        sql += " AND run_id = ?"
-        args.append(run_id)
-    if since is not None:
-        sql += " AND (ended_at IS NULL OR ended_at >= ?)"
-        args.append(since)
-    rows = store._query(sql + " ORDER BY created_at", tuple(args))  # noqa: SLF001
+    rows = ledger_rows(store, "batch_jobs", run_id=run_id, since=since)
     return [
         BatchCost(
             job_id=r["job_id"],
@@ -138,9 +132,6 @@ def batch_dict(job: BatchCost) -> dict[str, Any]:
 
 def batch_table(jobs: list[BatchCost]) -> Any:
     """The ledger's Batch lines as a Rich table."""
-    from rich.table import Table
-
-    table = Table(title="AWS Batch jobs (estimated: Batch bills its instances, not jobs)", title_justify="left")
     columns = (
         "run",
         "job",
@@ -154,9 +145,10 @@ def batch_table(jobs: list[BatchCost]) -> Any:
         "est. $",
         "seen by",
     )
-    for col in columns:
-        numeric = col in ("children", "vCPU", "child s", "vCPU-h", "$/vCPU-h", "est. $")
-        table.add_column(col, justify="right" if numeric else "left")
+    numeric = ("children", "vCPU", "child s", "vCPU-h", "$/vCPU-h", "est. $")
+    table = rich_table(
+        "AWS Batch jobs (estimated: Batch bills its instances, not jobs)", columns, lambda col: col in numeric
+    )
     for job in jobs:
         table.add_row(
             job.run_id or "(orphan)", job.name, job.job_id, job.status, str(job.children), f"{job.vcpus:g}",

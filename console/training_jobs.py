@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from console.ledger_rows import execute, ledger_rows, rich_table
 from console.state import StateStore
 from remote.sandbox.prices import SANDBOX_PRICE_SOURCE, SANDBOX_SAGEMAKER_USD_PER_HOUR
 
@@ -81,43 +82,34 @@ def record_job(
 ) -> None:
     """Insert the job, or update what it is now (its rate is fixed when first seen)."""
     rate, source = job_rate(instance_type, sandbox=sandbox)
-    with store._tx() as conn:  # noqa: SLF001 - the store's own transaction, for a table of this module's
-        conn.execute(
-            "INSERT INTO training_jobs (name, run_id, backend, instance_type, spot, status, secondary, created_at,"
-            " ended_at, training_s, billable_s, usd_per_h, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT(name) DO UPDATE SET status = excluded.status, secondary = excluded.secondary,"
-            " ended_at = COALESCE(excluded.ended_at, ended_at), training_s = COALESCE(excluded.training_s, training_s),"
-            " billable_s = COALESCE(excluded.billable_s, billable_s)",
-            (
-                name,
-                run_id,
-                backend,
-                instance_type,
-                int(spot),
-                status,
-                secondary,
-                time.time(),
-                ended_at,
-                training_s,
-                billable_s,
-                rate,
-                source,
-            ),  # fmt: skip
-        )
+    execute(
+        store,
+        "INSERT INTO training_jobs (name, run_id, backend, instance_type, spot, status, secondary, created_at,"
+        " ended_at, training_s, billable_s, usd_per_h, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT(name) DO UPDATE SET status = excluded.status, secondary = excluded.secondary,"
+        " ended_at = COALESCE(excluded.ended_at, ended_at), training_s = COALESCE(excluded.training_s, training_s),"
+        " billable_s = COALESCE(excluded.billable_s, billable_s)",
+        (
+            name,
+            run_id,
+            backend,
+            instance_type,
+            int(spot),
+            status,
+            secondary,
+            time.time(),
+            ended_at,
+            training_s,
+            billable_s,
+            rate,
+            source,
+        ),  # fmt: skip
+    )
 
 
 def job_costs(store: StateStore, *, run_id: str | None = None, since: float | None = None) -> list[JobCost]:
     """The ledger's job lines, oldest first."""
-    sql = "SELECT * FROM training_jobs WHERE 1 = 1"
-    args: list[Any] = []
-    if run_id is not None:
-        sql += " AND run_id = ?"
-        args.append(run_id)
-    if since is not None:
-        sql += " AND (ended_at IS NULL OR ended_at >= ?)"
-        args.append(since)
-    rows = store._query(sql + " ORDER BY created_at", tuple(args))  # noqa: SLF001
-    return [_cost_of(r) for r in rows]
+    return [_cost_of(r) for r in ledger_rows(store, "training_jobs", run_id=run_id, since=since)]
 
 
 OPEN_STATUSES = ("submitted", "pending", "starting", "running", "stopping")
@@ -190,13 +182,11 @@ def job_dict(job: JobCost) -> dict[str, Any]:
 
 def jobs_table(jobs: list[JobCost]) -> Any:
     """The ledger's training-job lines as a Rich table (billable against training seconds, saved %)."""
-    from rich.table import Table
-
-    table = Table(title="training jobs (billed by the service)", title_justify="left")
     columns = ("run", "job", "type", "state", "training s", "billable s", "rate $/h", "cost $", "on-demand $",
                "saved %", "prices")  # fmt: skip
-    for col in columns:
-        table.add_column(col, justify="right" if col.endswith(("$", "$/h", " s", "%")) else "left")
+    table = rich_table(
+        "training jobs (billed by the service)", columns, lambda col: col.endswith(("$", "$/h", " s", "%"))
+    )
     for job in jobs:
         table.add_row(
             job.run_id or "(none)",

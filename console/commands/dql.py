@@ -96,21 +96,12 @@ def _train(
 
 def _report(folder: Path, data_file: str, experiment: str) -> Path:
     from training.families.dql.judged import judge_saved
-    from training.rl.report import write_report
 
     judged = judge_saved(folder, Path(data_file))
     for line in judged.verdict.lines():
         click.echo(f"  {line}")
     click.echo("verdict: " + ("passed" if judged.verdict.passed else "FAILED (not champion, cannot go live)"))
-    return write_report(
-        Path("results") / experiment,
-        experiment=experiment,
-        evaluation=judged.evaluation.to_dict(),
-        verdict_lines=judged.verdict.lines(),
-        passed=judged.verdict.passed,
-        curves=judged.curves,
-        training_log=judged.training_log,
-    )
+    return judged.write_report(Path("results") / experiment, experiment)
 
 
 def _training_options(fn: Any) -> Any:

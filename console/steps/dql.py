@@ -43,7 +43,6 @@ class DqlReport(Step):
 
     def run(self, ctx: StepContext) -> StepResult:
         from training.families.dql.judged import judge_saved
-        from training.rl.report import write_report
 
         p = ctx.params
         experiment = p.experiment or ctx.run_id
@@ -57,15 +56,7 @@ class DqlReport(Step):
             data = ctx.resources.paths.features / f"{symbol}.parquet"
             judged = judge_saved(folder, data)
             name = experiment if len(p.symbols) == 1 else f"{experiment}-{symbol}"
-            page = write_report(
-                Path(p.results_dir).resolve() / name,
-                experiment=name,
-                evaluation=judged.evaluation.to_dict(),
-                verdict_lines=judged.verdict.lines(),
-                passed=judged.verdict.passed,
-                curves=judged.curves,
-                training_log=judged.training_log,
-            )
+            page = judged.write_report(Path(p.results_dir).resolve() / name, name)
             for line in judged.verdict.lines():
                 ctx.log.info("%s: %s", symbol, line)
             reports[symbol], passed[symbol] = str(page), judged.verdict.passed

@@ -29,7 +29,7 @@ import json
 import secrets
 import time
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Mapping
 
 from remote.backends.base import (
     BackendCapability,
@@ -261,13 +261,21 @@ class BatchBackend:
         env = {
             "RC_BATCH_MANIFEST": f"s3://{self.bucket}/{prefix}manifest.json",
             "RC_ARRAY_SIZE": str(spec.array_size),
-            "RC_JOB_NAME": spec.name,
-            "RC_JOB_TOKEN": token,
         }
+        return self._submit_job(spec, prefix, token, self.definition, env)
+
+    def _submit_job(
+        self, spec: JobSpec, prefix: str, token: str, definition: str, env: Mapping[str, str], **extra: Any
+    ) -> JobRef:
+        """Submit ``spec`` as one job (an array job with more than one child) of ``definition``: ``env``
+        and the job's name and token in its container's environment, ``extra`` added to the request
+        (a definition's ``parameters``); reclaimed spot children retried, the run's tags on it."""
+        env = {**env, "RC_JOB_NAME": spec.name, "RC_JOB_TOKEN": token}
         request: dict[str, Any] = {
             "jobName": spec.name,
             "jobQueue": self.queue,
-            "jobDefinition": self.definition,
+            "jobDefinition": definition,
+            **extra,
             "containerOverrides": {"environment": [{"name": k, "value": v} for k, v in env.items()]},
             "retryStrategy": {"attempts": 3, "evaluateOnExit": RETRY_ON_RECLAIM},
             "timeout": {"attemptDurationSeconds": max(60, int(spec.max_runtime_s))},

@@ -127,22 +127,7 @@ class DqlBatchBackend(BatchBackend):
         }
         self._call("s3", "put_object", Bucket=self.bucket, Key=prefix + "settings.json", Body=json.dumps(settings))
         parameters = job_parameters(experiments, f"s3://{self.bucket}/{prefix}settings.json")
-        request: dict[str, Any] = {
-            "jobName": spec.name,
-            "jobQueue": self.queue,
-            "jobDefinition": definition,
-            "parameters": parameters,
-            "containerOverrides": {
-                "environment": [{"name": "RC_JOB_NAME", "value": spec.name}, {"name": "RC_JOB_TOKEN", "value": token}]
-            },
-            "retryStrategy": {"attempts": 3, "evaluateOnExit": RETRY_ON_RECLAIM},
-            "timeout": {"attemptDurationSeconds": max(60, int(spec.max_runtime_s))},
-            "tags": {"run-id": spec.run_id, "managed-by": "retrain-console", **dict(spec.tags)},
-        }
-        if spec.array_size > 1:
-            request["arrayProperties"] = {"size": spec.array_size}
-        job = self._call("batch", "submit_job", **request)
-        return self._ref(spec, job["jobId"], prefix)
+        return self._submit_job(spec, prefix, token, definition, {}, parameters=parameters)
 
     def _gather(self, ref: JobRef, dest: Path) -> dict[str, Any]:
         """The models (as the batch backend gathers them) and each experiment's report, checked."""

@@ -12,38 +12,37 @@ fetch windows and live checks need nothing special.
 
 The price process
 -----------------
-Time is cut into 6-hour blocks from 2015-01-01 UTC. A seeded Markov chain gives each
-block a regime; each regime has a per-minute volatility, a drift and a lag-1 structure:
+Time is cut into 2-hour blocks (`BLOCK_MINUTES`) from 2015-01-01 UTC. A seeded Markov chain
+gives each block a regime; each regime has a per-minute volatility, a drift and a lag-1
+structure (`_SIGMA`, `_DRIFT`, `_THETA`):
 
 ==========  ==========  ===================  ======================  ===============
 regime      vol/minute  drift (x vol/minute)  lag-1 MA coefficient    volume x
 ==========  ==========  ===================  ======================  ===============
 calm        0.035 %     0                    +0.03                   0.7
-trending    0.035 %     +/-0.25 (per block)  +0.10 (momentum)        1.1
+trending    0.035 %     +/-0.40 (per block)  +0.10 (momentum)        1.1
 choppy      0.070 %     0                    -0.12 (mean reversion)  1.0
 panic       0.180 %     +/-0.12 (per block)  +0.08                   2.5
 ==========  ==========  ===================  ======================  ===============
 
 (volatility is scaled per symbol: BTC 1.0, ETH 1.2, SOL 1.4). A trend keeps its direction
-into the next block with probability 0.5. Minute log-returns are
+into the next block with probability 0.5 (`_TREND_PERSIST`). Minute log-returns are
 ``vol * (e_t + theta * e_{t-1}) + drift * vol`` with ``e`` standard normal, times an
-intraday seasonality (quiet 00-06 UTC, busiest in the US afternoon). Volume follows the
-same seasonality, rises with the size of the move and in panics; some quiet minutes
-have no trades (more for SOL than BTC) and so no candle.
+intraday seasonality (quiet 00-06 UTC, busiest in the US afternoon). On top, liquidity
+spikes (`_add_spikes`): in 3 % of minutes a sweep moves the price 3-6 volatilities on
+heavy volume and gives it back over the next 3 minutes. Volume follows the seasonality,
+rises with the size of the move and in panics; some quiet minutes have no trades (more for
+SOL than BTC) and so no candle.
 
 **A deliberately trending market.** The sandbox exists to run the whole retrain job on a
 laptop's CPU, with a small model trained for seconds, and still see an honest gate pass;
-so its trends are much stronger than real ones. Trending blocks take about two thirds of
-the time and their drift is a quarter of a volatility unit a minute: measured over 120
-days at a 15-minute horizon, an oracle that knows each drift block's sign is right about
-80% of the time inside them, a plain 2-hour momentum rule is right 66-68% of the time
-(all three coins), and that rule, held while its side stays the same, makes far more than
-the 26 bps round trips it pays. Daily volatility comes out around 5-8%, a wild month for
-a real coin. Nothing else is predictable beyond the lag-1 terms (a few percent of one
-minute's variance) and a gentle daily pull of the level back to the start price.
-``mode="random_walk"`` sets every drift and MA coefficient to zero and has no pull back
-(volatility regimes stay): there the same momentum rule scores 49.8-50.5%, i.e. chance,
-and loses its costs; that is the market on which the gate must fail.
+so its trends are much stronger than real ones (a drift of 0.4 volatility units a minute
+for two hours is a wild move for a real coin). Nothing else is predictable beyond the
+lag-1 terms, the spikes' reversal and a gentle daily pull of the level back to the start
+price. How often the sandbox's own model then passes the pre-live gate, per seed, is
+what ``scripts/bench/sandbox_edge.py`` measures. ``mode="random_walk"`` sets every drift
+and MA coefficient to zero and has neither spikes nor the pull back (volatility regimes
+stay): that is the market on which the gate must fail.
 
 Determinism: each UTC day's minutes come from a generator seeded by (seed, symbol, day,
 mode) and are pinned to a day-level path, so any range gives the same candles whichever

@@ -133,15 +133,21 @@ class S3Place:
             self.s3.upload_file(str(path), bucket, prefix + path.relative_to(folder).as_posix())
 
 
+def guarded_job(environ: Mapping[str, str], url: str, what: str) -> tuple[S3Place, dict[str, Any], int]:
+    """The job's JSON object at ``url`` (``what`` names it in the error when it is not one), let
+    in by the guard before any data is read, with the place it came from and this child's index."""
+    place = S3Place()
+    job = place.get_json(url)
+    if not isinstance(job, dict):
+        raise BadManifest(f"{what} not a JSON object")
+    check_guard(environ, job)
+    return place, job, child_index(environ)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     environ = os.environ
     try:
-        place = S3Place()
-        manifest = place.get_json(environ.get("RC_BATCH_MANIFEST", ""))
-        if not isinstance(manifest, dict):
-            raise BadManifest("the manifest is not a JSON object")
-        check_guard(environ, manifest)
-        index = child_index(environ)
+        place, manifest, index = guarded_job(environ, environ.get("RC_BATCH_MANIFEST", ""), "the manifest is")
         units = shard_of(manifest, environ, index)
         run_shard(place, manifest, index, units, Path.cwd())
     except TrainingError as exc:  # bad input 2, the guard 3: one line, no traceback

@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from training.container import JOB_NAME_ENVS, TOKEN_ENV
-from training.container.batch import BadManifest, Events, S3Place, check_guard, child_index
+from training.container.batch import BadManifest, Events, S3Place, guarded_job
 from training.errors import LocalTrainingRefused, TrainingError, TrainingInputError
 
 AGENT_TYPES = ("dqn", "custom")
@@ -120,13 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "no console job names this process (RC_JOB_NAME, RC_JOB_TOKEN); "
                 "submit it with `console dql submit --backend batch`"
             )
-        place = S3Place()
-        settings = place.get_json(args.settings)
-        if not isinstance(settings, dict):
-            raise BadManifest("the job's settings are not a JSON object")
-        check_guard(environ, settings)  # before any data is read
+        place, settings, index = guarded_job(environ, args.settings, "the job's settings are")
         size = int(settings.get("array_size") or 1)
-        index = child_index(environ)
         experiment = pick_experiment(args, index, size)
         attempt = environ.get("AWS_BATCH_JOB_ATTEMPT", "1")
         run_experiment(place, settings, index, experiment, Path.cwd() / f"attempt-{attempt}", attempt)
@@ -192,7 +187,6 @@ def train_and_report(
     from training.families.dql import CHECKPOINT_NAME
     from training.families.dql.judged import judge_saved
     from training.families.run import train_unit
-    from training.rl.report import write_report
 
     out_url, name = str(settings["out"]), experiment.name
     data = here / "inputs" / "data.parquet"
@@ -236,15 +230,7 @@ def train_and_report(
     outcome = train_unit(job, root / "experiments" / name, on_progress=progress)
     judged = judge_saved(outcome.published.folder, data)
     report_dir = root / "experiments" / name / "report"
-    write_report(
-        report_dir,
-        experiment=name,
-        evaluation=judged.evaluation.to_dict(),
-        verdict_lines=judged.verdict.lines(),
-        passed=judged.verdict.passed,
-        curves=judged.curves,
-        training_log=judged.training_log,
-    )
+    judged.write_report(report_dir, name)
     _write_manifest(report_dir)
     model_rel = outcome.published.folder.relative_to(root).as_posix()
     report_rel = report_dir.relative_to(root).as_posix()

@@ -25,6 +25,20 @@ class JudgedAgent:
     curves: dict[str, Any]
     training_log: list[dict[str, float]]
 
+    def write_report(self, out_dir: Path, experiment: str) -> Path:
+        """The experiment's report page (`training.rl.report.write_report`) in ``out_dir``; its path."""
+        from training.rl.report import write_report
+
+        return write_report(
+            out_dir,
+            experiment=experiment,
+            evaluation=self.evaluation.to_dict(),
+            verdict_lines=self.verdict.lines(),
+            passed=self.verdict.passed,
+            curves=self.curves,
+            training_log=self.training_log,
+        )
+
 
 def judge_saved(folder: Path, data_file: Path) -> JudgedAgent:
     from training.families.dql import DqlFamily
