@@ -10,11 +10,14 @@ On the sandbox profile the stack goes to moto. ``TRAINING_USER_NAME`` (or ``--us
 the IAM user the training policy is attached to. ``--batch-subnets`` and
 ``--batch-security-groups`` (``BATCH_SUBNET_IDS``, ``BATCH_SECURITY_GROUP_IDS``) add the
 engine's Batch queue; left out, a deploy keeps what the stack has. Every command takes ``--json``.
+``deploy`` and ``show`` take ``--write-config``: the settings go into console.toml too
+(`console.infra_config`).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +36,21 @@ def _stack(app: App, user: str | None, subnets: str | None = None, groups: str |
                          batch_subnets=subnets, batch_security_groups=groups)  # fmt: skip
 
 
+def _write_config(app: App, outputs: Any) -> str:
+    """Write the stack's settings into the operator's console.toml; the line saying what went where."""
+    from console.infra_config import config_target, write_config
+    from console.settings import find_config_file
+
+    path = config_target(find_config_file(app.config, dict(os.environ)))
+    top = {"aws_region": outputs.region, "sagemaker_role_arn": outputs.role_arn, "s3_bucket": outputs.bucket}
+    batch = {}
+    if outputs.batch_queue:
+        batch = {"queue": outputs.batch_queue, "compute_environment": outputs.batch_compute_environment,
+                 "job_definition": outputs.batch_job_definition, "bucket": outputs.bucket}  # fmt: skip
+    keys = write_config(path, top, batch)
+    return f"wrote {', '.join(keys)} to {path}"
+
+
 def _batch_options(command: Any) -> Any:
     """``--batch-subnets`` and ``--batch-security-groups`` (comma-separated ids)."""
     command = click.option("--batch-security-groups", "groups", envvar="BATCH_SECURITY_GROUP_IDS",
@@ -49,16 +67,21 @@ def infra_group() -> None:
 @infra_group.command("deploy")
 @click.option("--user", help="IAM user to attach the training policy to (default TRAINING_USER_NAME).")
 @_batch_options
+@click.option("--write-config", is_flag=True, help="Also write the settings into console.toml (other lines kept).")
 @click.option("--json", "json_out", is_flag=True, help="Print the result as one JSON object.")
 @common_options
 @pass_app
-def deploy(app: App, user: str | None, subnets: str | None, groups: str | None, json_out: bool) -> None:
+def deploy(
+    app: App, user: str | None, subnets: str | None, groups: str | None, write_config: bool, json_out: bool
+) -> None:
     """Deploy the training stack (idempotent: no change, nothing done); print the .env lines."""
     stack = _stack(app, user, subnets, groups)
     done = stack.deploy()
+    wrote = _write_config(app, done.outputs) if write_config else None
     if json_out:
         click.echo(json.dumps({"action": done.action, "changes": list(done.changes), **asdict(done.outputs),
-                               "env": done.outputs.env_lines(), "toml": done.outputs.batch_lines()}))  # fmt: skip
+                               "env": done.outputs.env_lines(), "toml": done.outputs.batch_lines(),
+                               "wrote": wrote}))  # fmt: skip
         return
     where = "the sandbox (moto)" if app.settings.is_sandbox else f"AWS {stack.target.region}"
     click.echo(f"stack {stack.name} {done.action} in {where}")
@@ -69,6 +92,8 @@ def deploy(app: App, user: str | None, subnets: str | None, groups: str | None, 
     if done.outputs.batch_lines():
         click.echo("# and these in console.toml (the engine's --backend batch):")
         click.echo("\n".join(done.outputs.batch_lines()))
+    if wrote:
+        click.echo(wrote)
 
 
 @infra_group.command("diff")
@@ -88,20 +113,25 @@ def diff(app: App, user: str | None, subnets: str | None, groups: str | None, js
 
 
 @infra_group.command("show")
+@click.option("--write-config", is_flag=True, help="Also write the settings into console.toml (other lines kept).")
 @click.option("--json", "json_out", is_flag=True, help="Print the stack as one JSON object.")
 @common_options
 @pass_app
-def show(app: App, json_out: bool) -> None:
+def show(app: App, write_config: bool, json_out: bool) -> None:
     """The stack's state and the .env lines of its outputs."""
     stack = _stack(app, None)
     found = stack.describe()
     outputs = stack.outputs()  # no stack: one line saying to deploy it
     status = (found or {}).get("StackStatus", "")
+    wrote = _write_config(app, outputs) if write_config else None
     if json_out:
-        click.echo(json.dumps({"stack": stack.name, "status": status, **asdict(outputs), "env": outputs.env_lines()}))
+        click.echo(json.dumps({"stack": stack.name, "status": status, **asdict(outputs), "env": outputs.env_lines(),
+                               "wrote": wrote}))  # fmt: skip
         return
     click.echo(f"stack {stack.name}: {status}")
     click.echo("\n".join(outputs.env_lines() + outputs.batch_lines()))
+    if wrote:
+        click.echo(wrote)
 
 
 @infra_group.command("destroy")

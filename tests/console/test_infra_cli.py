@@ -103,8 +103,18 @@ def test_deploy_is_idempotent_prints_the_env_lines_and_destroy_keeps_the_bucket(
         assert (rule["onStatusReason"], rule["action"].upper()) == ("Host EC2*", "RETRY")
         assert _instance_ids(ec2) - before == set()  # a compute environment idling at 0 vCPUs launches nothing
 
-        again = console("deploy", "--json", TRAINING_USER_NAME="ai-trading-bot")  # the Batch part is kept
-        assert json.loads(again.stdout)["action"] == "unchanged"
+        # --write-config: the operator's console.toml gets the stack's keys; its other lines stay byte for byte.
+        config = tmp_path / "console.toml"
+        mine = '# my settings\n\n[backends.sagemaker]\ninstance_type = "ml.m5.large"  # kept\n'
+        config.write_text(mine)
+        again = console("deploy", "--json", "--write-config", TRAINING_USER_NAME="ai-trading-bot", RC_CONFIG=str(config))
+        assert json.loads(again.stdout)["action"] == "unchanged"  # the Batch part is kept
+        assert json.loads(again.stdout)["wrote"].endswith(f"to {config}")
+        written = config.read_text()
+        assert written.startswith("# my settings\n") and written.endswith(mine.split("\n\n", 1)[1] + "\n[backends.batch]\n"
+                                                                      + "\n".join(first["toml"][1:]) + "\n")  # fmt: skip
+        assert f'sagemaker_role_arn = "{first["role_arn"]}"' in written and f's3_bucket = "{first["bucket"]}"' in written
+        assert not list(tmp_path.glob(".console.toml.*"))  # the temporary file was renamed over it
         # diff and a change set: the same stack object `console infra diff|deploy` use, in this
         # process (the CLI around it is the deploy and show above and below).
         assert TrainingStack(target, user="ai-trading-bot").diff() == []
@@ -129,3 +139,16 @@ def test_deploy_is_idempotent_prints_the_env_lines_and_destroy_keeps_the_bucket(
 
 def _instance_ids(ec2) -> set[str]:
     return {i["InstanceId"] for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]}
+
+
+@pytest.mark.parametrize("status", ["ROLLBACK_COMPLETE", "UPDATE_ROLLBACK_FAILED", "DELETE_FAILED"])
+def test_a_deploy_refuses_a_rolled_back_stack_and_says_to_destroy_it(status: str) -> None:
+    # In process: moto does not leave a stack in these states cheaply. The CLI maps StackRefused to exit 2.
+    from remote.infra import StackRefused
+
+    stack = TrainingStack.__new__(TrainingStack)
+    stack.name = "retrain-console-training"
+    with pytest.raises(StackRefused, match=f"is {status} .*run `console infra destroy`, then `console infra deploy`"):
+        stack._check_deployable({"StackStatus": status})
+    assert StackRefused.exit_code == 2
+    stack._check_deployable({"StackStatus": "UPDATE_ROLLBACK_COMPLETE"})  # a finished rollback of an update: deployable
