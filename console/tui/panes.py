@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Sequence
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -42,6 +43,19 @@ HISTORY = 150
 """Samples kept for each sparkline (five minutes at one reading every two seconds)."""
 
 
+COLUMNS = ("#", "step", "state", "try", "elapsed", "summary")
+
+
+def cell_width(cell: Text | str) -> int:
+    """Terminal cells ``cell`` takes on one line."""
+    return cell_len(cell.plain if isinstance(cell, Text) else cell)
+
+
+def column_widths(rows: Sequence[Sequence[Text | str]]) -> tuple[int, ...]:
+    """Each column as wide as its label or its widest cell, whichever is wider."""
+    return tuple(max([cell_len(label), *(cell_width(row[i]) for row in rows)]) for i, label in enumerate(COLUMNS))
+
+
 class ChecklistPane(Vertical):
     """The run's steps in order: state, attempt, elapsed; the selected step's plan and, on demand, its result."""
 
@@ -53,10 +67,12 @@ class ChecklistPane(Vertical):
         self.show_details = False
         self.progress: dict[str, str] = {}
         """Latest progress label per running step (from the engine, when this console drives)."""
+        self._widths: tuple[int, ...] = ()
 
     def compose(self) -> ComposeResult:
         table: DataTable[Text | str] = DataTable(id="steps", cursor_type="row", zebra_stripes=False)
-        table.add_columns("#", "step", "state", "try", "elapsed", "summary")
+        for label in COLUMNS:
+            table.add_column(label, key=label)
         yield table
         yield Static("", id="plan")
 
@@ -71,24 +87,32 @@ class ChecklistPane(Vertical):
         return self.steps[row] if 0 <= row < len(self.steps) else None
 
     def show(self, steps: Sequence[StepRecord], now: float) -> None:
-        """Redraw with ``steps``; the cursor stays on the same row."""
+        """Redraw with ``steps``; the cursor stays on the same row.
+
+        The columns get fixed widths, computed here with the rows they hold: a DataTable left
+        to size its own columns does so later, when it is idle, and keeps lines it drew before
+        that at the old widths, so the table could show rows of two widths at once.
+        """
         table = self.table
         old_names = [s.name for s in self.steps]
         self.steps = list(steps)
         rows = [self._row(s, now) for s in self.steps]
-        if old_names != [s.name for s in self.steps]:
+        widths = column_widths(rows)
+        if old_names != [s.name for s in self.steps] or widths != self._widths:
             cursor = table.cursor_row
-            table.clear()
+            table.clear(columns=True)
+            for label, width in zip(COLUMNS, widths, strict=True):
+                table.add_column(label, width=width, key=label)
+            self._widths = widths
             for step, row in zip(self.steps, rows, strict=True):
                 table.add_row(*row, key=step.name)
             if self.steps:
                 table.move_cursor(row=min(max(cursor, 0), len(self.steps) - 1), animate=False)
         else:
-            columns = list(table.columns)
             for step, row in zip(self.steps, rows, strict=True):
-                for column, value in zip(columns, row, strict=True):
+                for column, value in zip(COLUMNS, row, strict=True):
                     if table.get_cell(step.name, column) != value:
-                        table.update_cell(step.name, column, value, update_width=True)
+                        table.update_cell(step.name, column, value)
         self.show_selected()
 
     def _row(self, step: StepRecord, now: float) -> tuple[Text | str, ...]:

@@ -26,6 +26,7 @@ from console.state import StateStore
 from console.tui.app import OperatorApp
 from console.tui.logpane import LogPane
 from console.tui.modals import ConfirmModal, QuitModal, ReasonModal
+from console.tui.panes import ChecklistPane
 from console.tui.readings import Reading
 from tests.console.cli import CONSOLE
 
@@ -696,3 +697,37 @@ def test_quitting_while_driving_asks_then_cancels_the_step(tmp_path: Path) -> No
     assert time.monotonic() - started < 25  # the 30 s wait was cancelled, not waited out
     assert env.states(run_id)["pause"] == "cancelled"
     assert env.store.get_run(run_id).status == "cancelled"  # `console resume` picks it up again
+
+
+def test_a_new_step_summary_is_drawn_whole_with_every_row_aligned_at_once(env: Env) -> None:
+    run_id = env.new_run()
+
+    async def scenario() -> None:
+        app = env.app(run_id)
+        async with app.run_test(size=SIZE) as pilot:
+            await opened(pilot, app)
+            await pilot.pause()
+            summary = "printed hello, exit 0 after 12 ms"
+            env.store.update_step(
+                run_id,
+                "hello",
+                "succeeded",
+                message="done",
+                attempt=1,
+                started_at=time.time() - 5,
+                finished_at=time.time(),
+                summary=summary,
+            )
+            steps = env.store.steps(run_id)
+            pane = app.query_one(ChecklistPane)
+            pane.show(steps, time.time())  # drawn before the table has had an idle moment
+            table = pane.table
+            lines = [table.render_line(y).text for y in range(len(steps) + 1)]
+            assert summary in lines[1], lines
+            header_at = lines[0].index("summary")
+            assert lines[1].index(summary) == header_at, lines
+            assert all(
+                line.index(name) == lines[0].index("step") for line, name in zip(lines[1:], ("hello", "pause", "boom"))
+            ), lines
+
+    run(scenario())
