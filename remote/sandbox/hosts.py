@@ -251,6 +251,11 @@ class SandboxHost:
             log.close()
 
     def _confine(self) -> None:
+        """Set up a command's process between fork and exec, as sshd sets up a session's child:
+        default signal dispositions (this server may run with SIGHUP or SIGINT ignored, under
+        nohup or a shell's ``&``, and a command must still die of the hang-up), then confinement."""
+        for sig in (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGPIPE):
+            signal.signal(sig, signal.SIG_DFL)
         if self.confinement is not None:
             self.confinement.restrict()
 

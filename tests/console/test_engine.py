@@ -252,8 +252,11 @@ def test_ctrl_c_cancels_the_step_records_it_and_exits_130(tmp_path: Path) -> Non
     code = f"open({str(started)!r},'w')\nimport time; time.sleep(60)"
     path = write_checklist(tmp_path / "c.toml", command_step("long", code))
     env = {**os.environ, "RC_STATE_DIR": str(state), "COLUMNS": "200"}
+    # Started as a terminal's shell starts it, with Ctrl-C's signal at its default: a test
+    # run launched in the background inherits SIGINT ignored, and so would the console.
     proc = subprocess.Popen(
-        [*CONSOLE, "run", "--checklist", str(path)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [*CONSOLE, "run", "--checklist", str(path)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     _wait_for(started.exists)
     proc.send_signal(signal.SIGINT)
