@@ -155,3 +155,53 @@ def test_a_childs_parameters_that_do_not_fit_the_array_are_bad_input(
 
     with pytest.raises(TrainingInputError, match=re.escape(needle)):
         pick_experiment(_args(agent, names, episodes), 0, size)
+
+
+def _checkpoint(folder: Path, episode: int) -> bytes:
+    """What the trainer leaves after an episode's checkpoint: ``last.pt`` and its record."""
+    import hashlib
+
+    folder.mkdir(parents=True, exist_ok=True)
+    data = f"weights after episode {episode}".encode()
+    (folder / "last.pt").write_bytes(data)
+    (folder / "last.json").write_text(
+        json.dumps({"episode": episode, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()})
+    )
+    return data
+
+
+def test_a_child_ended_between_checkpoint_and_pointer_resumes_from_the_previous_whole_one(
+    tmp_path: Path, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import secrets
+
+    from training.container.batch import S3Place
+    from training.container.dql import Checkpoints
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIA" + secrets.token_hex(8).upper())
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secrets.token_urlsafe(30))
+    bucket = f"ckpt-{secrets.token_hex(4)}"
+    place = S3Place()
+    place.s3.create_bucket(Bucket=bucket)
+    url = f"s3://{bucket}/out/checkpoints/exp/"
+
+    first = Checkpoints(place, url, tmp_path / "attempt-1")
+    assert first.restore() == 0  # nothing there yet
+    two = _checkpoint(first.folder, 2)
+    first.save()
+    place.put_bytes(url + "episode-000004.pt", _checkpoint(first.folder, 4))  # the host is reclaimed before the pointer goes up
+
+    second = Checkpoints(place, url, tmp_path / "attempt-2")
+    assert second.restore() == 2
+    assert (second.folder / "last.pt").read_bytes() == two
+    assert json.loads((second.folder / "last.json").read_text())["episode"] == 2
+
+    _checkpoint(second.folder, 6)
+    second.save()
+    keys = {o["Key"].rsplit("/", 1)[1] for o in place.s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert keys == {"episode-000004.pt", "episode-000006.pt", "last.json"}  # the old pointer's object is gone
+
+    place.put_bytes(url + "episode-000006.pt", b"not what the pointer names")
+    assert Checkpoints(place, url, tmp_path / "attempt-3").restore() == 0  # one that fails its hash is none

@@ -96,16 +96,45 @@ class S3Place:
 
         self.s3 = boto3.client("s3")
 
-    def get_json(self, url: str) -> Any:
+    def _body(self, url: str) -> bytes | None:
+        """The bytes of the object at ``url``; None when there is none."""
         bucket, key = split_s3(url)
         try:
-            body = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            return self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except self.s3.exceptions.NoSuchKey:
+            return None
         except Exception as exc:  # noqa: BLE001 - botocore's errors, named in one line
             raise BadManifest(f"cannot read {url} ({type(exc).__name__})") from None
+
+    def get_json(self, url: str) -> Any:
+        body = self._body(url)
+        if body is None:
+            raise BadManifest(f"cannot read {url} (NoSuchKey)")
         try:
             return json.loads(body)
         except ValueError:
             raise BadManifest(f"{url} is not JSON") from None
+
+    def get_json_or_none(self, url: str) -> Any:
+        """The JSON at ``url``; None when there is no object there or it is not JSON (a torn write)."""
+        body = self._body(url)
+        try:
+            return None if body is None else json.loads(body)
+        except ValueError:
+            return None
+
+    def download(self, url: str, dest: Path) -> bool:
+        """The object at ``url`` into the file ``dest``; False when there is none."""
+        body = self._body(url)
+        if body is None:
+            return False
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(body)
+        return True
+
+    def delete(self, url: str) -> None:
+        bucket, key = split_s3(url)
+        self.s3.delete_object(Bucket=bucket, Key=key)
 
     def put_bytes(self, url: str, data: bytes) -> None:
         bucket, key = split_s3(url)

@@ -19,8 +19,9 @@ The seed's spellings (``--agent_type`` ...) are accepted too.
 
 What the child writes under ``out`` (the layout `remote.backends.batch` collects):
 
-    checkpoints/<experiment>/last.pt, last.json   after every checkpoint; read back first, so
-                                                  a retried child on a new host resumes
+    checkpoints/<experiment>/episode-<N>.pt       after every checkpoint, then last.json (the
+    checkpoints/<experiment>/last.json            pointer); read back first, so a retried
+                                                  child on a new host resumes
     experiments/<experiment>/models/<SYM>/<stamp>/  the published agent (sha256.txt last)
     experiments/<experiment>/report/              report.html and its PNGs (sha256.txt last)
     events/<index>.jsonl                          start, episode (reward, epsilon), done
@@ -54,7 +55,8 @@ from training.errors import LocalTrainingRefused, TrainingError, TrainingInputEr
 AGENT_TYPES = ("dqn", "custom")
 _EXPERIMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 CHECKPOINT_FILES = ("last.pt", "last.json")
-"""Uploaded in this order: ``last.json`` (episode, size, sha256) marks a whole checkpoint."""
+"""The trainer's checkpoint and its record, on the child's disk (`Checkpoints` publishes them)."""
+_CHECKPOINT_OBJECT = re.compile(r"^episode-[0-9]{6}\.pt$")
 
 
 @dataclass(frozen=True)
@@ -132,32 +134,52 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 class Checkpoints:
-    """The agent's checkpoint mirrored to ``out/checkpoints/<experiment>/`` (and read back)."""
+    """The agent's checkpoint mirrored to ``out/checkpoints/<experiment>/`` (and read back).
+
+    In S3 each checkpoint is its own object, ``episode-<N>.pt``, and ``last.json`` (episode,
+    size, sha256, object) points at the newest whole one. The object goes up first and the
+    pointer after it; the pointer's previous object is deleted only once the new pointer is
+    up. A child ended at any moment therefore leaves a pointer to a whole checkpoint, and its
+    retry loses at most the episodes since that one.
+    """
 
     def __init__(self, place: S3Place, url: str, folder: Path) -> None:
         self.place, self.url, self.folder = place, url, folder
+        self._published: str | None = None
 
     def restore(self) -> int:
         """The episode restored from ``out`` (0 when there is no whole checkpoint there)."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.place.download_prefix(self.url, self.folder)
         marker, data = self.folder / CHECKPOINT_FILES[1], self.folder / CHECKPOINT_FILES[0]
-        if not (marker.is_file() and data.is_file()):
-            for name in CHECKPOINT_FILES:
-                (self.folder / name).unlink(missing_ok=True)
+        for path in (marker, data):
+            path.unlink(missing_ok=True)
+        meta = self.place.get_json_or_none(self.url + CHECKPOINT_FILES[1])
+        name = str((meta or {}).get("object") or "")
+        if not meta or not _CHECKPOINT_OBJECT.match(name):
             return 0
-        meta = json.loads(marker.read_text())
-        if hashlib.sha256(data.read_bytes()).hexdigest() != meta.get("sha256"):
-            data.unlink()
-            marker.unlink()
+        if not self.place.download(self.url + name, data) or (
+            hashlib.sha256(data.read_bytes()).hexdigest() != meta.get("sha256")
+        ):
+            data.unlink(missing_ok=True)
             return 0
+        local = {k: v for k, v in meta.items() if k != "object"}
+        marker.write_text(json.dumps(local))
+        self._published = name
         return int(meta.get("epoch") or meta.get("episode") or 0)
 
     def save(self) -> None:
-        for name in CHECKPOINT_FILES:
-            path = self.folder / name
-            if path.is_file():
-                self.place.put_bytes(self.url + name, path.read_bytes())
+        """Publish the checkpoint the trainer just wrote (``last.pt`` with ``last.json`` beside it)."""
+        marker, data = self.folder / CHECKPOINT_FILES[1], self.folder / CHECKPOINT_FILES[0]
+        if not (marker.is_file() and data.is_file()):
+            return
+        meta = json.loads(marker.read_text())
+        episode = int(meta.get("epoch") or meta.get("episode") or 0)
+        name = f"episode-{episode:06d}.pt"
+        self.place.put_bytes(self.url + name, data.read_bytes())
+        self.place.put_bytes(self.url + CHECKPOINT_FILES[1], json.dumps({**meta, "object": name}).encode())
+        if self._published and self._published != name:
+            self.place.delete(self.url + self._published)
+        self._published = name
 
 
 def run_experiment(
