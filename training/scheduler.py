@@ -6,7 +6,10 @@ so a timeout can kill it and everything it started. Modes:
 
 - ``sequential``: one job at a time;
 - ``parallel``: every job at once;
-- ``hybrid`` (default): batches of ``--max-concurrent`` jobs, one batch after another.
+- ``hybrid`` (default): batches of ``--max-concurrent`` jobs, one batch after another;
+  ``--max-concurrent auto`` sizes the batches to this host's GPUs (`training.gpu_slots`:
+  several jobs per GPU, spread over them with ``CUDA_VISIBLE_DEVICES``; two without one)
+  and says how in a ``sizing`` line.
 
 The resume ledger (``<out>/ledger.json``, rewritten atomically on every change) records
 each symbol's state. A rerun skips symbols that already succeeded (unless ``--force``)
@@ -39,6 +42,7 @@ from typing import Any, Callable, Sequence
 
 from training import guard
 from training.errors import EXIT_BAD_INPUT, EXIT_GUARD, BadTrainingConfig, TrainingError
+from training.gpu_slots import Sizing, auto_sizing, find_gpus
 from training.registry import check_symbol, finite_json, utc_now_iso, write_json_atomic
 
 MODES = ("sequential", "parallel", "hybrid")
@@ -83,6 +87,10 @@ class SchedulePlan:
     """Extra ``python -m training.train`` flags passed to every job (--epochs 2 ...)."""
     family: str = "lstm"
     """The model family every job trains (`training.families`)."""
+    devices: tuple[str, ...] = ()
+    """GPUs to spread the jobs over, round robin (``CUDA_VISIBLE_DEVICES``); none: leave it alone."""
+    sizing: str = ""
+    """How ``--max-concurrent auto`` sized the batches (empty when the operator gave a number)."""
 
     def batches(self) -> list[tuple[str, ...]]:
         """The symbols grouped as the mode runs them."""
@@ -159,6 +167,8 @@ def run_schedule(
     guard.check_lease(plan.lease)
     plan.out.mkdir(parents=True, exist_ok=True)
     ledger = Ledger(plan.out / "ledger.json")
+    if plan.sizing:
+        emit("sizing", symbol=None, max_concurrent=plan.max_concurrent, devices=list(plan.devices), why=plan.sizing)
     began = time.time()
     outcomes: dict[str, JobOutcome] = {}
     for batch in batches:
@@ -239,6 +249,8 @@ def _run_once(plan: SchedulePlan, symbol: str, emit: Emitter, *, force: bool, co
     # Concurrent jobs each spinning up one OpenMP thread per core oversubscribe the CPU badly
     # (10x slower on a busy 2-core box); share the cores unless the operator chose otherwise.
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, concurrency))))
+    if plan.devices:
+        env["CUDA_VISIBLE_DEVICES"] = plan.devices[plan.symbols.index(symbol) % len(plan.devices)]
     proc = subprocess.Popen(
         job_command(plan, symbol, fresh=force),
         stdout=subprocess.PIPE,
@@ -364,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--features-dir", type=Path, default=Path("FEATURES"))
     p.add_argument("--out", type=Path, default=Path("artifacts"))
     p.add_argument("--mode", default="hybrid", help="sequential, parallel or hybrid (default)")
-    p.add_argument("--max-concurrent", type=int, default=2)
+    p.add_argument("--max-concurrent", default="2", help="jobs at once in hybrid mode, or auto (sized to the GPUs)")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds per job (default 2700)")
     p.add_argument("--retries", type=int, default=DEFAULT_RETRIES)
     p.add_argument("--backoff", type=float, default=DEFAULT_BACKOFF_S, help="first retry delay, doubling")
@@ -382,8 +394,9 @@ def plan_from_args(args: argparse.Namespace) -> SchedulePlan:
         symbols = sorted(p.stem for p in Path(args.features_dir).glob("*.parquet"))
         if not symbols:
             raise BadTrainingConfig(f"no symbols given and no feature files in {args.features_dir}")
-    if args.max_concurrent < 1 or args.retries < 0 or args.timeout <= 0:
-        raise BadTrainingConfig("--max-concurrent must be >= 1, --retries >= 0 and --timeout > 0")
+    if args.retries < 0 or args.timeout <= 0:
+        raise BadTrainingConfig("--retries must be >= 0 and --timeout > 0")
+    sizing = _sizing(str(args.max_concurrent), len(dict.fromkeys(symbols)))
     train_args: list[str] = []
     for name in TRAIN_FLAGS:
         value = getattr(args, name)
@@ -394,7 +407,9 @@ def plan_from_args(args: argparse.Namespace) -> SchedulePlan:
         out=args.out,
         features_dir=args.features_dir,
         mode=args.mode,
-        max_concurrent=args.max_concurrent,
+        max_concurrent=sizing.jobs,
+        devices=sizing.devices,
+        sizing=sizing.why,
         timeout_s=args.timeout,
         retries=args.retries,
         backoff_s=args.backoff,
@@ -404,6 +419,19 @@ def plan_from_args(args: argparse.Namespace) -> SchedulePlan:
         train_args=tuple(train_args),
         family=_family(args.family),
     )
+
+
+def _sizing(value: str, symbols: int) -> Sizing:
+    """``--max-concurrent``: a whole number at least 1 as given, or ``auto`` sized to this host."""
+    if value.strip().lower() == "auto":
+        return auto_sizing(symbols, find_gpus())
+    try:
+        jobs = int(value)
+    except ValueError:
+        jobs = 0
+    if jobs < 1:
+        raise BadTrainingConfig(f"--max-concurrent must be a whole number >= 1 or auto, not {value!r}")
+    return Sizing(jobs, (), "")
 
 
 def _family(name: str) -> str:

@@ -26,6 +26,20 @@ TRAIN_STEP = "train"
 NO_LEASE_HINT = "launch and sync one first: `console run --checklist retrain --only launch`, then `--only sync`"
 
 
+class ConcurrencyType(click.ParamType):
+    """``--max-concurrent``: a whole number from 1 to 64, or ``auto`` (sized on the host to its GPUs)."""
+
+    name = "N|auto"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> int | str:
+        text = str(value).strip().lower()
+        if text == "auto":
+            return "auto"
+        if text.isdigit() and 1 <= int(text) <= 64:
+            return int(text)
+        self.fail(f"{value!r} is neither a whole number from 1 to 64 nor auto", param, ctx)
+
+
 def leased_run(app: App, run_id: str | None) -> tuple[RunRecord, str]:
     """The run to train for and the name of its train step; `UsageError` when it has no
     live, leased instance (or no run has one)."""
@@ -87,7 +101,9 @@ def train_group() -> None:
 @click.option("--symbols", help="Comma-separated symbols, e.g. BTC-USD,ETH-USD (default: the run's).")
 @click.option("--epochs", type=click.IntRange(1, 1000), help="Epochs per symbol (default: the run's).")
 @click.option("--mode", type=click.Choice(["sequential", "parallel", "hybrid"]), help="How symbols share the host.")
-@click.option("--max-concurrent", type=click.IntRange(1, 64), help="Symbols at once in hybrid mode.")
+@click.option(
+    "--max-concurrent", type=ConcurrencyType(), help="Symbols at once in hybrid mode, or auto (sized to the GPUs)."
+)
 @click.option("--force", is_flag=True, help="Retrain symbols that already succeeded, from scratch.")
 @click.option("--run", "run_id", help="The run whose instance to train on (default: the newest with a leased one).")
 @click.option("--json", "json_lines", is_flag=True, help="One JSON event per line.")
@@ -98,7 +114,7 @@ def train_remote(
     symbols: str | None,
     epochs: int | None,
     mode: str | None,
-    max_concurrent: int | None,
+    max_concurrent: int | str | None,
     force: bool,
     run_id: str | None,
     json_lines: bool,

@@ -73,7 +73,9 @@ class SyncParams(SymbolsParams, BackendParams):
 class TrainParams(SymbolsParams, BackendParams, TimeframeParams):
     epochs: int = Field(15, ge=1, le=1000)
     mode: Literal["sequential", "parallel", "hybrid"] = "hybrid"
-    max_concurrent: int = Field(2, ge=1, le=64)
+    max_concurrent: Annotated[int, Field(ge=1, le=64)] | Literal["auto"] = 2
+    """Symbols at once in hybrid mode, or ``auto``: sized on the training host to its GPUs
+    (`training.gpu_slots`: several per GPU, spread over them; two without a GPU)."""
     window: int = Field(60, ge=2, le=10_000)
     horizon: int = Field(15, ge=1, le=10_000)
     threshold: float = Field(0.0, ge=0.0, lt=0.5)

@@ -102,6 +102,13 @@ def unit_families(p: Any) -> dict[str, list[str]]:
     return groups
 
 
+def at_once(max_concurrent: int | str) -> str:
+    """The plan's words for the hybrid mode's concurrency."""
+    if max_concurrent == "auto":
+        return "as many at once as the host's GPUs take"
+    return f"up to {max_concurrent} at once"
+
+
 def job_params(ctx: StepContext, family: str | None = None) -> dict[str, Any]:
     """The jobs' params: training settings, trading costs, promotion gates, features, and the schedule."""
     p = ctx.params
@@ -192,7 +199,7 @@ class Train(Step):
             return f"train {len(p.symbols)} {p.family} model(s) ({p.family_params or 'its defaults'}) {where}"
         return (
             f"train {len(p.symbols)} per-coin LSTMs ({p.epochs} epochs, window {p.window}, horizon {p.horizon}, "
-            f"{p.mode} up to {p.max_concurrent} at once) {where}"
+            f"{p.mode} {at_once(p.max_concurrent)}) {where}"
         )
 
     def preflight(self, ctx: StepContext) -> None:

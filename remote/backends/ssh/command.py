@@ -51,7 +51,7 @@ def scheduler_command(spec: JobSpec, layout: RemoteLayout, *, force: bool) -> li
         "--mode",
         mode,
         "--max-concurrent",
-        str(int(schedule.get("max_concurrent", 2))),
+        concurrency(schedule.get("max_concurrent", 2)),
         "--config",
         CONFIG_NAME,
         "--lease",
@@ -69,3 +69,8 @@ def relative(path: str, base: str) -> str:
     """``path`` as seen from ``base`` when both are under the same remote root."""
     prefix = base.rsplit("/", 1)[0] + "/"
     return "../" + path[len(prefix) :] if path.startswith(prefix) else path
+
+
+def concurrency(value: object) -> str:
+    """``--max-concurrent``'s value: ``auto`` (the host sizes it to its GPUs) or a whole number."""
+    return "auto" if str(value).strip().lower() == "auto" else str(int(str(value)))
