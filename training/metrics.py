@@ -173,20 +173,30 @@ THRESHOLD_GRID = (0.0, 0.02, 0.05, 0.08, 0.1, 0.15, 0.2)
 
 
 def pick_threshold(
-    p_up: np.ndarray, future_return: np.ndarray, horizon: int, costs: TradingCosts, floor: float = 0.0
+    p_up: np.ndarray,
+    future_return: np.ndarray,
+    horizon: int,
+    costs: TradingCosts,
+    floor: float = 0.0,
+    *,
+    min_trades: int = 0,
 ) -> tuple[float, float]:
     """The band (at least ``floor``) with the best after-cost result on these samples, and that result.
 
     Meant for the validation part: the test part and the dry run then judge a band chosen
-    without them. Ties go to the narrower band.
+    without them. Ties go to the narrower band. A wider band than ``floor`` must trade at
+    least ``min_trades`` times here: a band that trades too rarely to be judged (the gates
+    want that many trades on parts of the same length) is no choice at all.
     """
     best = (float(floor), after_cost(p_up, future_return, horizon, costs, floor)["net_return"])
     for band in THRESHOLD_GRID:
         if band <= floor:
             continue
-        net = after_cost(p_up, future_return, horizon, costs, band)["net_return"]
-        if net > best[1] + 1e-12:
-            best = (float(band), net)
+        result = after_cost(p_up, future_return, horizon, costs, band)
+        if result["trades"] < min_trades:
+            continue
+        if result["net_return"] > best[1] + 1e-12:
+            best = (float(band), result["net_return"])
     return best
 
 

@@ -156,7 +156,7 @@ def line(label: str, problems: list[str], f: dict) -> str:
             f"AUC {e.get('auc', float('nan')):.3f} p={e.get('auc_p_value', float('nan')):.2g} vs [{paired}] "
             f"trade hit {e.get('trade_hit_rate', float('nan')):.3f} "
             f"net {f['after_cost_net_return']:+.4f} p={e.get('net_p_value', float('nan')):.2g} "
-            f"over {f['after_cost_trades']} trades (band {e.get('threshold', float('nan')):.2f})" + why)  # fmt: skip
+            f"over {f['after_cost_trades']} trades (band {e.get('threshold', float('nan')):.2f}, long {f.get('long_share', float('nan')):.0%})" + why)  # fmt: skip
 
 
 def main() -> None:

@@ -81,6 +81,8 @@ def test_metrics_cover_model_and_both_baselines_with_after_cost_results(tmp_path
     assert verdict["passed"] == (list(published.reasons) == []) == published.passed
     assert verdict["family"] == "lstm" and verdict["lines"]
     assert metrics["baselines"]["majority"]["auc"] == pytest.approx(0.5)
+    # Where "up" begins and the band were both chosen on the validation part, and say so.
+    assert metrics["decision"]["chosen_on"] == "validation" and abs(metrics["decision"]["logit_shift"]) <= 2.0
 
 
 def test_loaded_model_predicts_from_a_frame_and_refuses_one_missing_a_feature(tmp_path):
@@ -154,6 +156,42 @@ def test_the_band_is_chosen_on_the_samples_given_and_ties_go_to_the_narrower_one
     assert net > after_cost(p, moves, 1, costs, 0.0)["net_return"]
     assert pick_threshold(np.full(10, 0.9), np.full(10, 0.001), 1, costs) == (0.0, pytest.approx(0.01 - 0.0026))
     assert pick_threshold(np.full(10, 0.9), np.full(10, 0.001), 1, costs, floor=0.1)[0] == 0.1
+
+
+def test_a_wider_band_that_trades_too_rarely_to_be_judged_is_never_chosen():
+    costs = TradingCosts(10, 2, 2)
+    p = np.array([0.7, 0.48, 0.6, 0.47, 0.62, 0.49, 0.65, 0.46] * 20)
+    moves = np.full(len(p), 0.001)
+    wide, _ = pick_threshold(p, moves, 1, costs)
+    trades = after_cost(p, moves, 1, costs, wide)["trades"]
+    assert wide > 0.0 and trades < 10  # the best band on these samples trades a handful of times
+    band, net = pick_threshold(p, moves, 1, costs, min_trades=trades + 1)
+    assert band < wide and after_cost(p, moves, 1, costs, band)["trades"] > trades
+    assert net == pytest.approx(after_cost(p, moves, 1, costs, band)["net_return"])
+
+
+def test_recentring_finds_the_logit_shift_that_fits_the_labels_and_moves_the_models_output_by_it():
+    from training.families.lstm.network import DirectionLSTM
+    from training.families.lstm.recenter import MAX_SHIFT, logit_shift, shift_output
+
+    rng = np.random.default_rng(3)
+    z = rng.normal(0.0, 1.5, 20_000)
+    up = rng.random(len(z)) < 1 / (1 + np.exp(-z))
+    biased = 1 / (1 + np.exp(-(z + 0.8)))  # ranks as well as the truth, calls "up" far too often
+    shift = logit_shift(biased, up)
+    assert shift == pytest.approx(-0.8, abs=0.05)
+    assert logit_shift(1 / (1 + np.exp(-z)), up) == pytest.approx(0.0, abs=0.05)
+    assert logit_shift(np.full(10, 0.9), np.ones(10)) == 0.0  # one class only: nothing to fit
+    assert logit_shift(np.full(100, 1e-9), np.arange(100) % 2 == 0) == MAX_SHIFT
+
+    torch.manual_seed(0)
+    model = DirectionLSTM(4, hidden_size=8, num_layers=1).eval()
+    windows = torch.randn(5, 16, 4)
+    with torch.no_grad():
+        before = model(windows)
+        shift_output(model, -0.8)
+        after = model(windows)
+    assert torch.allclose(after, before - 0.8, atol=1e-6)
 
 
 def test_the_rule_keeps_a_position_while_its_side_holds_and_pays_on_changes():

@@ -82,9 +82,11 @@ class LstmFamily:
     def fit(self, job: FitJob, on_progress: ProgressSink) -> FittedLstm:
         """Train with early stopping, resuming from ``job.work_dir`` when it holds a checkpoint."""
         from training.dataset import load_symbol_dataset
+        from training.evidence import MIN_TRADES
         from training.families.lstm.fit import fit, pick_device, pick_precision
         from training.families.lstm.graphed import graph_wanted
         from training.families.lstm.judge import decision_band
+        from training.families.lstm.recenter import logit_shift, shift_output
 
         params = LstmParams.from_mapping(job.params)
         config = params.config if job.device == "auto" else params.config.with_overrides({"device": job.device})
@@ -153,7 +155,14 @@ class LstmFamily:
 
         result = fit(dataset, config, checkpoint, on_epoch=epoch_line)
         costs = TradingCosts.for_symbol(job.costs, job.unit) if job.costs else TradingCosts()
-        saved_config, decision = decision_band(config, dataset, result.validation_probabilities(), costs)
+        p_val = result.validation_probabilities()
+        shift = logit_shift(p_val, dataset.labels[dataset.val_ends]) if config.recenter else 0.0
+        if shift:
+            shift_output(result.model, shift)
+            p_val = result.validation_probabilities()
+        gate_min_trades = int(params.gates.min_trades or MIN_TRADES)
+        saved_config, decision = decision_band(config, dataset, p_val, costs, gate_min_trades)
+        decision["logit_shift"] = round(shift, 6)
         return FittedLstm(job.unit, dataset, result, saved_config, decision, costs, params, time.time() - began)
 
     # --- judge ------------------------------------------------------------------------------

@@ -55,6 +55,9 @@ class TrainConfig:
     cuda_graph: str = "off"
     """``auto`` records the train step as one CUDA graph on CUDA in bf16/fp32 (`graphed`),
     ``off`` never. Off by default until it is measured on a GPU against the eager step."""
+    recenter: bool = True
+    """Shift the output logit by the amount that best fits the validation part's labels
+    (`training.families.lstm.recenter`): where "up" begins, chosen without the test part."""
     threshold: float = 0.0
     """The after-cost rule takes a side when |P(up) - 0.5| > threshold (and keeps it inside the band)."""
     tune_threshold: bool = True
