@@ -6,7 +6,9 @@ Three such jobs at once kept it 52 % busy and finished in the time of one (measu
 issue 17), so `JOBS_PER_GPU` jobs per GPU reach about 80 %. Memory bounds it as well:
 `JOB_MEMORY_MIB` per job (the CUDA context, the symbol's windows on the device,
 activations) out of what each GPU has free when the schedule starts. Jobs are spread over
-the GPUs round robin (``CUDA_VISIBLE_DEVICES``).
+the GPUs in turn, never more on one than its memory holds (``CUDA_VISIBLE_DEVICES``, with
+``CUDA_DEVICE_ORDER=PCI_BUS_ID`` so CUDA numbers the GPUs as ``nvidia-smi`` does; a
+``CUDA_VISIBLE_DEVICES`` the operator set is left alone).
 
 Without a GPU (``nvidia-smi`` absent or failing) it is `CPU_JOBS`, the hybrid mode's
 usual two, whose jobs share the cores (`training.scheduler` divides OpenMP's threads).
@@ -42,6 +44,8 @@ class Sizing:
 
     jobs: int
     devices: tuple[str, ...]
+    """One entry per job slot, GPU indices taken in turn while each has room: job ``i`` of a
+    batch runs on ``devices[i]``, so no GPU gets more jobs than its memory holds."""
     why: str
 
 
@@ -69,5 +73,12 @@ def auto_sizing(symbols: int, gpus: Sequence[Gpu]) -> Sizing:
         return Sizing(jobs, (), f"{why}: {jobs} at once on the CPU")
     slots = sum(g.slots for g in usable)
     jobs = max(1, min(slots, symbols))
+    left = {g.index: g.slots for g in usable}
+    devices: list[str] = []
+    while len(devices) < jobs:
+        for g in usable:
+            if left[g.index] and len(devices) < jobs:
+                devices.append(g.index)
+                left[g.index] -= 1
     per_gpu = ", ".join(f"GPU {g.index} {g.slots} ({(g.total_mib - g.used_mib) // 1024} GiB free)" for g in usable)
-    return Sizing(jobs, tuple(g.index for g in usable), f"{jobs} at once: room for {slots} on {per_gpu}")
+    return Sizing(jobs, tuple(devices), f"{jobs} at once: room for {slots} on {per_gpu}")

@@ -88,7 +88,7 @@ class SchedulePlan:
     family: str = "lstm"
     """The model family every job trains (`training.families`)."""
     devices: tuple[str, ...] = ()
-    """GPUs to spread the jobs over, round robin (``CUDA_VISIBLE_DEVICES``); none: leave it alone."""
+    """A GPU per job slot of a batch (`training.gpu_slots.Sizing`; ``CUDA_VISIBLE_DEVICES``); none: leave it alone."""
     sizing: str = ""
     """How ``--max-concurrent auto`` sized the batches (empty when the operator gave a number)."""
 
@@ -229,6 +229,12 @@ def _run_with_retries(
     return outcome
 
 
+def device_for(plan: SchedulePlan, symbol: str) -> str:
+    """The GPU of ``symbol``'s job: its batch position's slot in ``plan.devices``."""
+    batch = next(b for b in plan.batches() if symbol in b)
+    return plan.devices[batch.index(symbol) % len(plan.devices)]
+
+
 def job_command(plan: SchedulePlan, symbol: str, *, fresh: bool) -> list[str]:
     """The ``python -m training.train`` command line for one symbol."""
     cmd = [sys.executable, "-m", "training.train", "--family", plan.family, "--symbol", symbol,
@@ -249,8 +255,9 @@ def _run_once(plan: SchedulePlan, symbol: str, emit: Emitter, *, force: bool, co
     # Concurrent jobs each spinning up one OpenMP thread per core oversubscribe the CPU badly
     # (10x slower on a busy 2-core box); share the cores unless the operator chose otherwise.
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, concurrency))))
-    if plan.devices:
-        env["CUDA_VISIBLE_DEVICES"] = plan.devices[plan.symbols.index(symbol) % len(plan.devices)]
+    if plan.devices and "CUDA_VISIBLE_DEVICES" not in env:
+        env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"  # CUDA's numbering, then, is nvidia-smi's
+        env["CUDA_VISIBLE_DEVICES"] = device_for(plan, symbol)
     proc = subprocess.Popen(
         job_command(plan, symbol, fresh=force),
         stdout=subprocess.PIPE,

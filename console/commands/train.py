@@ -35,7 +35,7 @@ class ConcurrencyType(click.ParamType):
         text = str(value).strip().lower()
         if text == "auto":
             return "auto"
-        if text.isdigit() and 1 <= int(text) <= 64:
+        if text.isascii() and text.isdigit() and 1 <= int(text) <= 64:
             return int(text)
         self.fail(f"{value!r} is neither a whole number from 1 to 64 nor auto", param, ctx)
 

@@ -81,6 +81,7 @@ def test_train_remote_without_a_leased_instance_says_to_launch_and_sync_first(wo
     (["--mode", "warp"], "--mode"),
     (["--epochs", "0"], "--epochs"),
     (["--max-concurrent", "many"], "neither a whole number from 1 to 64 nor auto"),
+    (["--max-concurrent", "\u00b2"], "neither a whole number from 1 to 64 nor auto"),
     (["--symbols", "eth/usd;rm"], "symbol"),
     (["--run", "no-such-run"], "no run 'no-such-run'"),
 ])
