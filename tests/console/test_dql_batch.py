@@ -205,3 +205,6 @@ def test_a_child_ended_between_checkpoint_and_pointer_resumes_from_the_previous_
 
     place.put_bytes(url + "episode-000006.pt", b"not what the pointer names")
     assert Checkpoints(place, url, tmp_path / "attempt-3").restore() == 0  # one that fails its hash is none
+    for pointer in (b"[6]", b'{"object": "../../settings.json", "episode": 6}', b"torn {"):
+        place.put_bytes(url + "last.json", pointer)
+        assert Checkpoints(place, url, tmp_path / "attempt-4").restore() == 0

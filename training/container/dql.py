@@ -56,7 +56,7 @@ AGENT_TYPES = ("dqn", "custom")
 _EXPERIMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 CHECKPOINT_FILES = ("last.pt", "last.json")
 """The trainer's checkpoint and its record, on the child's disk (`Checkpoints` publishes them)."""
-_CHECKPOINT_OBJECT = re.compile(r"^episode-[0-9]{6}\.pt$")
+_CHECKPOINT_OBJECT = re.compile(r"episode-[0-9]{6,}\.pt")
 
 
 @dataclass(frozen=True)
@@ -154,8 +154,8 @@ class Checkpoints:
         for path in (marker, data):
             path.unlink(missing_ok=True)
         meta = self.place.get_json_or_none(self.url + CHECKPOINT_FILES[1])
-        name = str((meta or {}).get("object") or "")
-        if not meta or not _CHECKPOINT_OBJECT.match(name):
+        name = str(meta.get("object") or "") if isinstance(meta, dict) else ""
+        if not _CHECKPOINT_OBJECT.fullmatch(name):
             return 0
         if not self.place.download(self.url + name, data) or (
             hashlib.sha256(data.read_bytes()).hexdigest() != meta.get("sha256")
@@ -178,7 +178,13 @@ class Checkpoints:
         self.place.put_bytes(self.url + name, data.read_bytes())
         self.place.put_bytes(self.url + CHECKPOINT_FILES[1], json.dumps({**meta, "object": name}).encode())
         if self._published and self._published != name:
-            self.place.delete(self.url + self._published)
+            try:  # cleanup: a checkpoint left over costs storage, never correctness
+                self.place.delete(self.url + self._published)
+            except Exception as exc:  # noqa: BLE001 - botocore's errors; training goes on
+                print(
+                    f"could not delete the superseded checkpoint {self._published} ({type(exc).__name__})",
+                    file=sys.stderr,
+                )
         self._published = name
 
 
