@@ -18,6 +18,9 @@ and accepts an array of size 1. `BatchRunner` answers the job verbs instead (the
   ``AWS_BATCH_JOB_ID``, ``AWS_BATCH_JOB_ARRAY_INDEX`` (array children only),
   ``AWS_BATCH_JOB_ATTEMPT``, ``AWS_BATCH_JQ_NAME`` and ``AWS_BATCH_CE_NAME``; its output
   goes to ``<root>/<job id>/<index>/attempt-<n>.log``.
+- Each attempt is its own host, as on AWS: it gets ``RC_SOURCE_ADDRESS``, a loopback address
+  of its own (127.2.x.y) that its market-data connections leave from, so the simulator
+  counts the exchange's per-address rate limit against that child alone.
 - ``retryStrategy``: ``attempts`` and ``evaluateOnExit`` (``onStatusReason``, ``onReason``,
   ``onExitCode`` globs; the first match decides RETRY or EXIT; no match retries while
   attempts remain). ``timeout.attemptDurationSeconds`` ends an attempt that runs longer.
@@ -45,6 +48,11 @@ from typing import Any, Mapping
 MAX_ARRAY = 10_000
 _REF = re.compile(r"Ref::([A-Za-z0-9_]+)")
 FINISHED = ("SUCCEEDED", "FAILED")
+
+
+def host_address(n: int) -> str:
+    """The ``n``-th sandbox host's loopback address (127.2.0.1, 127.2.0.2, ... 254 a block)."""
+    return f"127.2.{(n // 254) % 256}.{n % 254 + 1}"
 
 
 class BatchClientError(Exception):
@@ -109,6 +117,8 @@ class BatchRunner:
         self.base_env = dict(base_env or {})
         """What every child gets besides its job's environment (where moto and S3 are, credentials)."""
         self.jobs: dict[str, Job] = {}
+        self._hosts = 0
+        """Attempts started so far: the next one's host address (`host_address`)."""
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._pump_forever, name="sandbox-batch", daemon=True)
@@ -261,8 +271,10 @@ class BatchRunner:
                 "AWS_BATCH_JOB_ATTEMPT": str(child.attempt),
                 "AWS_BATCH_JQ_NAME": job.queue,
                 "AWS_BATCH_CE_NAME": "sandbox",
+                "RC_SOURCE_ADDRESS": host_address(self._hosts),
             }
         )
+        self._hosts += 1
         if child.index is not None:
             env["AWS_BATCH_JOB_ARRAY_INDEX"] = str(child.index)
         command = list(job.command)

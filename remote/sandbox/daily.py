@@ -14,8 +14,8 @@ APIs (`DailySourcesApi`, one line of `remote.sandbox.market_server.EXTRA_APIS`):
         -> {"timeline": [{"series": "Average Tone", "data": [{"date": "YYYYMMDDT000000Z", "value"}]}]},
            one point per calendar day.
 
-All three answer 429 with Retry-After past the simulator's request rate. A day's bars and
-yields are served once it has closed (21:00 UTC, the US close); its tone once it has ended.
+All three answer 429 with Retry-After past the simulator's request rate (per client
+address). A day's bars and yields are served once it has closed (21:00 UTC, the US close); its tone once it has ended.
 
 The daily process
 -----------------
@@ -249,9 +249,6 @@ class DailySourcesApi:
 
     def __init__(self, sim: Any) -> None:
         self.sim = sim
-        from remote.sandbox.market_server import _TokenBucket
-
-        self._bucket = _TokenBucket(sim.rate_limit_per_s)
 
     def _process(self) -> DailyProcess:
         return daily_process(self.sim.seed, self.sim.mode)
@@ -275,7 +272,7 @@ class DailySourcesApi:
         )
         if route is None:
             return None
-        wait = self._bucket.take()
+        wait = self.sim.rate_wait("daily")
         if wait > 0:
             return 429, {"Retry-After": str(max(1, int(np.ceil(wait))))}, {"message": "rate limited"}
         try:

@@ -8,6 +8,9 @@ Endpoints (the shapes the real services use)::
         -> [[time, low, high, open, close, volume], ...] newest first, at most 300;
            start/end are ISO 8601 or unix seconds; candles with start <= time < end;
            a minute without trades has no candle; 429 + Retry-After past the rate.
+           The rate (``rate_limit_per_s``) is counted per client address, as Coinbase counts
+           it per IP: a client bound to its own loopback address (127.x.y.z; every sandbox
+           Batch child is given one) is its own host with its own allowance.
     GET /api/v3/coins/{id}/market_chart/range?vs_currency=usd&from=&to=
         -> {"prices": [[ms, v]], "market_caps": [[ms, v]], "total_volumes": [[ms, v]]}
            hourly points for ranges up to 90 days, daily (00:00 UTC) beyond;
@@ -104,6 +107,8 @@ class RequestRecord:
     path: str
     query: dict[str, str]
     status: int
+    client: str = "127.0.0.1"
+    """The address the request came from: the host whose rate limit it counted against."""
 
 
 class MarketSimulator:
@@ -131,7 +136,10 @@ class MarketSimulator:
         self._require_key = require_api_key
         self._host = host
         self._port = port
-        self._buckets = {"coinbase": _TokenBucket(rate_limit_per_s), "coingecko": _TokenBucket(rate_limit_per_s)}
+        self._buckets: dict[tuple[str, str], _TokenBucket] = {}
+        """One bucket per (API, client address): the rate limit is per host, as Coinbase's is per
+        address, so Batch children that each come from their own address each get the full rate."""
+        self._request = threading.local()
         self._faults: list[_Fault] = []
         self.delisted: set[str] = set()
         """Products the exchange has delisted (`delist`): no candles, no book, ``status: delisted``."""
@@ -243,8 +251,21 @@ class MarketSimulator:
             return 200, {}, {"gecko_says": "(V3) To the Moon!"}
         return 404, {}, {"message": "NotFound"}
 
+    def current_client(self) -> str:
+        """The address of the request this thread is answering (``127.0.0.1`` outside one)."""
+        return str(getattr(self._request, "client", "127.0.0.1"))
+
+    def rate_wait(self, api: str) -> float:
+        """0.0 when the current request is within ``api``'s rate for its host, else the seconds to wait."""
+        key = (api, self.current_client())
+        with self._lock:
+            bucket = self._buckets.get(key)
+            if bucket is None:
+                bucket = self._buckets[key] = _TokenBucket(self.rate_limit_per_s)
+        return bucket.take()
+
     def _limited(self, api: str) -> tuple[int, dict[str, str], Any] | None:
-        wait = self._buckets[api].take()
+        wait = self.rate_wait(api)
         if wait <= 0:
             return None
         retry = max(1, int(np.ceil(wait)))
@@ -405,6 +426,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - http.server naming
         split = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(split.query).items()}
+        client = str(self.client_address[0])
+        self.sim._request.client = client  # one thread per connection: the rate limit's host
         fault = self.sim._take_fault(split.path)
         if fault is not None:
             self._send(fault.status, {}, fault.body, fault.content_type)
@@ -420,7 +443,7 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self._send(status, headers, json.dumps(payload).encode(), "application/json")
         logged_query = {k: v for k, v in query.items() if "key" not in k}
-        self.sim._record(RequestRecord("GET", split.path, logged_query, status))
+        self.sim._record(RequestRecord("GET", split.path, logged_query, status, client))
 
     def _send(self, status: int, headers: dict[str, str], body: bytes, content_type: str) -> None:
         self.send_response(status)

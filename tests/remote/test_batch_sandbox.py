@@ -36,7 +36,7 @@ def batch(sandbox: Any, tmp_path: Path) -> Any:  # noqa: F811 - the fixture impo
     script = ("import json, os, sys, time; time.sleep(float(os.environ.get('NAP', '0')));"
               "i = os.environ.get('AWS_BATCH_JOB_ARRAY_INDEX', 'none');"
               "open(os.path.join(os.environ['OUT'], i + '-' + os.environ['AWS_BATCH_JOB_ATTEMPT']), 'w')"
-              ".write(json.dumps({k: v for k, v in os.environ.items() if k.startswith('AWS_BATCH')}))")
+              ".write(json.dumps({k: v for k, v in os.environ.items() if k.startswith(('AWS_BATCH', 'RC_SOURCE'))}))")
     client.register_job_definition(jobDefinitionName=f"{name}-rec", type="container",
                                    containerProperties={"image": "x", "command": ["python", "-c", script],
                                                         "resourceRequirements": [{"type": "VCPU", "value": "1"},
@@ -68,9 +68,12 @@ def test_array_children_run_as_processes_with_batchs_environment(batch: Any, tmp
     job_id = _submit(client, name, tmp_path, 3)
     job = _wait(client, job_id)
     assert job["status"] == "SUCCEEDED" and job["arrayProperties"]["statusSummary"] == {"SUCCEEDED": 3}
+    hosts = set()
     for i in range(3):
         env = json.loads((tmp_path / f"{i}-1").read_text())
         assert env["AWS_BATCH_JOB_ARRAY_INDEX"] == str(i) and env["AWS_BATCH_JOB_ID"] == f"{job_id}:{i}"
+        hosts.add(env["RC_SOURCE_ADDRESS"])
+    assert len(hosts) == 3 and all(h.startswith("127.2.") for h in hosts)  # each child is its own host
     children = client.list_jobs(arrayJobId=job_id)["jobSummaryList"]
     assert sorted(c["arrayProperties"]["index"] for c in children) == [0, 1, 2]
 

@@ -123,6 +123,20 @@ def test_requests_past_the_rate_get_429_with_retry_after():
     assert limited and int(limited[0].headers["Retry-After"]) >= 1
 
 
+def test_the_rate_limit_is_counted_per_client_address_as_the_exchange_counts_per_host():
+    def burst(url: str, source: str) -> list[int]:
+        with httpx.Client(transport=httpx.HTTPTransport(local_address=source)) as http:
+            params = {"granularity": 3600, "start": T0, "end": T0 + 7200}
+            return [http.get(f"{url}/products/BTC-USD/candles", params=params).status_code for _ in range(3)]
+
+    with MarketSimulator(rate_limit_per_s=2) as s:
+        first, again, other = burst(s.url, "127.0.0.1"), burst(s.url, "127.0.0.1"), burst(s.url, "127.3.0.9")
+        clients = {r.client for r in s.requests}
+    assert first[:2] == [200, 200] and 429 in first + again  # one host past its rate is limited...
+    assert other[:2] == [200, 200]  # ...and another host still has its own allowance
+    assert clients == {"127.0.0.1", "127.3.0.9"}
+
+
 def test_coingecko_answers_401_without_the_key_and_takes_either_header():
     key = "CG-" + secrets.token_urlsafe(18)
     with MarketSimulator(require_api_key=key, rate_limit_per_s=1000) as s:

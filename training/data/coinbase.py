@@ -75,7 +75,11 @@ class CoinbaseClient:
         max_retries: int = 5,
         backoff_s: float = 0.5,
         max_wait_s: float = 60.0,
+        source_address: str | None = None,
     ) -> None:
+        """``source_address``: the local address connections leave from (a host with several,
+        e.g. a sandbox Batch child given its own loopback address so the exchange counts its
+        rate limit as another host's); None for the system's choice."""
         self.base_url = base_url.rstrip("/")
         self.max_in_flight = max(1, int(max_in_flight))
         self.limiter = RateLimiter(requests_per_s)
@@ -88,6 +92,7 @@ class CoinbaseClient:
             timeout=timeout_s,
             headers={"User-Agent": "retrain-console", "Accept": "application/json"},
             limits=httpx.Limits(max_connections=self.max_in_flight + 1),
+            transport=httpx.HTTPTransport(local_address=source_address) if source_address else None,
         )
 
     def close(self) -> None:
