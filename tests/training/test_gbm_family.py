@@ -14,7 +14,15 @@ from training.dataset import load_symbol_dataset
 from training.families import get_family
 from training.families.evaluation import judge
 from training.families.gbm.costs import ThinBook, costs_from_book
-from training.families.gbm.encoder import EncoderMismatch, SharedEncoder, common_names, fit_encoder
+from training.errors import CheckpointMismatch
+from training.families.gbm.encoder import (
+    EncoderMismatch,
+    SharedEncoder,
+    common_names,
+    encoder_from_moments,
+    fit_encoder,
+)
+from training.families.gbm.moments import CoinMoments, coin_moments
 from training.families.gbm.params import GbmParams
 from training.families.gbm.synthetic import COINS, factor_frame, synthetic_book, write_coins
 from training.families.lstm.synthetic import write_synthetic_feature_file
@@ -66,6 +74,31 @@ def test_coins_with_different_feature_sets_share_the_names_they_all_have(tmp_pat
     )
     with pytest.raises(EncoderMismatch, match="XRP-USD lacks 2 of the shared encoder's features"):
         encoder.transform(load_symbol_dataset(fewer, SPLIT))
+
+
+def test_moments_saved_per_coin_give_the_same_encoder_as_the_feature_files(tmp_path: Path) -> None:
+    paths = write_coins(tmp_path, COINS, 1200, seed=4, signal=1.0)  # two feature sets (f6 on the first)
+    names = common_names(read_feature_meta(p).feature_names for p in paths.values())
+    for ds in _datasets(paths):  # as each Batch child does for its own coins
+        coin_moments(ds).save(tmp_path / "moments" / f"{ds.symbol}.npz")
+    loaded = [CoinMoments.load(tmp_path / "moments" / f"{coin}.npz") for coin in paths]
+    assert encoder_from_moments(loaded, names, 3).hash == fit_encoder(iter(_datasets(paths)), names, 3).hash
+    with pytest.raises(EncoderMismatch, match="lacks 1 of the shared encoder's features"):
+        encoder_from_moments(loaded[1:], (*names, "f6"), 3)
+
+
+def test_moments_that_are_not_square_or_not_finite_are_refused(tmp_path: Path) -> None:
+    paths = write_coins(tmp_path, COINS[:1], 600, seed=4, signal=0.0)
+    good = coin_moments(_datasets(paths)[0])
+    for name, bad in {"square": replace(good, products=good.products[:-1]),
+                      "finite": replace(good, total=np.where(np.arange(len(good.total)) == 0, np.nan, good.total)),
+                      "named twice": replace(good, feature_names=(good.feature_names[0],) * len(good.feature_names))}.items():  # fmt: skip
+        bad.save(tmp_path / f"{name}.npz")
+        with pytest.raises(CheckpointMismatch, match="malformed encoder moments"):
+            CoinMoments.load(tmp_path / f"{name}.npz")
+    (tmp_path / "pickled.npz").write_bytes(b"\x80\x04not an npz")
+    with pytest.raises(CheckpointMismatch):
+        CoinMoments.load(tmp_path / "pickled.npz")
 
 
 def test_a_head_trained_against_another_encoder_is_refused(tmp_path: Path) -> None:

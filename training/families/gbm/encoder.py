@@ -12,7 +12,9 @@ coin's price scale cannot dominate the components. The fit then *streams*: it ad
 coin at a time into a ``d x d`` sum of products (the covariance of the stacked rows,
 exactly what IncrementalPCA converges to, without holding the stack), so memory is one
 coin's file plus ``d x d`` floats at 10 or 400 coins alike. Only training rows enter
-(``train_ends``); validation and test rows of every coin stay unseen.
+(``train_ends``); validation and test rows of every coin stay unseen. Those per-coin sums
+(`training.families.gbm.moments`) can be computed where a coin's data is, so Batch children
+that fetch their own coins send the console a few numbers per coin, never the rows.
 
 Saved as ``encoder.npz`` (mean, components; no pickle) and ``encoder.json`` (names,
 counts, hash). The hash is the sha256 of the names, the mean and the components: every
@@ -32,6 +34,7 @@ import numpy as np
 from training.dataset import SymbolDataset
 from training.errors import BadTrainingConfig, CheckpointMismatch, TrainingInputError
 from training.families.artifacts import load_arrays, load_json, save_arrays, save_json
+from training.families.gbm.moments import CoinMoments, coin_moments
 
 ENCODER_FORMAT = "retrain-console/gbm-encoder/1"
 ARRAYS_FILE = "encoder.npz"
@@ -139,6 +142,13 @@ def common_names(name_sets: Iterable[Sequence[str]]) -> tuple[str, ...]:
 def fit_encoder(datasets: Iterable[SymbolDataset], names: Sequence[str], n_components: int) -> SharedEncoder:
     """Stream ``datasets`` (one coin at a time; an iterator keeps one in memory) into a PCA over
     ``names``, from their training rows only."""
+    return encoder_from_moments((coin_moments(ds) for ds in datasets), names, n_components)
+
+
+def encoder_from_moments(moments: Iterable[CoinMoments], names: Sequence[str], n_components: int) -> SharedEncoder:
+    """The PCA over ``names`` from each coin's training-row sums (`training.families.gbm.moments`),
+    however they were computed: here from feature files, or by the Batch children that fetched
+    the coins. The same sums give the same encoder and the same hash."""
     names = tuple(names)
     d = len(names)
     if d == 0:
@@ -147,13 +157,18 @@ def fit_encoder(datasets: Iterable[SymbolDataset], names: Sequence[str], n_compo
     products = np.zeros((d, d))
     rows = 0
     coins: list[str] = []
-    for ds in datasets:
-        cols = SharedEncoder(names, np.zeros(d), np.zeros((0, d)), (), (), 0).columns_of(ds)
-        train = np.asarray(ds.features[ds.train_ends][:, cols], dtype=np.float64)
-        total += train.sum(axis=0)
-        products += train.T @ train
-        rows += len(train)
-        coins.append(ds.symbol)
+    for m in moments:
+        missing = [n for n in names if n not in set(m.feature_names)]
+        if missing:
+            raise EncoderMismatch(
+                f"{m.symbol} lacks {len(missing)} of the shared encoder's features "
+                f"({', '.join(missing[:3])}); refit the encoder over the coins it serves"
+            )
+        coin_total, coin_products = m.block(names)
+        total += coin_total
+        products += coin_products
+        rows += m.rows
+        coins.append(m.symbol)
     if rows < 2:
         raise BadTrainingConfig("the shared encoder needs training rows from at least one coin")
     mean = total / rows
