@@ -1,5 +1,11 @@
-"""The engine's heads as one AWS Batch array job (`remote.backends.batch`): prepare, submit,
-follow, collect (verified) into the models root."""
+"""The engine on AWS Batch (`remote.backends.batch`), as two array jobs.
+
+- `fetch_on_batch`: each child fetches its own coins' candles (the exchange's rate limit is
+  per address, so it is spread over the children's hosts), builds their feature files and
+  sends back each coin's encoder moments; the feature files stay in the bucket.
+- `train_on_batch`: the heads, each child a shard of coins reading those feature files and
+  the shared encoder; collected (every file verified) into the models root.
+"""
 
 from __future__ import annotations
 
@@ -17,17 +23,82 @@ if TYPE_CHECKING:  # pragma: no cover
     from console.checklist.step import StepContext
 
 
+def _job_name(kind: str, run_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9-]", "-", f"{kind}-{run_id}")[:63].strip("-")
+
+
+def fetch_on_batch(
+    ctx: "StepContext", symbols: Sequence[str], window: tuple[int, int], fundamentals: Path
+) -> tuple[dict[str, dict[str, Any]], str]:
+    """Each coin's candles fetched, and its feature file built, by the Batch child whose shard it
+    is; its encoder moments into ``engine/moments/``. Each coin's row (``succeeded`` with rows
+    and features, or ``skipped``/``failed`` with why) and the ``s3://`` prefix of the feature files."""
+    from remote.backends.base import JobPhase, JobSpec, RunPlan
+    from remote.backends.batch import BatchBackend
+
+    p = ctx.params
+    resources = ctx.resources
+    backend = ctx.resources.backend("batch", run_id=ctx.run_id, log=ctx.log)
+    assert isinstance(backend, BatchBackend)  # the fetch task is the batch backend's own
+    backend.prepare(RunPlan(ctx.run_id, "batch", inputs={"fundamentals": fundamentals}, units=tuple(symbols)))
+    spec = JobSpec(
+        run_id=ctx.run_id,
+        name=_job_name("engine-fetch", ctx.run_id),
+        family="gbm",
+        units=tuple(symbols),
+        params={
+            "task": "fetch",
+            "market": {"coinbase": resources.market_urls().coinbase},
+            "window": {"start": int(window[0]), "end": int(window[1])},
+            "features": resources.feature_settings(),
+            "split": dict(p.head_params()["split"]),
+        },
+        inputs={"fundamentals": fundamentals},
+        array_size=min(p.children, len(symbols)) or 1,
+        max_runtime_s=int(p.symbol_timeout_s * max(1, len(symbols) // max(1, p.children) + 1)),
+    )
+    ref = backend.submit(spec)
+    done: list[str] = []
+
+    def relay(e: Any) -> None:
+        ctx.log.info("%s %s", e.kind, e.message)
+        if e.kind == "done" and e.unit and e.unit not in done:
+            done.append(str(e.unit))
+            ctx.progress(len(done), len(symbols), str(e.unit))
+
+    _record(ctx, ref.job_id)
+    try:
+        status = backend.follow(ref, relay, should_stop=lambda: ctx.cancelled.is_set())
+    finally:
+        _record(ctx, ref.job_id)
+    ctx.check_cancelled()
+    if status.phase is not JobPhase.SUCCEEDED:
+        raise ConsoleError(f"Batch job {ref.name} ended {status.phase.value}: {status.reason or status.secondary}")
+    moments = engine_dir(resources) / "moments"
+    shutil.rmtree(moments, ignore_errors=True)  # an earlier run's coins must not enter this encoder
+    return backend.collect_fetched(ref, moments)
+
+
 def train_on_batch(
-    ctx: "StepContext", symbols: Sequence[str], params: Mapping[str, Any], costs: Mapping[str, Any]
+    ctx: "StepContext",
+    symbols: Sequence[str],
+    params: Mapping[str, Any],
+    costs: Mapping[str, Any],
+    features: "Path | str | None" = None,
 ) -> dict[str, dict[str, Any]]:
+    """The heads as one array job; ``features``: the feature files' folder here, or the ``s3://``
+    prefix a fetch job's children uploaded them to (referenced, not copied)."""
     from remote.backends.base import JobPhase, JobSpec, RunPlan
 
     p = ctx.params
     backend = ctx.resources.backend("batch", run_id=ctx.run_id, log=ctx.log)
     resources = ctx.resources
-    inputs = {"features": resources.paths.features, "encoder": engine_dir(resources) / "encoder"}
+    inputs: dict[str, Path | str] = {
+        "features": features or resources.paths.features,
+        "encoder": engine_dir(resources) / "encoder",
+    }
     backend.prepare(RunPlan(ctx.run_id, "batch", inputs=inputs, units=tuple(symbols)))
-    name = re.sub(r"[^A-Za-z0-9-]", "-", f"engine-{ctx.run_id}")[:63].strip("-")
+    name = _job_name("engine", ctx.run_id)
     spec = JobSpec(
         run_id=ctx.run_id,
         name=name,
@@ -79,6 +150,7 @@ def train_on_batch(
             "model_dir": row.get("model_dir", ""),
             "passed": bool(row.get("passed")),
             "reasons": list(row.get("reasons") or ()),
+            "seconds": float(row.get("seconds") or 0.0),
         }
         for row in summary["units"]
     }

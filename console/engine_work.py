@@ -5,10 +5,13 @@
 - `fetch_and_build`: each coin's 1-minute candles (and the higher timeframes its spec needs)
   and daily fundamentals, then its feature file; a coin with too little history (a recent
   listing) or that the exchange stops serving is skipped with the reason, never crashed on.
+  With the ``batch`` backend the console fetches only the fundamentals (`fetch_fundamentals`)
+  and the Batch children fetch the candles (`console.engine_batch.fetch_on_batch`).
 - `measure_costs`: the fee from configuration, spread and slippage walked from the coin's
   order book (`training.families.gbm.costs`); saved as ``costs/<SYMBOL>.json``. A coin whose
   book is gone (delisted since the data step: HTTP 404) is skipped with the reason.
-- `fit_encoder`: the shared PCA over every coin's training rows, streamed one coin at a time.
+- `fit_encoder`: the shared PCA over every coin's training rows, streamed one coin at a time;
+  `fit_encoder_from_moments`: the same PCA from the per-coin sums the Batch children sent.
 - `train_local`: the heads on this machine, sequential / parallel / hybrid, with a per-coin
   timeout, retries with backoff and the resume ledger; `train_on_batch`: one array job.
 - `write_summary`: ``runs/<stamp>/status.json`` and ``summary/<stamp>/engine_summary.json``.
@@ -138,31 +141,57 @@ def fetch_and_build(
     """Candles, fundamentals and the feature file of each coin; short histories are skipped."""
     from console.market_data import fetch_range
     from training.data.coinbase import CoinbaseClient, fetch_candles
-    from training.data.coingecko import CoinGeckoClient, fetch_fundamentals
     from training.data.store import CandleStore
-    from training.errors import TrainingError
     from training.features.files import build_feature_file, load_inputs
     from training.features.spec import spec_for
 
     start, end = fetch_range(days, None, None)
     store = CandleStore(resources.paths.data)
     config = resources.feature_config()
-    urls = resources.market_urls()
+
+    def build(symbol: str) -> CoinOutcome:
+        spec = spec_for(symbol, config)
+        for tf in spec.timeframes:
+            fetch_candles(client, store, symbol, tf, start, end)
+        candles, fundamentals = load_inputs(store, spec)
+        report = build_feature_file(spec, candles, fundamentals, resources.paths.features)
+        return CoinOutcome(symbol, "ok", figures={"rows": report.rows, "features": report.features})
+
+    with CoinbaseClient(resources.market_urls().coinbase) as client:
+        return _each_with_fundamentals(resources, symbols, (start, end), build, on_coin)
+
+
+def fetch_fundamentals(
+    resources: Resources, symbols: Sequence[str], window: tuple[int, int], on_coin: Callable[[CoinOutcome], None]
+) -> list[CoinOutcome]:
+    """Only each coin's daily fundamentals, into the data store: what the console fetches itself
+    when Batch children fetch the candles (CoinGecko's key stays here, off the children)."""
+    return _each_with_fundamentals(resources, symbols, window, lambda symbol: CoinOutcome(symbol, "ok"), on_coin)
+
+
+def _each_with_fundamentals(
+    resources: Resources,
+    symbols: Sequence[str],
+    window: tuple[int, int],
+    then: Callable[[str], CoinOutcome],
+    on_coin: Callable[[CoinOutcome], None],
+) -> list[CoinOutcome]:
+    """Each coin's fundamentals over ``window`` (and 40 days before, for the daily look-backs),
+    then ``then(symbol)``; a coin that fails either is skipped with the reason, never crashed on."""
+    from training.data.coingecko import CoinGeckoClient
+    from training.data.coingecko import fetch_fundamentals as fetch_one
+    from training.data.store import CandleStore
+    from training.errors import TrainingError
+
+    store = CandleStore(resources.paths.data)
     ids = {**dict(resources.settings.features.coingecko_ids), **gecko_ids(resources, symbols)}
+    start, end = window
     outcomes = []
-    with (
-        CoinbaseClient(urls.coinbase) as client,
-        CoinGeckoClient(resources.coingecko_key(), urls.coingecko, ids=ids) as gecko,
-    ):
+    with CoinGeckoClient(resources.coingecko_key(), resources.market_urls().coingecko, ids=ids) as gecko:
         for symbol in symbols:
-            spec = spec_for(symbol, config)
             try:
-                for tf in spec.timeframes:
-                    fetch_candles(client, store, symbol, tf, start, end)
-                fetch_fundamentals(gecko, store, symbol, start - 40 * 86400, end)
-                candles, fundamentals = load_inputs(store, spec)
-                report = build_feature_file(spec, candles, fundamentals, resources.paths.features)
-                outcome = CoinOutcome(symbol, "ok", figures={"rows": report.rows, "features": report.features})
+                fetch_one(gecko, store, symbol, start - 40 * 86400, end)
+                outcome = then(symbol)
             except (TrainingError, ValueError, KeyError) as exc:
                 outcome = CoinOutcome(symbol, "skipped", f"{type(exc).__name__}: {str(exc)[:200]}")
             outcomes.append(outcome)
@@ -211,6 +240,24 @@ def fit_encoder(resources: Resources, symbols: Sequence[str], params: Mapping[st
     paths = [resources.paths.features / f"{s}.parquet" for s in symbols]
     names = common_names(read_feature_meta(p).feature_names for p in paths)
     encoder = fit((load_symbol_dataset(p, gbm.split) for p in paths), names, gbm.n_components)
+    encoder.save(engine_dir(resources) / "encoder")
+    return encoder.hash, encoder.n_components, len(names)
+
+
+def fit_encoder_from_moments(
+    resources: Resources, symbols: Sequence[str], params: Mapping[str, Any]
+) -> tuple[str, int, int]:
+    """The shared encoder from the moments the Batch children sent (``engine/moments/<SYMBOL>.npz``):
+    the same PCA `fit_encoder` gives over the same rows, without the rows ever coming here."""
+    from training.families.gbm.encoder import common_names, encoder_from_moments
+    from training.families.gbm.moments import CoinMoments
+    from training.families.gbm.params import GbmParams
+
+    gbm = GbmParams.from_mapping(params)
+    folder = engine_dir(resources) / "moments"
+    paths = [folder / f"{s}.npz" for s in symbols]
+    names = common_names(CoinMoments.load(p).feature_names for p in paths)
+    encoder = encoder_from_moments((CoinMoments.load(p) for p in paths), names, gbm.n_components)
     encoder.save(engine_dir(resources) / "encoder")
     return encoder.hash, encoder.n_components, len(names)
 

@@ -417,14 +417,16 @@ class Resources:
         """The feature configuration from ``[features]`` in the settings."""
         from training.features.spec import FeatureConfig
 
+        return FeatureConfig.from_mapping(self.feature_settings())
+
+    def feature_settings(self) -> dict[str, Any]:
+        """``[features]`` as `FeatureConfig.from_mapping` takes it (JSON-able: a job's manifest carries it)."""
         f = self.settings.features
-        return FeatureConfig.from_mapping(
-            {
-                "multi_timeframe_symbols": list(f.multi_timeframe_symbols),
-                "counts": dict(f.expected_counts),
-                "symbols": list(f.expected_counts),
-            }
-        )
+        return {
+            "multi_timeframe_symbols": list(f.multi_timeframe_symbols),
+            "counts": dict(f.expected_counts),
+            "symbols": list(f.expected_counts),
+        }
 
     # --- training backends ---------------------------------------------------------------------
 

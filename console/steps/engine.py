@@ -2,6 +2,7 @@
 
     engine-symbols   resolve top20 / top150 / top400 / A-USD,B-USD to the exchange's products
     engine-data      candles, fundamentals and feature files; short histories skipped with the reason
+                     (``--backend batch``: one fetch array job, each child fetching its own coins)
     engine-costs     fee from configuration, spread and slippage from each coin's order book
     engine-encoder   the shared PCA over every coin's training rows (its hash pins every head)
     engine-train     the heads: here (sequential / parallel / hybrid) or as one Batch array job
@@ -69,6 +70,9 @@ class SymbolsOut(StepOutputs):
 class DataOut(StepOutputs):
     usable: list[str] = []
     skipped: dict[str, str] = {}
+    features_url: str = ""
+    """With the ``batch`` backend: the ``s3://`` prefix the fetch job's children uploaded the
+    feature files to (the encoder comes from their moments, the heads job reads the files there)."""
 
 
 class CostsOut(StepOutputs):
@@ -116,6 +120,13 @@ def _tell_failed(ctx: StepContext, symbol: str, state: str, why: str) -> None:
         ctx.emit("engine.symbol_failed", f"{symbol} {state}: {why}"[:300], symbol=symbol, state=state)
 
 
+def _tell_skipped(ctx: StepContext, symbol: str, state: str, why: str) -> None:
+    """A coin the data step could not use: told as failed (a notification) and shown as skipped."""
+    _tell_failed(ctx, symbol, state, why)
+    if state != "ok":
+        CoinEvents(ctx.emit).state(symbol, "skipped", why)
+
+
 def _usable(ctx: StepContext) -> list[str]:
     data = ctx.output_of("engine-data", DataOut)
     costs = ctx.output_of("engine-costs", CostsOut)
@@ -160,19 +171,57 @@ class EngineData(Step):
         def coin(o: work.CoinOutcome) -> None:
             done.append(o)
             ctx.log.info("%s: %s %s", o.symbol, o.state, o.why)
-            _tell_failed(ctx, o.symbol, o.state, o.why)
-            if o.state != "ok":
-                CoinEvents(ctx.emit).state(o.symbol, "skipped", o.why)
+            _tell_skipped(ctx, o.symbol, o.state, o.why)
             ctx.progress(len(done), len(symbols), o.symbol)
             ctx.check_cancelled()
 
+        if ctx.params.backend == "batch":
+            return self._on_batch(ctx, symbols, coin)
         outcomes = work.fetch_and_build(ctx.resources, symbols, ctx.params.days, coin)
         usable = [o.symbol for o in outcomes if o.state == "ok"]
         skipped = {o.symbol: o.why for o in outcomes if o.state != "ok"}
+        return self._result(usable, skipped, "")
+
+    def _on_batch(self, ctx: StepContext, symbols: list[str], coin: Any) -> StepResult:
+        """Fundamentals here (CoinGecko's key stays here), candles and features by the Batch children."""
+        import shutil
+
+        from console.engine_batch import fetch_on_batch
+        from console.market_data import fetch_range
+        from training.data.store import CandleStore
+
+        window = fetch_range(ctx.params.days, None, None)
+        outcomes = work.fetch_fundamentals(ctx.resources, symbols, window, coin)
+        staged = ctx.run_dir / "fundamentals"
+        shutil.rmtree(staged, ignore_errors=True)
+        staged.mkdir(parents=True)
+        store = CandleStore(ctx.resources.paths.data)
+        for o in outcomes:
+            if o.state == "ok" and store.fundamentals_path(o.symbol).is_file():
+                shutil.copy2(store.fundamentals_path(o.symbol), staged / f"{o.symbol}.parquet")
+        skipped = {o.symbol: o.why for o in outcomes if o.state != "ok"}
+        fetched, url = fetch_on_batch(ctx, [o.symbol for o in outcomes if o.state == "ok"], window, staged)
+        for symbol, row in fetched.items():
+            if row.get("state") != "succeeded":
+                skipped[symbol] = str(row.get("why") or row.get("state"))
+                _tell_skipped(ctx, symbol, "skipped", skipped[symbol])
+        figures = {
+            "candle_requests": sum(int(row.get("requests") or 0) for row in fetched.values()),
+            "hosts": len({row.get("host") for row in fetched.values() if row.get("host")}),
+            "child_seconds": round(sum(float(row.get("seconds") or 0.0) for row in fetched.values()), 2),
+        }
+        ctx.log.info("the Batch children asked the exchange %(candle_requests)d times from %(hosts)d hosts", figures)
+        usable = [s for s, r in fetched.items() if r.get("state") == "succeeded"]
+        return self._result(usable, skipped, url, figures)
+
+    @staticmethod
+    def _result(usable: list[str], skipped: dict[str, str], url: str, figures: Any = None) -> StepResult:
         if not usable:
             return StepResult.failed(f"no coin has enough history ({len(skipped)} skipped)", {"skipped": skipped})
-        return StepResult.ok(f"{len(usable)} coins ready, {len(skipped)} skipped (short history or no data)",
-                             {"skipped": skipped}, outputs=DataOut(usable=usable, skipped=skipped))  # fmt: skip
+        where = " on Batch" if url else ""
+        return StepResult.ok(f"{len(usable)} coins ready{where}, {len(skipped)} skipped (short history or no data)",
+                             {"skipped": skipped, "features_url": url, **(figures or {})},
+                             outputs=DataOut(usable=usable, skipped=skipped, features_url=url))  # fmt: skip
 
 
 @register
@@ -215,7 +264,9 @@ class EngineEncoder(Step):
         return f"fit the shared PCA encoder ({ctx.params.n_components} components) on every coin's training rows"
 
     def run(self, ctx: StepContext) -> StepResult:
-        digest, components, shared = work.fit_encoder(ctx.resources, _usable(ctx), ctx.params.head_params())
+        data = ctx.output_of("engine-data", DataOut)
+        fit = work.fit_encoder_from_moments if data and data.features_url else work.fit_encoder
+        digest, components, shared = fit(ctx.resources, _usable(ctx), ctx.params.head_params())
         return StepResult.ok(f"encoder {digest[:19]}... : {components} components over {shared} shared features",
                              outputs=EncoderOut(hash=digest, components=components, shared_features=shared))  # fmt: skip
 
@@ -239,7 +290,9 @@ class EngineTrain(Step):
         if p.backend == "batch":
             from console.engine_batch import train_on_batch
 
-            coins = train_on_batch(ctx, symbols, p.head_params(), costs.costs if costs else {})
+            data = ctx.output_of("engine-data", DataOut)
+            features = data.features_url if data and data.features_url else None
+            coins = train_on_batch(ctx, symbols, p.head_params(), costs.costs if costs else {}, features)
         else:
             cap = {"sequential": 1, "parallel": len(symbols), "hybrid": p.max_concurrent}[p.mode]
             tally, board = Tally(len(symbols)), CoinEvents(ctx.emit)

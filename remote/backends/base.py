@@ -111,8 +111,9 @@ class RunPlan:
     alternative_types: tuple[str, ...] = ()
     budget_usd: float = 10.0
     max_runtime_s: int = 4 * 3600
-    inputs: Mapping[str, Path] = field(default_factory=dict)
-    """Channel -> local file or folder the jobs will read."""
+    inputs: Mapping[str, Path | str] = field(default_factory=dict)
+    """Channel -> local file or folder the jobs will read (a backend that can, e.g. batch, also
+    takes an ``s3://`` URL string for an input already in its bucket)."""
     units: tuple[str, ...] = ()
 
 
@@ -134,7 +135,7 @@ class JobSpec:
     """Symbols (or model names) the job trains; an array job shards them over its children."""
     params: Mapping[str, Any] = field(default_factory=dict)
     """The family's hyperparameters and the ``costs`` / ``gates`` sections."""
-    inputs: Mapping[str, Path] = field(default_factory=dict)
+    inputs: Mapping[str, Path | str] = field(default_factory=dict)
     instance_type: str = ""
     max_runtime_s: int = 4 * 3600
     spot: bool = True

@@ -10,7 +10,11 @@ else) and runs arrays (`RUNS_ARRAYS`).
 
     prepare   the bucket; a spot compute environment (min and desired vCPUs 0: nothing runs,
               nothing is billed, until a job is queued), a job queue, a job definition; the
-              inputs uploaded under ``runs/<run>/inputs/``
+              inputs uploaded under ``runs/<run>/inputs/`` (an input given as an ``s3://``
+              URL, e.g. the feature files a fetch job's children uploaded, is referenced)
+    submit    (``params["task"] == "fetch"``) a fetch job instead: each child runs
+              ``batch-fetch`` and fetches its own coins (`training.container.batch_fetch`);
+              `collect_fetched` reads what they made
     submit    idempotent per (run, job name): a job of that name tagged with the run is reused
     follow    the children's ``events/<index>.jsonl`` and the array's state, until it ends
     collect   every finished unit's folder, each sha256 checked against its ``sha256.txt``,
@@ -47,6 +51,8 @@ from remote.backends.base import (
 from remote.errors import ProviderError, StorageError
 
 CHILD_COMMAND = ("python", "-m", "training.container", "batch-child")
+FETCH_COMMAND = ("python", "-m", "training.container", "batch-fetch")
+"""A fetch job's children (``params["task"] == "fetch"``): each fetches its own coins' candles."""
 _PHASES = {
     "SUBMITTED": JobPhase.PENDING,
     "PENDING": JobPhase.PENDING,
@@ -62,6 +68,11 @@ RETRY_ON_RECLAIM = [
     {"onStatusReason": "Host EC2*", "action": "RETRY"},
     {"onReason": "*", "action": "EXIT"},
 ]
+
+
+def _in_bucket(where: Path | str) -> bool:
+    """An input given as an ``s3://`` URL is already in the bucket: referenced, not uploaded."""
+    return isinstance(where, str) and where.startswith("s3://")
 
 
 def shards(units: tuple[str, ...], size: int) -> list[list[str]]:
@@ -119,14 +130,17 @@ class BatchBackend:
         self._ensure_bucket()
         self._ensure_queue()
         inputs = {**self._default_inputs(), **dict(plan.inputs)}
-        uploaded = {channel: self._upload_input(plan.run_id, channel, Path(path)) for channel, path in inputs.items()}
+        uploaded = {
+            channel: where if _in_bucket(where) else self._upload_input(plan.run_id, channel, Path(where))
+            for channel, where in inputs.items()
+        }
         return Prepared(
             f"batch queue {self.queue} on {self.environment} (spot), inputs in s3://{self.bucket}/runs/{plan.run_id}/",
             {"queue": self.queue, "inputs": uploaded},
         )
 
-    def _default_inputs(self) -> dict[str, Path]:
-        out = {}
+    def _default_inputs(self) -> dict[str, Path | str]:
+        out: dict[str, Path | str] = {}
         for channel in ("features", "encoder"):
             where = self.options.get(f"{channel}_dir")
             if where:
@@ -238,11 +252,17 @@ class BatchBackend:
         if existing is not None:
             return existing
         shared = set(self.options.get("shared_channels") or SHARED_CHANNELS)
-        per_unit = {channel: channel not in shared for channel in (spec.inputs or self._default_inputs())}
+        given = dict(spec.inputs or self._default_inputs())
+        prefixes = {
+            channel: str(where) if _in_bucket(where) else f"s3://{self.bucket}/runs/{spec.run_id}/inputs/{channel}/"
+            for channel, where in given.items()
+        }
+        task = str(spec.params.get("task") or "train")
         prefix = f"runs/{spec.run_id}/jobs/{spec.name}/"
         token = secrets.token_urlsafe(24)
-        params = {k: v for k, v in spec.params.items() if k not in ("costs", "seed", "schedule")}
+        params = {k: v for k, v in spec.params.items() if k not in ("costs", "seed", "schedule", "task")}
         manifest = {
+            "task": task,
             "job_name": spec.name,
             "rc_job_token_sha256": hashlib.sha256(f"{spec.name}:{token}".encode()).hexdigest(),
             "family": spec.family,
@@ -252,8 +272,7 @@ class BatchBackend:
             "array_size": spec.array_size,
             "shards": shards(spec.units, spec.array_size),
             "inputs": {
-                channel: {"prefix": f"s3://{self.bucket}/runs/{spec.run_id}/inputs/{channel}/", "per_unit": flag}
-                for channel, flag in per_unit.items()
+                channel: {"prefix": where, "per_unit": channel not in shared} for channel, where in prefixes.items()
             },
             "out": f"s3://{self.bucket}/{prefix}out/",
         }
@@ -262,21 +281,34 @@ class BatchBackend:
             "RC_BATCH_MANIFEST": f"s3://{self.bucket}/{prefix}manifest.json",
             "RC_ARRAY_SIZE": str(spec.array_size),
         }
-        return self._submit_job(spec, prefix, token, self.definition, env)
+        command = FETCH_COMMAND if task == "fetch" else None
+        return self._submit_job(spec, prefix, token, self.definition, env, command=command)
 
     def _submit_job(
-        self, spec: JobSpec, prefix: str, token: str, definition: str, env: Mapping[str, str], **extra: Any
+        self,
+        spec: JobSpec,
+        prefix: str,
+        token: str,
+        definition: str,
+        env: Mapping[str, str],
+        *,
+        command: tuple[str, ...] | None = None,
+        **extra: Any,
     ) -> JobRef:
         """Submit ``spec`` as one job (an array job with more than one child) of ``definition``: ``env``
-        and the job's name and token in its container's environment, ``extra`` added to the request
-        (a definition's ``parameters``); reclaimed spot children retried, the run's tags on it."""
+        and the job's name and token in its container's environment, ``command`` instead of the
+        definition's when given, ``extra`` added to the request (a definition's ``parameters``);
+        reclaimed spot children retried, the run's tags on it."""
         env = {**env, "RC_JOB_NAME": spec.name, "RC_JOB_TOKEN": token}
+        overrides: dict[str, Any] = {"environment": [{"name": k, "value": v} for k, v in env.items()]}
+        if command:
+            overrides["command"] = list(command)
         request: dict[str, Any] = {
             "jobName": spec.name,
             "jobQueue": self.queue,
             "jobDefinition": definition,
             **extra,
-            "containerOverrides": {"environment": [{"name": k, "value": v} for k, v in env.items()]},
+            "containerOverrides": overrides,
             "retryStrategy": {"attempts": 3, "evaluateOnExit": RETRY_ON_RECLAIM},
             "timeout": {"attemptDurationSeconds": max(60, int(spec.max_runtime_s))},
             "tags": {"run-id": spec.run_id, "managed-by": "retrain-console", **dict(spec.tags)},
@@ -296,8 +328,10 @@ class BatchBackend:
         )["jobSummaryList"]
         for row in rows:
             described = self._call("batch", "describe_jobs", jobs=[row["jobId"]])["jobs"]
+            # A failed job is not reused: a step's retry submits it again (same name, new children).
             if described and described[0].get("tags", {}).get("run-id") == spec.run_id:
-                return self._ref(spec, row["jobId"], f"runs/{spec.run_id}/jobs/{spec.name}/")
+                if described[0].get("status") != "FAILED":
+                    return self._ref(spec, row["jobId"], f"runs/{spec.run_id}/jobs/{spec.name}/")
         return None
 
     # --- follow, status, cancel -------------------------------------------------------------------------
@@ -379,6 +413,16 @@ class BatchBackend:
         tags = ArtifactTags(run_id=ref.run_id, trained_date=time.strftime("%Y-%m-%d", time.gmtime()), gpu="none")
         record = store.upload_version(Path(dest), tags)
         return Collected(record.version, len(record.files), record.total_bytes, store.describe())
+
+    def collect_fetched(self, ref: JobRef, dest: Path) -> tuple[dict[str, dict[str, Any]], str]:
+        """A fetch job's outcome: each coin's row with its encoder moments in ``dest``
+        (`batch_collect.gather_fetched`), and the ``s3://`` prefix of the feature files the
+        children uploaded (a later job's ``features`` input, referenced, not copied)."""
+        from remote.backends.batch_collect import gather_fetched
+
+        units = [str(u) for u in ref.data.get("units", ())]
+        rows = gather_fetched(lambda key: self._get(ref, key), int(ref.data.get("array_size", 1)), units, Path(dest))
+        return rows, f"s3://{ref.data['bucket']}/{ref.data['prefix']}out/features/"
 
     def _gather(self, ref: JobRef, dest: Path) -> dict[str, Any]:
         """The finished units' folders into ``dest``, each file checked (`batch_collect.gather`)."""

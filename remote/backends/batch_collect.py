@@ -74,3 +74,31 @@ def fetch_folder(get: Fetch, rel: str, dest: Path) -> Path:
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     return target
+
+
+def gather_fetched(get: Fetch, array_size: int, units: list[str], dest: Path) -> dict[str, dict[str, Any]]:
+    """A fetch job's results (`training.container.batch_fetch`): each coin's row, and for every
+    coin fetched its encoder moments in ``dest/<COIN>.npz``, checked against the sha256 its child
+    recorded. A coin no child reported (its child ended without results) is ``failed``; a row
+    for a coin the job was not given is ignored, never named as a file."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    wanted = set(units)
+    rows: dict[str, dict[str, Any]] = {}
+    for index in range(array_size):
+        raw = get(f"out/results/{index}.json")
+        for row in json.loads(raw).get("units", []) if raw is not None else ():
+            unit = str(row.get("unit", ""))
+            if unit not in wanted:
+                continue
+            rows[unit] = dict(row)
+            if row.get("state") == "succeeded":
+                data = get(f"out/moments/{unit}.npz")
+                expected = str((row.get("sha256") or {}).get("moments", ""))
+                if data is None or "sha256:" + hashlib.sha256(data).hexdigest() != expected:
+                    rows[unit] = {**row, "state": "failed", "why": "its encoder moments are missing or damaged"}
+                    continue
+                (dest / f"{unit}.npz").write_bytes(data)
+    for unit in units:
+        rows.setdefault(unit, {"unit": unit, "state": "failed", "why": "its Batch child ended without results"})
+    return {unit: rows[unit] for unit in units}

@@ -5,6 +5,7 @@ written; an unknown symbol set or product is bad input (exit 2, one line)."""
 from __future__ import annotations
 
 import json
+import secrets
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Iterator
@@ -51,6 +52,27 @@ def test_engine_on_a_random_walk_promotes_no_head_and_exits_4(state: dict[str, s
         assert any(line.startswith("earns after costs") for line in row["reasons"])
     # The operator's screen, opened on the run the engine drove, counts the coins by state.
     assert _board(Path(state["RC_STATE_DIR"]))[0] == "3 coins: queued 0 · running 0 · done 3 · failed 0 · skipped 0"
+
+
+def test_on_batch_the_children_fetch_the_candles_and_the_heads_read_their_feature_files(
+    state: dict[str, str], tmp_path: Path
+) -> None:
+    import console as package
+
+    shipped = Path(package.__file__).parent / "checklist" / "checklists" / "engine.toml"
+    small = tmp_path / "engine-batch.toml"
+    small.write_text(shipped.read_text().replace("days = 14", "days = 7").replace("children = 8", "children = 2"))
+    proc = console("run", "--checklist", str(small), "--symbols", "top3", "--backend", "batch", env=state, timeout=300)
+    assert proc.returncode == 4, (proc.stdout[-2000:], proc.stderr)
+    assert "3 coins ready on Batch" in " ".join(proc.stdout.split())  # two fetch children built all three
+    data = Path(state["RC_STATE_DIR"]) / "data"
+    # What came back from the fetch: a few numbers per coin, and the encoder fitted from them.
+    assert sorted(p.name for p in (data / "engine" / "moments").iterdir()) == ["BTC-USD.npz", "ETH-USD.npz", "SOL-USD.npz"]
+    encoder = json.loads((data / "engine" / "encoder" / "encoder.json").read_text())
+    summary = json.loads(sorted(data.glob("models/summary/*/engine_summary.json"))[-1].read_text())
+    assert summary["encoder"] == encoder["hash"] and encoder["coins"] == ["BTC-USD", "ETH-USD", "SOL-USD"]
+    for coin, row in summary["coins"].items():  # the heads' job read the children's feature files
+        assert row["state"] == "ok" and SEED_FILES <= {p.name for p in (data / "models" / row["model_dir"]).iterdir()}
 
 
 def _board(state_dir: Path) -> list[str]:
@@ -102,7 +124,7 @@ class _MarketOnly:
         return _Urls(self.url)
 
     def coingecko_key(self) -> str:
-        return "demo-key-made-at-test-time"
+        return "CG-" + secrets.token_urlsafe(12)  # the simulator here asks for none; any key will do
 
 
 def test_top_n_follows_market_cap_and_an_unlisted_product_is_bad_input() -> None:

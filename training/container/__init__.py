@@ -6,6 +6,7 @@ line of the table in `training.container.__main__` and one module here:
 
     sagemaker   training.container.sagemaker     SageMaker's /opt/ml contract (`OptMl`)
     batch-child training.container.batch         one shard of an AWS Batch array job
+    batch-fetch training.container.batch_fetch   one shard's candles, feature files, encoder moments
     dql         training.container.dql           the deep-Q agent's full workflow (seed 004)
 
 A mode trains through the same driver as the SSH host (`training.train.run_job`, i.e.

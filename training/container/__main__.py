@@ -14,6 +14,7 @@ MODES: dict[str, str] = {
     "sagemaker": "training.container.sagemaker:main",
     "train": "training.container.sagemaker:main",  # what SageMaker passes to a bring-your-own image
     "batch-child": "training.container.batch:main",  # one child of an AWS Batch array job
+    "batch-fetch": "training.container.batch_fetch:main",  # a child fetching its own coins' candles
     "dql": "training.container.dql:main",  # seed 004's full-workflow as a Batch job (Ref:: parameters)
 }
 """Mode -> ``module:function``."""

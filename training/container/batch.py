@@ -177,6 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     environ = os.environ
     try:
         place, manifest, index = guarded_job(environ, environ.get("RC_BATCH_MANIFEST", ""), "the manifest is")
+        if manifest.get("task", "train") != "train":
+            raise BadManifest(f"the manifest is a {manifest.get('task')!r} job's, not training's; resubmit")
         units = shard_of(manifest, environ, index)
         run_shard(place, manifest, index, units, Path.cwd())
     except TrainingError as exc:  # bad input 2, the guard 3: one line, no traceback

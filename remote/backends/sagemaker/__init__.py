@@ -315,10 +315,12 @@ class SageMakerBackend:
         return status(JobPhase.STARTING if secondary in _STARTING else JobPhase.RUNNING)
 
     def _upload_features(
-        self, run_id: str, units: tuple[str, ...], prefix: str = "", folder: Path | None = None
+        self, run_id: str, units: tuple[str, ...], prefix: str = "", folder: Path | str | None = None
     ) -> int:
         """Each unit's feature file (a folder of parts and a manifest) under ``prefix``, from
         ``folder`` (the plan's or job's ``features`` input) or the features folder; the count uploaded."""
+        if isinstance(folder, str) and folder.startswith("s3://"):
+            raise BackendNotConfigured(f"the {self.name} backend uploads features from a folder, not {folder}")
         if not (folder or self.options.features_dir):
             raise BackendNotConfigured(f"the {self.name} backend has no features folder to upload from")
         s3 = self._client("s3")

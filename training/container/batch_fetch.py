@@ -1,0 +1,163 @@
+"""A Batch child's ``fetch`` task: its own coins' candles, feature files and encoder moments.
+
+Past one machine the exchange's rate limit is the wall: one host backfilling 400 coins x
+a year of one-minute candles asks ~700,000 times, about a day at 8 requests a second.
+Coinbase counts that limit per address, so the engine spreads the fetch over the array:
+each child (its own host) fetches only its shard's candles. It runs as
+``python -m training.container batch-fetch``; the manifest is the training one
+(`training.container.batch`) with ``"task": "fetch"`` and these ``params``::
+
+    market     {"coinbase": "https://..."}   where the candles come from
+    window     {"start": unix s, "end": unix s}   the same window for every child
+    features   the feature configuration (`training.features.spec.FeatureConfig.from_mapping`)
+    split      the engine's split (`training.families.gbm.params`): the training rows the
+               encoder moments are taken over
+
+and a per-coin ``fundamentals`` input the console fetched (CoinGecko's key stays with the
+console: nothing secret is in the manifest or the child's environment). For each coin the
+child fetches the candles its spec needs (connections leave from ``RC_SOURCE_ADDRESS`` when
+set: the sandbox gives each child its own loopback address, so the simulator counts its
+rate limit as another host's), builds the feature file with the same builder as the
+console, and computes its encoder moments (`training.families.gbm.moments`). It uploads
+``features/<COIN>.parquet`` and ``moments/<COIN>.npz`` under ``out``, and records each
+file's sha256 in ``results/<index>.json`` (written last). A coin with too short a history
+or that the exchange stopped serving is ``skipped`` with the reason; the others go on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from training.container.batch import BadManifest, Events, S3Place, guarded_job, shard_of
+from training.errors import TrainingError
+
+TASK = "fetch"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m training.container batch-fetch``; exit codes as ``batch-child``'s."""
+    environ = os.environ
+    try:
+        place, manifest, index = guarded_job(environ, environ.get("RC_BATCH_MANIFEST", ""), "the manifest is")
+        if manifest.get("task") != TASK:
+            raise BadManifest("the manifest is not a fetch job's (task is not 'fetch'); resubmit the fetch")
+        units = shard_of(manifest, environ, index)
+        fetch_shard(place, manifest, index, units, Path.cwd())
+    except TrainingError as exc:  # bad input 2, the guard 3: one line, no traceback
+        print(str(exc), file=sys.stderr)
+        return exc.exit_code
+    return 0
+
+
+def fetch_settings(manifest: Mapping[str, Any]) -> tuple[str, int, int, Mapping[str, Any], Mapping[str, Any]]:
+    """(coinbase URL, start, end, feature config, split) from a fetch manifest; bad ones refused."""
+    params = manifest.get("params")
+    if not isinstance(params, dict):
+        raise BadManifest("the fetch manifest has no params")
+    url = str((params.get("market") or {}).get("coinbase") or "")
+    if not url.startswith(("http://", "https://")):
+        raise BadManifest(f"the fetch manifest's market URL {url[:60]!r} is not http(s)")
+    window = params.get("window") or {}
+    try:
+        start, end = int(window["start"]), int(window["end"])
+    except (KeyError, TypeError, ValueError):
+        raise BadManifest("the fetch manifest's window needs whole-second start and end") from None
+    if not 0 < start < end:
+        raise BadManifest(f"the fetch manifest's window {start}..{end} is empty")
+    features, split = params.get("features") or {}, params.get("split") or {}
+    if not isinstance(features, dict) or not isinstance(split, dict):
+        raise BadManifest("the fetch manifest's features and split must be objects")
+    return url, start, end, features, split
+
+
+def fetch_shard(place: S3Place, manifest: Mapping[str, Any], index: int, units: list[str], here: Path) -> None:
+    """Every coin of this child's shard, then ``results/<index>.json`` (last)."""
+    from training.data.coinbase import CoinbaseClient
+    from training.features.spec import FeatureConfig
+
+    url, start, end, features, split = fetch_settings(manifest)
+    config = FeatureConfig.from_mapping(features)
+    out_url = str(manifest["out"])
+    event = Events(place, f"{out_url}events/{index}.jsonl", index)
+    event("start", units=units, task="fetch")
+    rows = []
+    source = os.environ.get("RC_SOURCE_ADDRESS") or None
+    with CoinbaseClient(url, source_address=source) as client:
+        for unit in units:
+            began, asked = time.monotonic(), client.requests_made
+            try:
+                row = fetch_one(place, manifest, unit, client, (start, end), config, split, here)
+            except (TrainingError, ValueError, KeyError) as exc:
+                row = {"unit": unit, "state": "skipped", "why": f"{type(exc).__name__}: {str(exc)[:200]}"}
+            row.update(
+                seconds=round(time.monotonic() - began, 3), requests=client.requests_made - asked, host=source or ""
+            )
+            rows.append(row)
+            event("done", unit, state=row["state"], why=row.get("why", ""), requests=row["requests"])
+    results = {"index": index, "task": TASK, "units": rows, "source": source or "",
+               "attempt": os.environ.get("AWS_BATCH_JOB_ATTEMPT", "1")}  # fmt: skip
+    place.put_bytes(f"{out_url}results/{index}.json", json.dumps(results, indent=1).encode())
+
+
+def fetch_one(
+    place: S3Place,
+    manifest: Mapping[str, Any],
+    unit: str,
+    client: Any,
+    window: tuple[int, int],
+    config: Any,
+    split: Mapping[str, Any],
+    here: Path,
+) -> dict[str, Any]:
+    """One coin: candles, fundamentals, feature file, moments, both uploaded; its result row."""
+    from training.data.coinbase import fetch_candles
+    from training.data.store import CandleStore
+    from training.dataset import load_symbol_dataset
+    from training.families.gbm.moments import coin_moments
+    from training.families.gbm.params import GbmParams
+    from training.features.files import build_feature_file, load_inputs
+    from training.features.spec import spec_for
+    from training.registry import check_symbol
+
+    check_symbol(unit)  # before it names a file or a key
+    store = CandleStore(here / "data")
+    where = (manifest.get("inputs") or {}).get("fundamentals")
+    if isinstance(where, dict):
+        place.download(f"{where['prefix']}{unit}.parquet", store.fundamentals_path(unit))
+    spec = spec_for(unit, config)
+    for timeframe in spec.timeframes:
+        fetch_candles(client, store, unit, timeframe, *window)
+    candles, fundamentals = load_inputs(store, spec)
+    report = build_feature_file(spec, candles, fundamentals, here / "features")
+    path = here / "features" / f"{unit}.parquet"
+    moments = here / "moments" / f"{unit}.npz"
+    coin_moments(load_symbol_dataset(path, GbmParams.from_mapping({"split": dict(split)}).split)).save(moments)
+    out_url = str(manifest["out"])
+    if path.is_dir():  # a feature file may be a folder of parts with its manifest
+        place.upload_folder(path, f"{out_url}features/{unit}.parquet/", last="_manifest.json")
+    else:
+        place.put_bytes(f"{out_url}features/{unit}.parquet", path.read_bytes())
+    place.put_bytes(f"{out_url}moments/{unit}.npz", moments.read_bytes())
+    return {
+        "unit": unit,
+        "state": "succeeded",
+        "rows": report.rows,
+        "features": report.features,
+        "sha256": {"features": _sha256(path), "moments": _sha256(moments)},
+    }
+
+
+def _sha256(path: Path) -> str:
+    """A file's sha256; a folder's over its files' relative names and contents, in name order."""
+    digest = hashlib.sha256()
+    if path.is_file():
+        digest.update(path.read_bytes())
+    for part in sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else ():
+        digest.update(part.relative_to(path).as_posix().encode() + b"\0" + hashlib.sha256(part.read_bytes()).digest())
+    return "sha256:" + digest.hexdigest()
