@@ -128,6 +128,23 @@ def test_missing_fundamentals_are_an_error_not_zeros(btc):
         build_features("BTC-USD", candles, fundamentals.iloc[:0], spec_for("BTC-USD"))
 
 
+def test_a_day_point_stamped_at_a_rows_close_is_not_used_by_that_row(btc):
+    # Live, the row of the day's last minute is built from fundamentals asked up to its open:
+    # the next day's point, stamped at the very second the row closes, is not in hand yet. The
+    # training file, built later with that point, must give the row the same values.
+    candles, fundamentals = btc
+    midnight = pd.Timestamp(START + 5 * DAY, unit="s", tz="UTC")
+    live = build_features("BTC-USD", {tf: c[c["timestamp"] < midnight] for tf, c in candles.items()},
+                          fundamentals[fundamentals["timestamp"] < midnight], spec_for("BTC-USD"))  # fmt: skip
+    later = build_features("BTC-USD", candles, fundamentals, spec_for("BTC-USD"))
+    assert (fundamentals["timestamp"] == midnight).any()  # the point exists in the later build
+    names = [f.name for f in spec_for("BTC-USD").features if f.family == "fundamentals"]
+    last = midnight - pd.Timedelta(minutes=1)
+    row_live = live.set_index("timestamp").loc[last, names].to_numpy(dtype=float)
+    row_later = later.set_index("timestamp").loc[last, names].to_numpy(dtype=float)
+    assert np.isfinite(row_live).all() and np.allclose(row_live, row_later, rtol=1e-12)
+
+
 def test_stale_fundamentals_are_an_error(btc):
     candles, fundamentals = btc
     stale = fundamentals[fundamentals["timestamp"] < pd.Timestamp(START + 5 * DAY, unit="s", tz="UTC")]

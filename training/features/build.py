@@ -282,7 +282,10 @@ def _fundamental_columns(
     daily = _daily_fundamentals(fundamentals)
     price = daily["price"].to_numpy()
     known = daily["known"].to_numpy()
-    idx = np.searchsorted(known, minute.close_time, side="right") - 1
+    # Strictly before the row's close: a day's point stamped at the very second a candle closes
+    # (midnight) is not yet in hand when that row is built live (the runtime asks up to the last
+    # candle's open), so the training file must not use it either.
+    idx = np.searchsorted(known, minute.close_time, side="left") - 1
     out: dict[str, np.ndarray] = {}
     for f in spec_feats:
         if f.kind == "fund_change":
