@@ -94,7 +94,14 @@ def test_daily_budget_reached_terminates_every_live_instance(tmp_path, ec2, prov
     for iid, run in ((a, "run-a"), (b, "run-b")):
         store.upsert_instance(iid, run_id=run, provider="ec2", state="running", launched_at=time.time() - 3600)
         store.add_cost_sample(iid, run, 1.0, 2.0, "test")
-    report = _dog(tmp_path, store, provider, budget={"daily_usd": 1.5}).run_pass()
+    # The day is the UTC day: just after midnight only the minutes since count. Two instances at
+    # $1/h have spent 2 x those hours today (at most 2 x 1 h); the budget is three quarters of it.
+    since_midnight = time.time() % 86400
+    if since_midnight < 5:
+        time.sleep(5)
+        since_midnight = time.time() % 86400
+    spent_today = 2 * min(3600.0, since_midnight) / 3600
+    report = _dog(tmp_path, store, provider, budget={"daily_usd": 0.75 * spent_today}).run_pass()
     assert sorted(report.terminated) == sorted([a, b])
     assert "daily" in _reason(store, a)
 
