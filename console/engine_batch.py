@@ -31,7 +31,7 @@ def fetch_on_batch(
     ctx: "StepContext", symbols: Sequence[str], window: tuple[int, int], fundamentals: Path
 ) -> tuple[dict[str, dict[str, Any]], str]:
     """Each coin's candles fetched, and its feature file built, by the Batch child whose shard it
-    is; its encoder moments into ``engine/moments/``. Each coin's row (``succeeded`` with rows
+    is; its encoder moments into the run's ``moments/`` folder. Each coin's row (``succeeded`` with rows
     and features, or ``skipped``/``failed`` with why) and the ``s3://`` prefix of the feature files."""
     from remote.backends.base import JobPhase, JobSpec, RunPlan
     from remote.backends.batch import BatchBackend
@@ -74,9 +74,30 @@ def fetch_on_batch(
     ctx.check_cancelled()
     if status.phase is not JobPhase.SUCCEEDED:
         raise ConsoleError(f"Batch job {ref.name} ended {status.phase.value}: {status.reason or status.secondary}")
-    moments = engine_dir(resources) / "moments"
-    shutil.rmtree(moments, ignore_errors=True)  # an earlier run's coins must not enter this encoder
-    return backend.collect_fetched(ref, moments)
+    moments = ctx.run_dir / "moments"  # this run's own: another run's coins never enter its encoder
+    shutil.rmtree(moments, ignore_errors=True)
+    rows, url = backend.collect_fetched(ref, moments)
+    return {unit: _checked_moments(row, moments) for unit, row in rows.items()}, url
+
+
+def _checked_moments(row: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """``row``, failed (and its file removed) when what came back is not its coin's moments:
+    loaded without pickle, shapes checked, named for that coin. Caught here, the coin is
+    left out with the reason instead of stopping the encoder step later."""
+    from training.errors import TrainingError
+    from training.families.gbm.moments import CoinMoments
+
+    if row.get("state") != "succeeded":
+        return row
+    path = folder / f"{row['unit']}.npz"
+    try:
+        named = CoinMoments.load(path).symbol
+    except TrainingError:
+        named = ""
+    if named == row["unit"]:
+        return row
+    path.unlink(missing_ok=True)
+    return {**row, "state": "failed", "why": "its encoder moments are not that coin's or are malformed"}
 
 
 def train_on_batch(

@@ -245,17 +245,16 @@ def fit_encoder(resources: Resources, symbols: Sequence[str], params: Mapping[st
 
 
 def fit_encoder_from_moments(
-    resources: Resources, symbols: Sequence[str], params: Mapping[str, Any]
+    resources: Resources, symbols: Sequence[str], params: Mapping[str, Any], folder: Path
 ) -> tuple[str, int, int]:
-    """The shared encoder from the moments the Batch children sent (``engine/moments/<SYMBOL>.npz``):
-    the same PCA `fit_encoder` gives over the same rows, without the rows ever coming here."""
+    """The shared encoder from the moments the Batch children sent (``folder/<SYMBOL>.npz``, the
+    run's own): the same PCA `fit_encoder` gives over the same rows, without the rows coming here."""
     from training.families.gbm.encoder import common_names, encoder_from_moments
     from training.families.gbm.moments import CoinMoments
     from training.families.gbm.params import GbmParams
 
     gbm = GbmParams.from_mapping(params)
-    folder = engine_dir(resources) / "moments"
-    paths = [folder / f"{s}.npz" for s in symbols]
+    paths = [Path(folder) / f"{s}.npz" for s in symbols]
     names = common_names(CoinMoments.load(p).feature_names for p in paths)
     encoder = encoder_from_moments((CoinMoments.load(p) for p in paths), names, gbm.n_components)
     encoder.save(engine_dir(resources) / "encoder")

@@ -265,8 +265,12 @@ class EngineEncoder(Step):
 
     def run(self, ctx: StepContext) -> StepResult:
         data = ctx.output_of("engine-data", DataOut)
-        fit = work.fit_encoder_from_moments if data and data.features_url else work.fit_encoder
-        digest, components, shared = fit(ctx.resources, _usable(ctx), ctx.params.head_params())
+        if data and data.features_url:  # fetched on Batch: the children sent their coins' moments
+            digest, components, shared = work.fit_encoder_from_moments(
+                ctx.resources, _usable(ctx), ctx.params.head_params(), ctx.run_dir / "moments"
+            )
+        else:
+            digest, components, shared = work.fit_encoder(ctx.resources, _usable(ctx), ctx.params.head_params())
         return StepResult.ok(f"encoder {digest[:19]}... : {components} components over {shared} shared features",
                              outputs=EncoderOut(hash=digest, components=components, shared_features=shared))  # fmt: skip
 

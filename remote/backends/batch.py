@@ -276,6 +276,7 @@ class BatchBackend:
             },
             "out": f"s3://{self.bucket}/{prefix}out/",
         }
+        self._clear(prefix + "out/")  # a failed job's children's results must not pass for the new ones
         self._call("s3", "put_object", Bucket=self.bucket, Key=prefix + "manifest.json", Body=json.dumps(manifest))
         env = {
             "RC_BATCH_MANIFEST": f"s3://{self.bucket}/{prefix}manifest.json",
@@ -283,6 +284,18 @@ class BatchBackend:
         }
         command = FETCH_COMMAND if task == "fetch" else None
         return self._submit_job(spec, prefix, token, self.definition, env, command=command)
+
+    def _clear(self, prefix: str) -> None:
+        """Delete every object under ``prefix`` in the bucket."""
+        pages = self._call("s3", "list_objects_v2", Bucket=self.bucket, Prefix=prefix)
+        while True:
+            keys = [{"Key": item["Key"]} for item in pages.get("Contents") or ()]
+            if keys:
+                self._call("s3", "delete_objects", Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True})
+            if not pages.get("IsTruncated"):
+                return
+            token = pages["NextContinuationToken"]
+            pages = self._call("s3", "list_objects_v2", Bucket=self.bucket, Prefix=prefix, ContinuationToken=token)
 
     def _submit_job(
         self,

@@ -67,7 +67,8 @@ def test_on_batch_the_children_fetch_the_candles_and_the_heads_read_their_featur
     assert "3 coins ready on Batch" in " ".join(proc.stdout.split())  # two fetch children built all three
     data = Path(state["RC_STATE_DIR"]) / "data"
     # What came back from the fetch: a few numbers per coin, and the encoder fitted from them.
-    assert sorted(p.name for p in (data / "engine" / "moments").iterdir()) == ["BTC-USD.npz", "ETH-USD.npz", "SOL-USD.npz"]
+    [moments] = [p for p in (Path(state["RC_STATE_DIR"]) / "runs").glob("*/moments") if p.is_dir()]  # the run's own
+    assert sorted(p.name for p in moments.iterdir()) == ["BTC-USD.npz", "ETH-USD.npz", "SOL-USD.npz"]
     encoder = json.loads((data / "engine" / "encoder" / "encoder.json").read_text())
     summary = json.loads(sorted(data.glob("models/summary/*/engine_summary.json"))[-1].read_text())
     assert summary["encoder"] == encoder["hash"] and encoder["coins"] == ["BTC-USD", "ETH-USD", "SOL-USD"]

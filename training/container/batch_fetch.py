@@ -14,7 +14,8 @@ each child (its own host) fetches only its shard's candles. It runs as
                encoder moments are taken over
 
 and a per-coin ``fundamentals`` input the console fetched (CoinGecko's key stays with the
-console: nothing secret is in the manifest or the child's environment). For each coin the
+console: the manifest and the child's environment carry no market key; the child's job token
+is checked against the manifest's hash, as every child's is). For each coin the
 child fetches the candles its spec needs (connections leave from ``RC_SOURCE_ADDRESS`` when
 set: the sandbox gives each child its own loopback address, so the simulator counts its
 rate limit as another host's), builds the feature file with the same builder as the
@@ -73,6 +74,14 @@ def fetch_settings(manifest: Mapping[str, Any]) -> tuple[str, int, int, Mapping[
     features, split = params.get("features") or {}, params.get("split") or {}
     if not isinstance(features, dict) or not isinstance(split, dict):
         raise BadManifest("the fetch manifest's features and split must be objects")
+    from training.families.gbm.params import GbmParams
+    from training.features.spec import FeatureConfig
+
+    try:  # refused here, once (exit 2), not found again at every coin after its candles
+        FeatureConfig.from_mapping(dict(features))
+        GbmParams.from_mapping({"split": dict(split)})
+    except (TrainingError, ValueError, TypeError) as exc:
+        raise BadManifest(f"the fetch manifest's settings are not valid: {str(exc)[:200]}") from None
     return url, start, end, features, split
 
 
