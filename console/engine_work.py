@@ -254,9 +254,9 @@ def fit_encoder_from_moments(
     from training.families.gbm.params import GbmParams
 
     gbm = GbmParams.from_mapping(params)
-    paths = [Path(folder) / f"{s}.npz" for s in symbols]
-    names = common_names(CoinMoments.load(p).feature_names for p in paths)
-    encoder = encoder_from_moments((CoinMoments.load(p) for p in paths), names, gbm.n_components)
+    moments = [CoinMoments.load(Path(folder) / f"{s}.npz") for s in symbols]  # d x d floats each: all fit
+    names = common_names(m.feature_names for m in moments)
+    encoder = encoder_from_moments(moments, names, gbm.n_components)
     encoder.save(engine_dir(resources) / "encoder")
     return encoder.hash, encoder.n_components, len(names)
 

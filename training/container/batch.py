@@ -32,7 +32,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from training.errors import TrainingError, TrainingInputError
 
@@ -174,14 +174,22 @@ def guarded_job(environ: Mapping[str, str], url: str, what: str) -> tuple[S3Plac
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    return run_child("train", run_shard)
+
+
+def run_child(task: str, run: Callable[[S3Place, Mapping[str, Any], int, list[str], Path], None]) -> int:
+    """A Batch child's entry point for manifests of ``task`` (a manifest without one is training's):
+    the guard, this child's shard, then ``run`` on it. Bad input exits 2 and the guard 3, with one
+    line and no traceback."""
     environ = os.environ
     try:
         place, manifest, index = guarded_job(environ, environ.get("RC_BATCH_MANIFEST", ""), "the manifest is")
-        if manifest.get("task", "train") != "train":
-            raise BadManifest(f"the manifest is a {manifest.get('task')!r} job's, not training's; resubmit")
+        found = manifest.get("task", "train")
+        if found != task:
+            raise BadManifest(f"the manifest is a {found!r} job's, not a {task!r} one; resubmit the job")
         units = shard_of(manifest, environ, index)
-        run_shard(place, manifest, index, units, Path.cwd())
-    except TrainingError as exc:  # bad input 2, the guard 3: one line, no traceback
+        run(place, manifest, index, units, Path.cwd())
+    except TrainingError as exc:
         print(str(exc), file=sys.stderr)
         return exc.exit_code
     return 0

@@ -30,12 +30,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from training.container.batch import BadManifest, Events, S3Place, guarded_job, shard_of
+from training.container.batch import BadManifest, Events, S3Place, run_child
 from training.errors import TrainingError
 
 TASK = "fetch"
@@ -43,21 +42,12 @@ TASK = "fetch"
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m training.container batch-fetch``; exit codes as ``batch-child``'s."""
-    environ = os.environ
-    try:
-        place, manifest, index = guarded_job(environ, environ.get("RC_BATCH_MANIFEST", ""), "the manifest is")
-        if manifest.get("task") != TASK:
-            raise BadManifest("the manifest is not a fetch job's (task is not 'fetch'); resubmit the fetch")
-        units = shard_of(manifest, environ, index)
-        fetch_shard(place, manifest, index, units, Path.cwd())
-    except TrainingError as exc:  # bad input 2, the guard 3: one line, no traceback
-        print(str(exc), file=sys.stderr)
-        return exc.exit_code
-    return 0
+    return run_child(TASK, fetch_shard)
 
 
-def fetch_settings(manifest: Mapping[str, Any]) -> tuple[str, int, int, Mapping[str, Any], Mapping[str, Any]]:
-    """(coinbase URL, start, end, feature config, split) from a fetch manifest; bad ones refused."""
+def fetch_settings(manifest: Mapping[str, Any]) -> tuple[str, int, int, Any, Any]:
+    """(coinbase URL, start, end, `FeatureConfig`, split) from a fetch manifest, parsed once;
+    bad ones refused (exit 2) before any coin is fetched."""
     params = manifest.get("params")
     if not isinstance(params, dict):
         raise BadManifest("the fetch manifest has no params")
@@ -78,20 +68,18 @@ def fetch_settings(manifest: Mapping[str, Any]) -> tuple[str, int, int, Mapping[
     from training.features.spec import FeatureConfig
 
     try:  # refused here, once (exit 2), not found again at every coin after its candles
-        FeatureConfig.from_mapping(dict(features))
-        GbmParams.from_mapping({"split": dict(split)})
+        config = FeatureConfig.from_mapping(dict(features))
+        parsed_split = GbmParams.from_mapping({"split": dict(split)}).split
     except (TrainingError, ValueError, TypeError) as exc:
         raise BadManifest(f"the fetch manifest's settings are not valid: {str(exc)[:200]}") from None
-    return url, start, end, features, split
+    return url, start, end, config, parsed_split
 
 
 def fetch_shard(place: S3Place, manifest: Mapping[str, Any], index: int, units: list[str], here: Path) -> None:
     """Every coin of this child's shard, then ``results/<index>.json`` (last)."""
     from training.data.coinbase import CoinbaseClient
-    from training.features.spec import FeatureConfig
 
-    url, start, end, features, split = fetch_settings(manifest)
-    config = FeatureConfig.from_mapping(features)
+    url, start, end, config, split = fetch_settings(manifest)
     out_url = str(manifest["out"])
     event = Events(place, f"{out_url}events/{index}.jsonl", index)
     event("start", units=units, task="fetch")
@@ -121,7 +109,7 @@ def fetch_one(
     client: Any,
     window: tuple[int, int],
     config: Any,
-    split: Mapping[str, Any],
+    split: Any,
     here: Path,
 ) -> dict[str, Any]:
     """One coin: candles, fundamentals, feature file, moments, both uploaded; its result row."""
@@ -129,7 +117,6 @@ def fetch_one(
     from training.data.store import CandleStore
     from training.dataset import load_symbol_dataset
     from training.families.gbm.moments import coin_moments
-    from training.families.gbm.params import GbmParams
     from training.features.files import build_feature_file, load_inputs
     from training.features.spec import spec_for
     from training.registry import check_symbol
@@ -146,7 +133,7 @@ def fetch_one(
     report = build_feature_file(spec, candles, fundamentals, here / "features")
     path = here / "features" / f"{unit}.parquet"
     moments = here / "moments" / f"{unit}.npz"
-    coin_moments(load_symbol_dataset(path, GbmParams.from_mapping({"split": dict(split)}).split)).save(moments)
+    coin_moments(load_symbol_dataset(path, split)).save(moments)
     out_url = str(manifest["out"])
     if path.is_dir():  # a feature file may be a folder of parts with its manifest
         place.upload_folder(path, f"{out_url}features/{unit}.parquet/", last="_manifest.json")
