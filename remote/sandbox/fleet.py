@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import json
 import logging
 import os
@@ -212,10 +213,16 @@ class Fleet:
 
 
 def _arm_state_reason(region: str, instance_id: str, code: str, message: str) -> None:
-    """Make moto give EC2's reason for the next stop/terminate of this instance."""
+    """Make moto give EC2's reason for the next stop/terminate of this instance.
+
+    No describe, from any thread, sees the new state without this reason: not the empty
+    reason moto leaves for a moment, nor moto's "User initiated".
+    """
     # moto has no API for "why did it stop", and its terminate()/stop() always say "User
-    # initiated". The daemon hosts moto in-process, so it wraps those two methods on this
-    # one instance object: the reason is set in the same call that changes the state.
+    # initiated", after the state has already changed. moto's server answers describes on
+    # other threads, so setting the reason after the call leaves a window. The daemon hosts
+    # moto in-process: this instance object becomes one whose reason, while the armed call
+    # runs, reads as the armed one whatever moto has written so far.
     try:
         from moto.core.models import DEFAULT_ACCOUNT_ID
         from moto.ec2.models import ec2_backends
@@ -225,13 +232,40 @@ def _arm_state_reason(region: str, instance_id: str, code: str, message: str) ->
     except Exception:
         log.warning("instance %s: could not record state reason %s", instance_id, code)
         return
+    armed = StateReason(message, code)
+    plain = type(instance)
+    if not getattr(plain, "_sandbox_reasons", False):
+        instance.__dict__["_sandbox_reason"] = instance.__dict__.pop("state_reason", StateReason())
+        instance.__class__ = _with_sandbox_reasons(plain)
+    instance.__dict__["_sandbox_armed"] = armed
     for name in ("terminate", "stop"):
-        original = getattr(type(instance), name)
+        original = getattr(plain, name)
 
         def with_reason(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
-            result = _original(instance, *args, **kwargs)
-            instance.state_reason = StateReason(message, code)
-            instance._reason = message
-            return result
+            try:
+                return _original(instance, *args, **kwargs)
+            finally:
+                instance.__dict__["_sandbox_reason"] = armed
+                instance._reason = message
+                # One shot: a later stop by the user is the user's.
+                instance.__dict__.pop("_sandbox_armed", None)
+                instance.__dict__.pop("terminate", None)
+                instance.__dict__.pop("stop", None)
 
         setattr(instance, name, with_reason)
+
+
+@functools.cache
+def _with_sandbox_reasons(plain: type) -> type:
+    """`plain` with a ``state_reason`` that shows an armed reason once the state has left running."""
+
+    def get(self: Any) -> Any:
+        armed = self.__dict__.get("_sandbox_armed")
+        if armed is not None and self._state.name not in _LIVE:
+            return armed
+        return self.__dict__.get("_sandbox_reason")
+
+    def put(self: Any, value: Any) -> None:
+        self.__dict__["_sandbox_reason"] = value
+
+    return type(plain.__name__, (plain,), {"state_reason": property(get, put), "_sandbox_reasons": True})
