@@ -133,11 +133,18 @@ class Resources:
         if not start:
             return require_up(self.paths.state)
         market = self.settings.sandbox
-        endpoints = ensure_up(self.paths.state, market_seed=market.market_seed, market_mode=market.market_mode)
-        if (endpoints.market_mode, endpoints.market_seed) != (market.market_mode, market.market_seed):
+        endpoints = ensure_up(
+            self.paths.state,
+            market_seed=market.market_seed,
+            market_mode=market.market_mode,
+            batch_running=market.batch_running,
+        )
+        running = (endpoints.market_mode, endpoints.market_seed, endpoints.batch_running)
+        if running != (market.market_mode, market.market_seed, market.batch_running):
             raise ConfigError(
-                f"the sandbox is running a {endpoints.market_mode} market (seed {endpoints.market_seed}) but the "
-                f"settings ask for {market.market_mode} (seed {market.market_seed})",
+                f"the sandbox is running a {endpoints.market_mode} market (seed {endpoints.market_seed}, "
+                f"{endpoints.batch_running} Batch children at once) but the settings ask for {market.market_mode} "
+                f"(seed {market.market_seed}, {market.batch_running} at once)",
                 hint="`console sandbox down` first; the next command starts the one the settings ask for",
             )
         return endpoints

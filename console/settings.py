@@ -92,6 +92,10 @@ class SandboxSettings(Section):
     """``structured`` has documented trends a model can learn; on ``random_walk`` nothing beats
     chance and the gate must fail (see remote/sandbox/market.py)."""
     market_seed: int = Field(default=7, ge=0, le=2**31 - 1)
+    batch_running: int = Field(default=2, ge=1, le=64)
+    """Batch children the sandbox runs at once: its compute environment's vCPUs. Each child is
+    a process on this machine; children that mostly wait on the exchange's per-host rate
+    limit (the engine's fetch) can outnumber the cores. Read when the sandbox starts."""
 
 
 class FeatureSettings(Section):

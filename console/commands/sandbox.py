@@ -38,6 +38,7 @@ def up_cmd(app: App, json_out: bool) -> None:
                     "region": endpoints.region,
                     "market_mode": endpoints.market_mode,
                     "market_seed": endpoints.market_seed,
+                    "batch_running": endpoints.batch_running,
                     "market_clock_shift_s": endpoints.market_clock_shift_s,
                 }
             )
@@ -52,6 +53,7 @@ def up_cmd(app: App, json_out: bool) -> None:
     if endpoints.market_url:
         market_now = datetime.fromtimestamp(time.time() - endpoints.market_clock_shift_s, timezone.utc)
         click.echo(f"  market clock:     simulated {market_now:%Y-%m-%d %H:%M} UTC, served on the wall clock")
+    click.echo(f"  batch:            {endpoints.batch_running} children at once (sandbox.batch_running)")
 
 
 @sandbox_group.command("down")
@@ -83,6 +85,7 @@ def status_cmd(app: App, json_out: bool) -> None:
                     "pid": report.pid,
                     "moto_url": ep.moto_url if ep else None,
                     "market_url": ep.market_url if ep else None,
+                    "batch_running": ep.batch_running if ep else None,
                     "instances": {
                         iid: {"host": h.host, "port": h.port, "fingerprint": h.fingerprint, "root": str(h.root_dir)}
                         for iid, h in hosts.items()
@@ -98,6 +101,7 @@ def status_cmd(app: App, json_out: bool) -> None:
     click.echo(f"sandbox: running (pid {report.pid})")
     click.echo(f"  cloud (moto):     {ep.moto_url}  region {ep.region}, prices: {ep.price_source}")
     click.echo(f"  market simulator: {ep.market_url or 'not available'}")
+    click.echo(f"  batch:            {ep.batch_running} children at once (sandbox.batch_running)")
     click.echo(f"  instances:        {len(hosts)}")
     for iid, h in sorted(hosts.items()):
         click.echo(f"    {iid}  ssh {h.user}@{h.host}:{h.port}  {h.fingerprint}  root {h.root_dir}")

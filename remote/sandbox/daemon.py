@@ -145,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", required=True, type=Path)
     parser.add_argument("--market-seed", type=int, default=7)
     parser.add_argument("--market-mode", default="structured")
+    parser.add_argument("--batch-running", type=int, default=2, help="Batch children run at once (>= 1)")
     parser.add_argument("--shutdown-grace-s", type=float, default=SHUTDOWN_GRACE_S)
     args = parser.parse_args(argv)
     paths = SandboxPaths.under(args.state_dir)
@@ -207,7 +208,7 @@ async def _serve(paths: SandboxPaths, args: argparse.Namespace, shutdown: Shutdo
     fleet = Fleet(paths.root, None, REGION, loop, publish)
     clients: dict[str, Any] = {}
     training_jobs = SageMakerJobs(paths.root / "sagemaker", lambda service: clients[service])
-    batch_jobs = BatchRunner(paths.root / "batch", max_running=int(os.environ.get("RC_SANDBOX_BATCH_RUNNING", "2")))
+    batch_jobs = BatchRunner(paths.root / "batch", max_running=args.batch_running)
     moto = _FrontedMotoServer(
         lambda app: BatchFront(SageMakerFront(Ec2Front(app, fleet), training_jobs, REGION), batch_jobs)
     )
@@ -241,6 +242,7 @@ async def _serve(paths: SandboxPaths, args: argparse.Namespace, shutdown: Shutdo
         market_url=market.url if market else None,
         market_mode=args.market_mode,
         market_seed=args.market_seed,
+        batch_running=batch_jobs.max_running,
         market_clock_shift_s=market.clock_shift_s if market else 0,
     )
     publish({})

@@ -91,6 +91,8 @@ class SandboxEndpoints:
     market_seed: int = 7
     market_clock_shift_s: int = 0
     """Wall time minus market time (`remote.sandbox.market.clock_shift_for`)."""
+    batch_running: int = 2
+    """Batch children the sandbox runs at once (its compute environment's vCPUs)."""
 
     @classmethod
     def read(cls, state_dir: Path) -> "SandboxEndpoints":
@@ -106,6 +108,7 @@ class SandboxEndpoints:
             str(doc.get("market_mode", "structured")),
             int(doc.get("market_seed", 7)),
             int(doc.get("market_clock_shift_s", 0)),
+            int(doc.get("batch_running", 2)),
         )
 
     # --- SSH endpoints ----------------------------------------------------------------

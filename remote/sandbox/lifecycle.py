@@ -59,10 +59,14 @@ def ensure_up(
     timeout_s: float = 60.0,
     market_seed: int = 7,
     market_mode: str = "structured",
+    batch_running: int = 2,
     unhealthy_after_s: float = UNHEALTHY_AFTER_S,
     grace_s: float = STOP_GRACE_S,
 ) -> SandboxEndpoints:
     """The running sandbox's endpoints, starting the daemon first if it is not running.
+
+    ``batch_running`` is how many Batch children a daemon started here runs at once; a running
+    daemon keeps the settings it was started with (the caller compares them).
 
     A daemon that is alive but has not answered within ``unhealthy_after_s`` is stopped
     (SIGTERM, then SIGKILL after ``grace_s``) and replaced.
@@ -79,7 +83,7 @@ def ensure_up(
                 return running
             _stop(paths, pid, grace_s)
         _remove_stale(paths)
-        pid = _spawn(paths, state_dir, market_seed, market_mode)
+        pid = _spawn(paths, state_dir, market_seed, market_mode, batch_running)
         return _wait_published(paths, state_dir, pid, timeout_s)
 
 
@@ -195,8 +199,9 @@ def _wait_gone(pid: int, wait_s: float) -> bool:
     return True
 
 
-def _spawn(paths: SandboxPaths, state_dir: Path, seed: int, mode: str) -> int:
+def _spawn(paths: SandboxPaths, state_dir: Path, seed: int, mode: str, batch_running: int) -> int:
     # A minimal environment: the daemon needs no credentials or tokens, so it holds none.
+    # Its settings therefore travel as flags, never as environment variables.
     env = {k: v for k, v in os.environ.items() if k in _PASSED_ENV}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_PROJECT_ROOT), env.get("PYTHONPATH")]))
     env["PYTHONUNBUFFERED"] = "1"
@@ -212,6 +217,8 @@ def _spawn(paths: SandboxPaths, state_dir: Path, seed: int, mode: str) -> int:
                 str(seed),
                 "--market-mode",
                 mode,
+                "--batch-running",
+                str(int(batch_running)),
             ],
             stdin=subprocess.DEVNULL,
             stdout=log,

@@ -55,7 +55,6 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the work folder (features, models) for a look")
     args = parser.parse_args()
     started = time.monotonic()
-    os.environ["RC_SANDBOX_BATCH_RUNNING"] = str(args.running)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     work = Path(tempfile.mkdtemp(prefix="rc-bench-engine-"))
     figures: dict[str, float | int | str] = {"coins": args.coins, "days": args.days, "children": args.children,
@@ -76,7 +75,7 @@ def main() -> int:
     figures["peak_rss_mb_after_encoder"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     figures["encoder"] = encoder_hash[:19]
 
-    figures.update(run_batch(coins, work, params, args.children))
+    figures.update(run_batch(coins, work, params, args.children, args.running))
     figures["head_30d_50c_1thread_s"] = round(one_head_seconds(args.components), 3)
     figures["per_coin_features_s"] = round(float(figures["features_s"]) / args.coins, 3)
     figures["per_coin_batch_s"] = round(float(figures["batch_s"]) / args.coins, 3)
@@ -121,7 +120,7 @@ def fit_encoder(coins: list[str], features: Path, folder: Path, params: dict) ->
     return encoder.hash
 
 
-def run_batch(coins: list[str], work: Path, params: dict, children: int) -> dict[str, float]:
+def run_batch(coins: list[str], work: Path, params: dict, children: int, running: int) -> dict[str, float]:
     from remote.backends import backend_class
     from remote.backends.base import BackendContext, JobPhase, JobSpec, RunPlan
     from remote.sandbox.lifecycle import down, ensure_up
@@ -129,7 +128,7 @@ def run_batch(coins: list[str], work: Path, params: dict, children: int) -> dict
 
     state = work / "state"
     started = time.monotonic()
-    endpoints = ensure_up(state)
+    endpoints = ensure_up(state, batch_running=running)
     out: dict[str, float] = {"sandbox_start_s": round(time.monotonic() - started, 2)}
     try:
         run_id = f"bench-{int(time.time())}"

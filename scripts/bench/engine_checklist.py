@@ -1,7 +1,7 @@
 """The engine end to end on the sandbox's Batch, as an operator runs it, the HTTP fetch included.
 
     .venv/bin/python scripts/bench/engine_checklist.py --coins 12 --days 14 --children 4 --running 2
-    .venv/bin/python scripts/bench/engine_checklist.py --coins 400 --days 14 --children 8 --running 2  # target
+    .venv/bin/python scripts/bench/engine_checklist.py --coins 400 --days 14 --children 8 --running 8  # target
 
 Runs ``console run --checklist engine --backend batch --symbols top<N>`` in a fresh state
 directory (the sandbox daemon's start included) with the shipped checklist's settings but
@@ -52,7 +52,7 @@ def main() -> int:
         shipped.replace("days = 14", f"days = {args.days}").replace("children = 8", f"children = {args.children}")
     )
     env = {**os.environ, "RC_STATE_DIR": str(state), "RC_PROFILE": "sandbox",
-           "RC_SANDBOX_BATCH_RUNNING": str(args.running), "HOME": str(state)}  # fmt: skip
+           "RC_SANDBOX__BATCH_RUNNING": str(args.running), "HOME": str(state)}  # fmt: skip
     command = [sys.executable, "-m", "console"]
     run = [*command, "run", "--checklist", str(checklist), "--new", "--json", "--backend", "batch",
            "--symbols", f"top{args.coins}"]  # fmt: skip

@@ -109,3 +109,20 @@ def test_sandbox_runs_the_market_the_settings_ask_for_and_refuses_to_switch_sile
     lines = [line for line in other.stderr.splitlines() if line.strip()]
     assert other.returncode == 2 and len(lines) == 1 and "Traceback" not in other.stderr, other.stderr
     assert "structured market" in lines[0] and "random_walk" in lines[0] and "sandbox down" in lines[0]
+
+
+def test_sandbox_runs_as_many_batch_children_at_once_as_the_settings_say(console_env, tmp_path):
+    """The daemon holds no environment of ours, so the setting must reach it as a flag."""
+    env = {**console_env, "RC_STATE_DIR": str(tmp_path / "state"), "RC_SANDBOX__BATCH_RUNNING": "5"}
+    try:
+        up = console(env, "sandbox", "up", "--json")
+        assert up.returncode == 0, up.stderr
+        assert json.loads(up.stdout)["batch_running"] == 5
+        assert "5 children at once" in console(env, "sandbox", "status").stdout
+
+        other = console({**env, "RC_SANDBOX__BATCH_RUNNING": "3"}, "sandbox", "up")
+        lines = [line for line in other.stderr.splitlines() if line.strip()]
+        assert other.returncode == 2 and len(lines) == 1 and "Traceback" not in other.stderr, other.stderr
+        assert "5 Batch children at once" in lines[0] and "3 at once" in lines[0] and "sandbox down" in lines[0]
+    finally:
+        down(tmp_path / "state")
