@@ -106,9 +106,11 @@ def train_on_batch(
     params: Mapping[str, Any],
     costs: Mapping[str, Any],
     features: "Path | str | None" = None,
+    feature_sha256: Mapping[str, str] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """The heads as one array job; ``features``: the feature files' folder here, or the ``s3://``
-    prefix a fetch job's children uploaded them to (referenced, not copied)."""
+    prefix a fetch job's children uploaded them to (referenced, not copied), with
+    ``feature_sha256`` the checksums they recorded: a child trains no coin whose file differs."""
     from remote.backends.base import JobPhase, JobSpec, RunPlan
 
     p = ctx.params
@@ -125,7 +127,11 @@ def train_on_batch(
         name=name,
         family="gbm",
         units=tuple(symbols),
-        params={**dict(params), "costs": dict(costs)},
+        params={
+            **dict(params),
+            "costs": dict(costs),
+            **({"input_sha256": {"features": dict(feature_sha256)}} if feature_sha256 is not None else {}),
+        },
         inputs=inputs,
         array_size=min(p.children, len(symbols)) or 1,
         max_runtime_s=int(p.symbol_timeout_s * max(1, len(symbols) // max(1, p.children) + 1)),

@@ -73,6 +73,9 @@ class DataOut(StepOutputs):
     features_url: str = ""
     """With the ``batch`` backend: the ``s3://`` prefix the fetch job's children uploaded the
     feature files to (the encoder comes from their moments, the heads job reads the files there)."""
+    feature_sha256: dict[str, str] = {}
+    """Each such coin's feature file's checksum as its fetch child recorded it: the heads'
+    children refuse a file that is not that one."""
 
 
 class CostsOut(StepOutputs):
@@ -212,16 +215,20 @@ class EngineData(Step):
         }
         ctx.log.info("the Batch children asked the exchange %(candle_requests)d times from %(hosts)d hosts", figures)
         usable = [s for s, r in fetched.items() if r.get("state") == "succeeded"]
-        return self._result(usable, skipped, url, figures)
+        sums = {s: str(fetched[s]["sha256"]["features"]) for s in usable}
+        return self._result(usable, skipped, url, figures, sums)
 
     @staticmethod
-    def _result(usable: list[str], skipped: dict[str, str], url: str, figures: Any = None) -> StepResult:
+    def _result(
+        usable: list[str], skipped: dict[str, str], url: str, figures: Any = None, sums: dict[str, str] | None = None
+    ) -> StepResult:
         if not usable:
             return StepResult.failed(f"no coin has enough history ({len(skipped)} skipped)", {"skipped": skipped})
         where = " on Batch" if url else ""
         return StepResult.ok(f"{len(usable)} coins ready{where}, {len(skipped)} skipped (short history or no data)",
                              {"skipped": skipped, "features_url": url, **(figures or {})},
-                             outputs=DataOut(usable=usable, skipped=skipped, features_url=url))  # fmt: skip
+                             outputs=DataOut(usable=usable, skipped=skipped, features_url=url,
+                                             feature_sha256=sums or {}))  # fmt: skip
 
 
 @register
@@ -296,7 +303,8 @@ class EngineTrain(Step):
 
             data = ctx.output_of("engine-data", DataOut)
             features = data.features_url if data and data.features_url else None
-            coins = train_on_batch(ctx, symbols, p.head_params(), costs.costs if costs else {}, features)
+            sums = data.feature_sha256 if data and data.features_url else None
+            coins = train_on_batch(ctx, symbols, p.head_params(), costs.costs if costs else {}, features, sums)
         else:
             cap = {"sequential": 1, "parallel": len(symbols), "hybrid": p.max_concurrent}[p.mode]
             tally, board = Tally(len(symbols)), CoinEvents(ctx.emit)

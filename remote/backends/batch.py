@@ -11,11 +11,15 @@ else) and runs arrays (`RUNS_ARRAYS`).
     prepare   the bucket; a spot compute environment (min and desired vCPUs 0: nothing runs,
               nothing is billed, until a job is queued), a job queue, a job definition; the
               inputs uploaded under ``runs/<run>/inputs/`` (an input given as an ``s3://``
-              URL, e.g. the feature files a fetch job's children uploaded, is referenced)
+              URL in the backend's bucket, e.g. the feature files a fetch job's children
+              uploaded, is referenced; one in any other bucket is refused)
     submit    (``params["task"] == "fetch"``) a fetch job instead: each child runs
               ``batch-fetch`` and fetches its own coins (`training.container.batch_fetch`);
               `collect_fetched` reads what they made
-    submit    idempotent per (run, job name): a job of that name tagged with the run is reused
+    submit    ``params["input_sha256"]`` ({channel: {unit: sha256}}) goes into the manifest: each
+              child checks a unit's downloaded input against it before training
+    submit    idempotent per (run, job name, work): a job of that name tagged with the run and
+              with the same units, array size and task (its ``rc-work`` tag) is reused
     follow    the children's ``events/<index>.jsonl`` and the array's state, until it ends
     collect   every finished unit's folder, each sha256 checked against its ``sha256.txt``,
               champions and roster rebuilt from the verdicts, uploaded to the store as a version
@@ -70,9 +74,26 @@ RETRY_ON_RECLAIM = [
 ]
 
 
-def _in_bucket(where: Path | str) -> bool:
-    """An input given as an ``s3://`` URL is already in the bucket: referenced, not uploaded."""
-    return isinstance(where, str) and where.startswith("s3://")
+def _in_bucket(where: Path | str, bucket: str) -> bool:
+    """An input given as an ``s3://`` URL is already in the bucket: referenced, not uploaded.
+    Only this backend's bucket: the job role reads that one, and nothing else is ours to hand
+    a child (`StorageError` says which bucket it named)."""
+    if not (isinstance(where, str) and where.startswith("s3://")):
+        return False
+    named = where[len("s3://") :].split("/", 1)[0]
+    if named != bucket:
+        raise StorageError(
+            f"input {where[:120]} is in bucket {named!r}, not the batch backend's {bucket!r}; "
+            "copy it there or give a local folder"
+        )
+    return True
+
+
+def work_fingerprint(spec: JobSpec) -> str:
+    """What a job was given, in a tag's 16 characters: its units, array size and task. A job is
+    reused for a spec only when this matches, so a reused job's results are for these units."""
+    work = {"task": str(spec.params.get("task") or "train"), "units": list(spec.units), "size": spec.array_size}
+    return hashlib.sha256(json.dumps(work, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def shards(units: tuple[str, ...], size: int) -> list[list[str]]:
@@ -131,7 +152,7 @@ class BatchBackend:
         self._ensure_queue()
         inputs = {**self._default_inputs(), **dict(plan.inputs)}
         uploaded = {
-            channel: where if _in_bucket(where) else self._upload_input(plan.run_id, channel, Path(where))
+            channel: where if _in_bucket(where, self.bucket) else self._upload_input(plan.run_id, channel, Path(where))
             for channel, where in inputs.items()
         }
         return Prepared(
@@ -254,13 +275,18 @@ class BatchBackend:
         shared = set(self.options.get("shared_channels") or SHARED_CHANNELS)
         given = dict(spec.inputs or self._default_inputs())
         prefixes = {
-            channel: str(where) if _in_bucket(where) else f"s3://{self.bucket}/runs/{spec.run_id}/inputs/{channel}/"
+            channel: str(where)
+            if _in_bucket(where, self.bucket)
+            else f"s3://{self.bucket}/runs/{spec.run_id}/inputs/{channel}/"
             for channel, where in given.items()
         }
         task = str(spec.params.get("task") or "train")
-        prefix = f"runs/{spec.run_id}/jobs/{spec.name}/"
+        prefix = self._prefix(spec)
         token = secrets.token_urlsafe(24)
-        params = {k: v for k, v in spec.params.items() if k not in ("costs", "seed", "schedule", "task")}
+        params = {
+            k: v for k, v in spec.params.items() if k not in ("costs", "seed", "schedule", "task", "input_sha256")
+        }
+        sums = dict(spec.params.get("input_sha256") or {})
         manifest = {
             "task": task,
             "job_name": spec.name,
@@ -272,7 +298,12 @@ class BatchBackend:
             "array_size": spec.array_size,
             "shards": shards(spec.units, spec.array_size),
             "inputs": {
-                channel: {"prefix": where, "per_unit": channel not in shared} for channel, where in prefixes.items()
+                channel: {
+                    "prefix": where,
+                    "per_unit": channel not in shared,
+                    **({"sha256": dict(sums[channel])} if channel in sums else {}),
+                }
+                for channel, where in prefixes.items()
             },
             "out": f"s3://{self.bucket}/{prefix}out/",
         }
@@ -324,12 +355,23 @@ class BatchBackend:
             "containerOverrides": overrides,
             "retryStrategy": {"attempts": 3, "evaluateOnExit": RETRY_ON_RECLAIM},
             "timeout": {"attemptDurationSeconds": max(60, int(spec.max_runtime_s))},
-            "tags": {"run-id": spec.run_id, "managed-by": "retrain-console", **dict(spec.tags)},
+            "tags": {
+                "run-id": spec.run_id,
+                "managed-by": "retrain-console",
+                "rc-work": work_fingerprint(spec),
+                **dict(spec.tags),
+            },  # fmt: skip
         }
         if spec.array_size > 1:
             request["arrayProperties"] = {"size": spec.array_size}
         job = self._call("batch", "submit_job", **request)
         return self._ref(spec, job["jobId"], prefix)
+
+    @staticmethod
+    def _prefix(spec: JobSpec) -> str:
+        """Where a job's manifest and children's output live: one folder per (name, work), so a
+        job given other work never clears or overwrites another's results."""
+        return f"runs/{spec.run_id}/jobs/{spec.name}/{work_fingerprint(spec)}/"
 
     def _ref(self, spec: JobSpec, job_id: str, prefix: str) -> JobRef:
         data = {"bucket": self.bucket, "prefix": prefix, "units": list(spec.units), "array_size": spec.array_size}
@@ -342,9 +384,11 @@ class BatchBackend:
         for row in rows:
             described = self._call("batch", "describe_jobs", jobs=[row["jobId"]])["jobs"]
             # A failed job is not reused: a step's retry submits it again (same name, new children).
-            if described and described[0].get("tags", {}).get("run-id") == spec.run_id:
+            # Nor one given other work (a data step rerun left other coins): its results are not these.
+            tags = described[0].get("tags", {}) if described else {}
+            if tags.get("run-id") == spec.run_id and tags.get("rc-work") == work_fingerprint(spec):
                 if described[0].get("status") != "FAILED":
-                    return self._ref(spec, row["jobId"], f"runs/{spec.run_id}/jobs/{spec.name}/")
+                    return self._ref(spec, row["jobId"], self._prefix(spec))
         return None
 
     # --- follow, status, cancel -------------------------------------------------------------------------

@@ -114,7 +114,7 @@ class DqlBatchBackend(BatchBackend):
         if len(experiments) != spec.array_size or [e["experiment_name"] for e in experiments] != list(spec.units):
             raise ValueError("a dql job names one experiment per child, in the order of its units")
         definition = self.ensure_definition()
-        prefix = f"runs/{spec.run_id}/jobs/{spec.name}/"
+        prefix = self._prefix(spec)
         token = secrets.token_urlsafe(24)
         settings = {
             "job_name": spec.name,

@@ -41,9 +41,10 @@ def _reclaim_after_first_checkpoint(proc: subprocess.Popen[str], state: Path) ->
     while time.monotonic() < deadline and proc.poll() is None:
         if not parent:
             jobs = batch.list_jobs(jobQueue="rc-engine")["jobSummaryList"]
-            if jobs:  # the job's name is its run id; its outputs are under runs/<run>/jobs/<name>/out/
+            if jobs:  # the job's name is its run id; its outputs are under runs/<run>/jobs/<name>/<work>/out/
                 parent, name = jobs[0]["jobId"], jobs[0]["jobName"]
-                key = f"runs/{name}/jobs/{name}/out/checkpoints/exp-custom-BTC-USD/last.json"
+                work = batch.describe_jobs(jobs=[parent])["jobs"][0]["tags"]["rc-work"]
+                key = f"runs/{name}/jobs/{name}/{work}/out/checkpoints/exp-custom-BTC-USD/last.json"
         else:
             try:
                 s3.head_object(Bucket="rc-sandbox-artifacts", Key=key)

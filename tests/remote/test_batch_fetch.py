@@ -5,6 +5,7 @@ as a process; the candles come over HTTP from a market simulator that counts eac
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 
 from remote.backends.base import BackendContext, JobPhase, JobSpec, RunPlan
 from remote.backends.batch import BatchBackend
+from remote.errors import StorageError
 from remote.sandbox.market_server import MarketSimulator
 from tests.remote.sandbox_fixtures import sandbox  # noqa: F401
 from training.data.coingecko import CoinGeckoClient, fetch_fundamentals
@@ -83,3 +85,68 @@ def test_moments_that_differ_from_what_their_child_recorded_are_not_taken(
     assert rows["BTC-USD"]["state"] == "succeeded"
     assert rows["ETH-USD"] == {**rows["ETH-USD"], "state": "failed", "why": "its encoder moments are missing or damaged"}
     assert not (tmp_path / "moments" / "ETH-USD.npz").exists()
+
+
+def test_a_heads_child_trains_no_coin_whose_feature_file_is_not_the_one_fetched(
+    sandbox: Any, tmp_path: Path  # noqa: F811 - the fixture imported above
+) -> None:
+    with MarketSimulator(seed=5, rate_limit_per_s=1000, require_api_key=KEY) as sim:
+        backend, ref = _fetch_job(sandbox, tmp_path, sim, ("BTC-USD", "ETH-USD"))
+    rows, features_url = backend.collect_fetched(ref, tmp_path / "moments")
+    moments = [CoinMoments.load(tmp_path / "moments" / f"{c}.npz") for c in ("BTC-USD", "ETH-USD")]
+    encoder_from_moments(moments, common_names(m.feature_names for m in moments), 5).save(tmp_path / "encoder")
+    # Someone rewrites one part of ETH's feature file in the bucket after its child recorded it.
+    bucket = ref.data["bucket"]
+    listed = backend._call("s3", "list_objects_v2", Bucket=bucket, Prefix=ref.data["prefix"] + "out/features/ETH-USD")
+    part = next(o["Key"] for o in listed["Contents"] if o["Key"].endswith(".parquet"))
+    body = backend._call("s3", "get_object", Bucket=bucket, Key=part)["Body"].read()
+    backend._call("s3", "put_object", Bucket=bucket, Key=part, Body=body + b"\0")
+
+    sums = {coin: rows[coin]["sha256"]["features"] for coin in ("BTC-USD", "ETH-USD")}
+    inputs: dict[str, Path | str] = {"features": features_url, "encoder": tmp_path / "encoder"}
+    backend.prepare(RunPlan(ref.run_id, "batch", inputs=inputs, units=("BTC-USD", "ETH-USD")))
+    spec = JobSpec(run_id=ref.run_id, name="engine-heads", family="gbm", units=("BTC-USD", "ETH-USD"),
+                   inputs=inputs, array_size=2,
+                   params={"split": SPLIT, "encoder": {"n_components": 5}, "gates": {"min_trades": 30},
+                           "input_sha256": {"features": sums}})  # fmt: skip
+    heads = backend.submit(spec)
+    assert backend.follow(heads, lambda e: None, should_stop=lambda: False).phase is JobPhase.SUCCEEDED
+    by_coin = {}  # what each child reported, as collect reads it
+    for index in (0, 1):
+        key = f"{heads.data['prefix']}out/results/{index}.json"
+        body = backend._call("s3", "get_object", Bucket=bucket, Key=key)["Body"].read()
+        by_coin.update({u["unit"]: u for u in json.loads(body)["units"]})
+    assert by_coin["BTC-USD"]["state"] == "succeeded", by_coin
+    assert by_coin["ETH-USD"]["state"] == "failed" and "sha256 differs" in by_coin["ETH-USD"]["why"], by_coin
+
+
+def test_an_input_in_another_bucket_is_refused_before_anything_is_submitted(
+    sandbox: Any, tmp_path: Path  # noqa: F811 - the fixture imported above
+) -> None:
+    run_id = f"other-{time.monotonic_ns()}"
+    backend = BatchBackend(BackendContext(run_id=run_id, aws=sandbox.aws_target, work_dir=tmp_path / "work",
+                                          options={"bucket": run_id.lower()}))  # fmt: skip
+    with pytest.raises(StorageError, match="not the batch backend's") as refused:
+        backend.prepare(RunPlan(run_id, "batch", inputs={"features": "s3://someone-else/features/"}, units=("BTC-USD",)))
+    assert "someone-else" in str(refused.value)
+    assert not backend._call("s3", "list_objects_v2", Bucket=run_id.lower()).get("Contents")
+
+
+def test_a_job_given_other_coins_is_a_new_job_and_leaves_the_first_ones_results_alone(
+    sandbox: Any, tmp_path: Path  # noqa: F811 - the fixture imported above
+) -> None:
+    with MarketSimulator(seed=5, rate_limit_per_s=1000, require_api_key=KEY) as sim:
+        backend, first = _fetch_job(sandbox, tmp_path, sim, ("BTC-USD", "ETH-USD"))
+        # The same run and job name, as when a rerun data step leaves fewer coins.
+        spec = JobSpec(run_id=first.run_id, name=first.name, family="gbm", units=("BTC-USD",), array_size=1,
+                       inputs={"fundamentals": tmp_path / "data" / "fundamentals"},
+                       params={"task": "fetch", "market": {"coinbase": sim.url}, "features": {}, "split": SPLIT,
+                               "window": {"start": int(time.time()) - 3 * 86400, "end": int(time.time())}})  # fmt: skip
+        second = backend.submit(spec)
+        assert second.job_id != first.job_id and second.data["units"] == ["BTC-USD"]
+        assert backend.follow(second, lambda e: None, should_stop=lambda: False).phase is JobPhase.SUCCEEDED
+        assert backend.submit(spec).job_id == second.job_id  # the same work again is the same job
+    rows, _ = backend.collect_fetched(second, tmp_path / "second")
+    assert list(rows) == ["BTC-USD"] and rows["BTC-USD"]["state"] == "succeeded"
+    rows, _ = backend.collect_fetched(first, tmp_path / "first")  # untouched by the second
+    assert [rows[c]["state"] for c in ("BTC-USD", "ETH-USD")] == ["succeeded", "succeeded"]

@@ -10,9 +10,12 @@ The console writes a shard manifest to S3 and submits one array job; every child
                                 gives it too, and a plain job is shard 0)
 
 Manifest: ``{"job_name", "rc_job_token_sha256", "family", "params", "costs", "seed",
-"array_size", "shards": [[unit, ...], ...], "inputs": {channel: {"prefix", "per_unit"}},
-"out": "s3://bucket/prefix/"}``. Per-unit channels are read from
+"array_size", "shards": [[unit, ...], ...], "inputs": {channel: {"prefix", "per_unit",
+"sha256"?}}, "out": "s3://bucket/prefix/"}``. Per-unit channels are read from
 ``<prefix><UNIT>.parquet`` (a file or a folder of parts), shared ones from ``<prefix>``.
+A per-unit channel with ``sha256`` (unit -> `content_sha256` of its file, as whoever wrote
+it recorded) is checked after the download: a unit whose file differs, or that the map
+does not name, fails with the reason and is never trained.
 
 Each unit trains through `training.families.run.train_unit` (the same driver as every
 other entry point) and its model folder is uploaded as soon as it is published, with
@@ -27,6 +30,7 @@ Exit codes: 0 the shard ran (failed units are in the results), 1 the child crash
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -39,6 +43,18 @@ from training.errors import TrainingError, TrainingInputError
 
 class BadManifest(TrainingInputError):
     """The shard manifest, the array size or the child's index do not agree."""
+
+
+def content_sha256(path: Path) -> str:
+    """``sha256:<hex>`` of a file; of a folder, over its files' relative names and contents in
+    name order (a feature file may be a folder of parts), so the same bytes give the same sum
+    wherever they were written."""
+    digest = hashlib.sha256()
+    if path.is_file():
+        digest.update(path.read_bytes())
+    for part in sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else ():
+        digest.update(part.relative_to(path).as_posix().encode() + b"\0" + hashlib.sha256(part.read_bytes()).digest())
+    return "sha256:" + digest.hexdigest()
 
 
 def split_s3(url: str) -> tuple[str, str]:
@@ -254,6 +270,21 @@ def run_shard(place: S3Place, manifest: Mapping[str, Any], index: int, units: li
     place.put_bytes(f"{out_url}results/{index}.json", json.dumps(results, indent=1).encode())
 
 
+def _check_sha256(unit: str, channel: str, where: Mapping[str, Any], path: Path) -> None:
+    """Refuse ``unit``'s downloaded ``channel`` input unless it is what the manifest's checksums say."""
+    sums = where.get("sha256")
+    if sums is None:
+        return
+    expected = sums.get(unit) if isinstance(sums, dict) else None
+    if not expected:
+        raise TrainingInputError(f"{unit}: the manifest lists no sha256 for its {channel} input; not trained")
+    if content_sha256(path) != expected:
+        raise TrainingInputError(
+            f"{unit}: its {channel} input under {where['prefix']} is not the file that was recorded "
+            "(sha256 differs); not trained"
+        )
+
+
 def train_one(
     place: S3Place, manifest: Mapping[str, Any], unit: str, shared: dict[str, Path], here: Path, progress: Throttled
 ) -> dict[str, Any]:
@@ -267,6 +298,7 @@ def train_one(
             local[channel] = here / "inputs" / channel / f"{unit}.parquet"
             if not place.download_prefix(f"{where['prefix']}{unit}.parquet", local[channel]):
                 raise TrainingInputError(f"{unit}: no {channel} input under {where['prefix']}")
+            _check_sha256(unit, channel, where, local[channel])
     job = FitJob(
         family=str(manifest["family"]),
         unit=unit,

@@ -27,14 +27,13 @@ or that the exchange stopped serving is ``skipped`` with the reason; the others 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from training.container.batch import BadManifest, Events, S3Place, run_child
+from training.container.batch import BadManifest, Events, S3Place, content_sha256, run_child
 from training.errors import TrainingError
 
 TASK = "fetch"
@@ -145,15 +144,5 @@ def fetch_one(
         "state": "succeeded",
         "rows": report.rows,
         "features": report.features,
-        "sha256": {"features": _sha256(path), "moments": _sha256(moments)},
+        "sha256": {"features": content_sha256(path), "moments": content_sha256(moments)},
     }
-
-
-def _sha256(path: Path) -> str:
-    """A file's sha256; a folder's over its files' relative names and contents, in name order."""
-    digest = hashlib.sha256()
-    if path.is_file():
-        digest.update(path.read_bytes())
-    for part in sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else ():
-        digest.update(part.relative_to(path).as_posix().encode() + b"\0" + hashlib.sha256(part.read_bytes()).digest())
-    return "sha256:" + digest.hexdigest()
