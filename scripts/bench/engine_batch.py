@@ -24,8 +24,8 @@ What it measures, phase by phase, in a fresh sandbox (its daemon's start exclude
    environment's vCPUs), collect with every sha256 checked;
 4. one head: LightGBM on 30 days of 1-minute rows over 50 components on one thread.
 
-It prints the figures, the per-coin seconds, and a projection for 400 coins x 365 days on
-N children (linear in rows, at the spot estimate of `remote.providers.batch_jobs.VCPU_HOUR_USD`).
+It prints the figures and the per-coin seconds. The projection to 400 coins x 365 days,
+the HTTP fetch included, is `engine_checklist.py`'s.
 """
 
 from __future__ import annotations
@@ -86,7 +86,6 @@ def main() -> int:
     else:
         shutil.rmtree(work, ignore_errors=True)  # 150 coins x 14 days leave ~2.6 GB
     print(json.dumps(figures, indent=1))
-    print(projection(figures, args))
     if args.out:
         args.out.write_text(json.dumps(figures, indent=1))
     return 0
@@ -178,21 +177,6 @@ def one_head_seconds(components: int) -> float:
             x[:cut], y[:cut], x[cut:], y[cut:], HeadConfig(threads=1), work_dir=Path(tmp), encoder_hash="x", seed=0
         )
         return time.monotonic() - began
-
-
-def projection(figures: dict, args: argparse.Namespace) -> str:
-    """400 coins x 365 days on N children, linear in rows from the measured per-coin figures."""
-    from remote.providers.batch_jobs import VCPU_HOUR_USD
-
-    scale = 365 / args.days
-    per_coin = (float(figures["per_coin_features_s"]) + float(figures["head_unit_mean_s"])) * scale
-    lines = ["projection: 400 coins x 365 days (features + head per coin, linear in rows; fetch not included)",
-             f"  {'children':>8} {'wall':>10} {'vCPU-h':>8} {'$ (spot est.)':>14}"]  # fmt: skip
-    for n in (1, 8, 50, 100, 400):
-        wall_s = -(-400 // n) * per_coin
-        vcpu_h = 400 * per_coin / 3600
-        lines.append(f"  {n:>8} {wall_s / 60:>8.1f} m {vcpu_h:>8.2f} {vcpu_h * VCPU_HOUR_USD:>14.2f}")
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

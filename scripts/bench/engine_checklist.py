@@ -15,6 +15,7 @@ Prints each step's wall time, the candle requests and how many hosts they came f
 per-coin figures, the orchestration overhead per coin (wall time not spent in a child's
 fetch, features or head, those divided by the children running at once) and the console
 process's peak memory. Target (issue 15): 400 coins x 14 days <= 20 minutes on 2 cores.
+Then a projection of 400 coins x 365 days on N children from the per-coin figures.
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ def main() -> int:
     }
     print(json.dumps(figures, indent=1))
     print(f"wall {wall / 60:.1f} min for {args.coins} coins x {args.days} days (target <= 20 min at 400)")
+    print(projection(figures))
     if proc.returncode not in (0, 4):
         print("last stderr line:", (proc.stderr.strip().splitlines() or [""])[-1])
     if args.out:
@@ -98,6 +100,24 @@ def main() -> int:
     if not args.keep:
         subprocess.run([*command, "sandbox", "down"], env=env, capture_output=True)
     return 0
+
+
+def projection(figures: dict) -> str:
+    """400 coins x 365 days on N children: each coin's fetch + features and head, as measured in a
+    child, scaled linearly in days (the fetch is requests at the per-host rate, the features and the
+    head linear in rows), a child's coins one after another; vCPU-hours at the spot estimate."""
+    from remote.providers.batch_jobs import VCPU_HOUR_USD
+
+    scale = 365 / figures["days"]
+    fetch = float(figures["fetch_and_features_per_coin_s"]) * scale
+    head = float(figures["head_per_coin_s"]) * scale
+    lines = [f"projection: 400 coins x 365 days; per coin {fetch:.0f} s fetch + features, {head:.0f} s head",
+             f"  {'children':>8} {'wall':>10} {'vCPU-h':>8} {'$ (spot est.)':>14}"]  # fmt: skip
+    for n in (8, 50, 100, 400):
+        wall_s = -(-400 // n) * (fetch + head)
+        vcpu_h = 400 * (fetch + head) / 3600
+        lines.append(f"  {n:>8} {wall_s / 60:>8.1f} m {vcpu_h:>8.2f} {vcpu_h * VCPU_HOUR_USD:>14.2f}")
+    return "\n".join(lines)
 
 
 def step_seconds(events: list[dict]) -> dict[str, float]:
