@@ -59,9 +59,12 @@ def fetch_on_batch(
     )
     ref = backend.submit(spec)
     done: list[str] = []
+    errors: list[str] = []
 
     def relay(e: Any) -> None:
         ctx.log.info("%s %s", e.kind, e.message)
+        if e.kind == "error":
+            errors.append(f"{e.unit}: {e.data.get('why', '')}" if e.unit else str(e.data.get("why", "")))
         if e.kind == "done" and e.unit and e.unit not in done:
             done.append(str(e.unit))
             ctx.progress(len(done), len(symbols), str(e.unit))
@@ -73,7 +76,8 @@ def fetch_on_batch(
         _record(ctx, ref.job_id)
     ctx.check_cancelled()
     if status.phase is not JobPhase.SUCCEEDED:
-        raise ConsoleError(f"Batch job {ref.name} ended {status.phase.value}: {status.reason or status.secondary}")
+        why = f"a child stopped at {errors[-1]}" if errors else status.reason or status.secondary
+        raise ConsoleError(f"Batch job {ref.name} ended {status.phase.value}: {why}")
     moments = ctx.run_dir / "moments"  # this run's own: another run's coins never enter its encoder
     shutil.rmtree(moments, ignore_errors=True)
     rows, url = backend.collect_fetched(ref, moments)

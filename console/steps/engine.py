@@ -223,7 +223,12 @@ class EngineData(Step):
         usable: list[str], skipped: dict[str, str], url: str, figures: Any = None, sums: dict[str, str] | None = None
     ) -> StepResult:
         if not usable:
-            return StepResult.failed(f"no coin has enough history ({len(skipped)} skipped)", {"skipped": skipped})
+            first = next(iter(skipped.items()), ("", ""))
+            return StepResult.failed(
+                f"no coin is usable: {len(skipped)} skipped"
+                + (f" (the first, {first[0]}: {first[1]})" if first[0] else ""),
+                {"skipped": skipped},
+            )
         where = " on Batch" if url else ""
         return StepResult.ok(f"{len(usable)} coins ready{where}, {len(skipped)} skipped (short history or no data)",
                              {"skipped": skipped, "features_url": url, **(figures or {})},

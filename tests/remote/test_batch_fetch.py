@@ -29,7 +29,8 @@ SPLIT = {"horizon": 5, "longest_feature_window": 200}
 KEY = "CG-" + secrets.token_urlsafe(18)
 
 
-def _fetch_job(sandbox: Any, tmp_path: Path, sim: MarketSimulator, coins: tuple[str, ...]) -> tuple[BatchBackend, Any]:
+def _fetch_job(sandbox: Any, tmp_path: Path, sim: MarketSimulator, coins: tuple[str, ...], *,
+               ends: JobPhase = JobPhase.SUCCEEDED, seen: list[Any] | None = None) -> tuple[BatchBackend, Any]:
     run_id = f"fetch-{time.monotonic_ns()}"
     end = int(time.time()) // 60 * 60
     start = end - 3 * 86400
@@ -47,8 +48,8 @@ def _fetch_job(sandbox: Any, tmp_path: Path, sim: MarketSimulator, coins: tuple[
                    params={"task": "fetch", "market": {"coinbase": sim.url}, "window": {"start": start, "end": end},
                            "features": {}, "split": SPLIT})  # fmt: skip
     ref = backend.submit(spec)
-    status = backend.follow(ref, lambda e: None, should_stop=lambda: False)
-    assert status.phase is JobPhase.SUCCEEDED, status
+    status = backend.follow(ref, (seen if seen is not None else []).append, should_stop=lambda: False)
+    assert status.phase is ends, status
     return backend, ref
 
 
@@ -150,3 +151,16 @@ def test_a_job_given_other_coins_is_a_new_job_and_leaves_the_first_ones_results_
     assert list(rows) == ["BTC-USD"] and rows["BTC-USD"]["state"] == "succeeded"
     rows, _ = backend.collect_fetched(first, tmp_path / "first")  # untouched by the second
     assert [rows[c]["state"] for c in ("BTC-USD", "ETH-USD")] == ["succeeded", "succeeded"]
+
+
+def test_an_exchange_that_keeps_failing_fails_the_job_with_why_instead_of_skipping_every_coin(
+    sandbox: Any, tmp_path: Path  # noqa: F811 - the fixture imported above
+) -> None:
+    seen: list[Any] = []
+    with MarketSimulator(seed=5, rate_limit_per_s=1000, require_api_key=KEY) as sim:
+        sim.inject_fault(503, times=10_000, path_prefix="/products/")  # the exchange is down for everyone
+        _fetch_job(sandbox, tmp_path, sim, ("BTC-USD", "ETH-USD"), ends=JobPhase.FAILED, seen=seen)
+    errors = [e for e in seen if e.kind == "error"]
+    assert errors and {e.unit for e in errors} <= {"BTC-USD", "ETH-USD"}, [e.message for e in seen]
+    assert all("503" in e.data["why"] or "retries" in e.data["why"] for e in errors), [e.data for e in errors]
+    assert not [e for e in seen if e.kind == "done"]  # no coin was reported skipped for the exchange's outage

@@ -22,7 +22,10 @@ rate limit as another host's), builds the feature file with the same builder as 
 console, and computes its encoder moments (`training.families.gbm.moments`). It uploads
 ``features/<COIN>.parquet`` and ``moments/<COIN>.npz`` under ``out``, and records each
 file's sha256 in ``results/<index>.json`` (written last). A coin with too short a history
-or that the exchange stopped serving is ``skipped`` with the reason; the others go on.
+or that the exchange stopped serving is ``skipped`` with the reason; the others go on. An
+exchange that keeps failing (network, 5xx, 429s past their retries) would fail every coin
+alike, so it ends the child instead (exit 1, an ``error`` event saying so): the job fails with
+that reason rather than reporting a shard of "skipped" coins.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from training.container.batch import BadManifest, Events, S3Place, content_sha256, run_child
-from training.errors import TrainingError
+from training.errors import MarketDataError, TrainingError
 
 TASK = "fetch"
 
@@ -89,6 +92,9 @@ def fetch_shard(place: S3Place, manifest: Mapping[str, Any], index: int, units: 
             began, asked = time.monotonic(), client.requests_made
             try:
                 row = fetch_one(place, manifest, unit, client, (start, end), config, split, here)
+            except MarketDataError as exc:  # not this coin's fault: the next would fail the same way
+                event("error", unit, why=str(exc)[:300])
+                raise
             except (TrainingError, ValueError, KeyError) as exc:
                 row = {"unit": unit, "state": "skipped", "why": f"{type(exc).__name__}: {str(exc)[:200]}"}
             row.update(
