@@ -235,8 +235,11 @@ def _arm_state_reason(region: str, instance_id: str, code: str, message: str) ->
     armed = StateReason(message, code)
     plain = type(instance)
     if not getattr(plain, "_sandbox_reasons", False):
-        instance.__dict__["_sandbox_reason"] = instance.__dict__.pop("state_reason", StateReason())
+        # Copy, swap, then drop: the class's property shadows the instance's own attribute from
+        # the swap on, so no reader finds the reason missing at any point.
+        instance.__dict__["_sandbox_reason"] = instance.__dict__.get("state_reason", StateReason())
         instance.__class__ = _with_sandbox_reasons(plain)
+        instance.__dict__.pop("state_reason", None)
     instance.__dict__["_sandbox_armed"] = armed
     for name in ("terminate", "stop"):
         original = getattr(plain, name)
