@@ -223,11 +223,11 @@ class EngineData(Step):
         usable: list[str], skipped: dict[str, str], url: str, figures: Any = None, sums: dict[str, str] | None = None
     ) -> StepResult:
         if not usable:
-            first = next(iter(skipped.items()), ("", ""))
+            if not skipped:
+                return StepResult.failed("no coin to fetch: engine-symbols chose none; check --symbols", {})
+            first, why = next(iter(skipped.items()))
             return StepResult.failed(
-                f"no coin is usable: {len(skipped)} skipped"
-                + (f" (the first, {first[0]}: {first[1]})" if first[0] else ""),
-                {"skipped": skipped},
+                f"no coin is usable: {len(skipped)} skipped (the first, {first}: {why})", {"skipped": skipped}
             )
         where = " on Batch" if url else ""
         return StepResult.ok(f"{len(usable)} coins ready{where}, {len(skipped)} skipped (short history or no data)",
@@ -308,7 +308,12 @@ class EngineTrain(Step):
 
             data = ctx.output_of("engine-data", DataOut)
             features = data.features_url if data and data.features_url else None
-            sums = data.feature_sha256 if data and data.features_url else None
+            # A data step from before the checksums were recorded has none: its files go unchecked.
+            sums = data.feature_sha256 if data and data.features_url and data.feature_sha256 else None
+            if data and data.features_url and sums is None:
+                ctx.log.warning(
+                    "this run's data step recorded no feature checksums; the heads read the files unchecked"
+                )
             coins = train_on_batch(ctx, symbols, p.head_params(), costs.costs if costs else {}, features, sums)
         else:
             cap = {"sequential": 1, "parallel": len(symbols), "hybrid": p.max_concurrent}[p.mode]

@@ -90,10 +90,13 @@ def _in_bucket(where: Path | str, bucket: str) -> bool:
 
 
 def work_fingerprint(spec: JobSpec) -> str:
-    """What a job was given, in a tag's 16 characters: its units, array size and task. A job is
-    reused for a spec only when this matches, so a reused job's results are for these units."""
-    work = {"task": str(spec.params.get("task") or "train"), "units": list(spec.units), "size": spec.array_size}
-    return hashlib.sha256(json.dumps(work, sort_keys=True).encode()).hexdigest()[:16]
+    """What a job was given, in a tag's 16 characters: its task, units, array size and params
+    (the input checksums and the encoder's settings among them). A job is reused for a spec only
+    when this matches, so a reused job's results are for this work. A fetch's ``window`` is left
+    out: it is recomputed from the clock on every attempt, and a resumed fetch must find its job."""
+    params = {k: v for k, v in spec.params.items() if k != "window"}
+    work = {"units": list(spec.units), "size": spec.array_size, "params": params}
+    return hashlib.sha256(json.dumps(work, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def shards(units: tuple[str, ...], size: int) -> list[list[str]]:
@@ -151,8 +154,9 @@ class BatchBackend:
         self._ensure_bucket()
         self._ensure_queue()
         inputs = {**self._default_inputs(), **dict(plan.inputs)}
+        referenced = {channel for channel, where in inputs.items() if _in_bucket(where, self.bucket)}  # all, first
         uploaded = {
-            channel: where if _in_bucket(where, self.bucket) else self._upload_input(plan.run_id, channel, Path(where))
+            channel: where if channel in referenced else self._upload_input(plan.run_id, channel, Path(where))
             for channel, where in inputs.items()
         }
         return Prepared(
@@ -378,18 +382,39 @@ class BatchBackend:
         return JobRef(self.name, spec.name, job_id, spec.run_id, data)
 
     def _find(self, spec: JobSpec) -> JobRef | None:
+        """This run's job of ``spec``'s name and work, to reuse; None when there is none. A job of
+        that name given other work that is still going is terminated first: it would bill beside
+        the new one (and, fetching, share its hosts' rate limit) for results nobody will read."""
+        work = work_fingerprint(spec)
+        found = None
+        for job in self._run_jobs(spec):
+            tags, status = job.get("tags", {}), job.get("status")
+            if "rc-work" not in tags:  # submitted before jobs carried their work: reused as then
+                if status != "FAILED" and found is None:
+                    found = self._ref(spec, job["jobId"], f"runs/{spec.run_id}/jobs/{spec.name}/")
+            elif tags["rc-work"] == work:
+                # A failed job is not reused: a step's retry submits it again (same name, new children).
+                if status != "FAILED" and found is None:
+                    found = self._ref(spec, job["jobId"], self._prefix(spec))
+            elif status not in ("SUCCEEDED", "FAILED"):
+                reason = f"superseded: the run submitted {spec.name} again with other work"
+                self._call("batch", "terminate_job", jobId=job["jobId"], reason=reason)
+                self.context.log.info("terminated Batch job %s (%s)", job["jobId"], reason)
+        return found
+
+    def _run_jobs(self, spec: JobSpec) -> list[dict[str, Any]]:
+        """Every job of ``spec``'s name tagged with its run, described, newest first."""
         rows = self._call(
             "batch", "list_jobs", jobQueue=self.queue, filters=[{"name": "JOB_NAME", "values": [spec.name]}]
         )["jobSummaryList"]
-        for row in rows:
-            described = self._call("batch", "describe_jobs", jobs=[row["jobId"]])["jobs"]
-            # A failed job is not reused: a step's retry submits it again (same name, new children).
-            # Nor one given other work (a data step rerun left other coins): its results are not these.
-            tags = described[0].get("tags", {}) if described else {}
-            if tags.get("run-id") == spec.run_id and tags.get("rc-work") == work_fingerprint(spec):
-                if described[0].get("status") != "FAILED":
-                    return self._ref(spec, row["jobId"], self._prefix(spec))
-        return None
+        ids = [row["jobId"] for row in sorted(rows, key=lambda r: r.get("createdAt", 0), reverse=True)]
+        jobs = []
+        for start in range(0, len(ids), 100):  # describe_jobs takes at most 100 ids
+            jobs += self._call("batch", "describe_jobs", jobs=ids[start : start + 100])["jobs"]
+        order = {job_id: i for i, job_id in enumerate(ids)}
+        return sorted(
+            (j for j in jobs if j.get("tags", {}).get("run-id") == spec.run_id), key=lambda j: order[j["jobId"]]
+        )
 
     # --- follow, status, cancel -------------------------------------------------------------------------
 

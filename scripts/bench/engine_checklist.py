@@ -92,7 +92,8 @@ def main() -> int:
     }
     print(json.dumps(figures, indent=1))
     print(f"wall {wall / 60:.1f} min for {args.coins} coins x {args.days} days (target <= 20 min at 400)")
-    print(projection(figures))
+    if proc.returncode in (0, 4):  # figures from a run that did not finish project nothing
+        print(projection(figures))
     if proc.returncode not in (0, 4):
         print("last stderr line:", (proc.stderr.strip().splitlines() or [""])[-1])
     if args.out:
@@ -105,7 +106,9 @@ def main() -> int:
 def projection(figures: dict) -> str:
     """400 coins x 365 days on N children: each coin's fetch + features and head, as measured in a
     child, scaled linearly in days (the fetch is requests at the per-host rate, the features and the
-    head linear in rows), a child's coins one after another; vCPU-hours at the spot estimate."""
+    head linear in rows), a child's coins one after another; vCPU-hours at the spot estimate.
+    N children at once needs a compute environment of N vCPUs (``backends.batch`` ``max_vcpus``,
+    16 by default): past it, Batch queues the rest."""
     from remote.providers.batch_jobs import VCPU_HOUR_USD
 
     scale = 365 / figures["days"]
@@ -117,6 +120,7 @@ def projection(figures: dict) -> str:
         wall_s = -(-400 // n) * (fetch + head)
         vcpu_h = 400 * (fetch + head) / 3600
         lines.append(f"  {n:>8} {wall_s / 60:>8.1f} m {vcpu_h:>8.2f} {vcpu_h * VCPU_HOUR_USD:>14.2f}")
+    lines.append("  (N children at once needs [backends.batch] max_vcpus >= N; the default 16 queues the rest)")
     return "\n".join(lines)
 
 

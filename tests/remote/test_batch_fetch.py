@@ -164,3 +164,37 @@ def test_an_exchange_that_keeps_failing_fails_the_job_with_why_instead_of_skippi
     assert errors and {e.unit for e in errors} <= {"BTC-USD", "ETH-USD"}, [e.message for e in seen]
     assert all("503" in e.data["why"] or "retries" in e.data["why"] for e in errors), [e.data for e in errors]
     assert not [e for e in seen if e.kind == "done"]  # no coin was reported skipped for the exchange's outage
+
+
+def test_a_job_still_running_is_terminated_when_its_run_submits_other_work_under_its_name(
+    sandbox: Any, tmp_path: Path  # noqa: F811 - the fixture imported above
+) -> None:
+    run_id = f"super-{time.monotonic_ns()}"
+    backend = BatchBackend(BackendContext(run_id=run_id, aws=sandbox.aws_target, work_dir=tmp_path / "work",
+                                          options={"bucket": run_id.lower(), "poll_s": 0.3}))  # fmt: skip
+    with MarketSimulator(seed=5, rate_limit_per_s=2, require_api_key=KEY) as sim:  # slow: still going
+        inputs: dict[str, Path | str] = {"fundamentals": tmp_path / "none"}
+        (tmp_path / "none").mkdir()
+        backend.prepare(RunPlan(run_id, "batch", inputs=inputs, units=("BTC-USD", "ETH-USD")))
+        end = int(time.time()) // 60 * 60
+
+        def spec(coins: tuple[str, ...]) -> JobSpec:
+            return JobSpec(run_id=run_id, name="engine-fetch", family="gbm", units=coins, inputs=inputs, array_size=1,
+                           params={"task": "fetch", "market": {"coinbase": sim.url}, "features": {}, "split": SPLIT,
+                                   "window": {"start": end - 30 * 86400, "end": end}})  # fmt: skip
+
+        first = backend.submit(spec(("BTC-USD", "ETH-USD")))
+        deadline = time.monotonic() + 30
+        while backend.status(first).phase is not JobPhase.RUNNING:
+            assert time.monotonic() < deadline, "the first job never started"
+            time.sleep(0.2)
+        second = backend.submit(spec(("BTC-USD",)))
+        assert second.job_id != first.job_id
+        gone = backend.status(first)
+        deadline = time.monotonic() + 30
+        while gone.phase is not JobPhase.FAILED:
+            assert time.monotonic() < deadline, f"the superseded job is still {gone.phase}"
+            time.sleep(0.2)
+            gone = backend.status(first)
+        backend.cancel(second)
+    assert "superseded" in (gone.reason or "") + (gone.secondary or ""), gone

@@ -49,12 +49,18 @@ def content_sha256(path: Path) -> str:
     """``sha256:<hex>`` of a file; of a folder, over its files' relative names and contents in
     name order (a feature file may be a folder of parts), so the same bytes give the same sum
     wherever they were written."""
-    digest = hashlib.sha256()
     if path.is_file():
-        digest.update(path.read_bytes())
+        return "sha256:" + _file_sha256(path).hexdigest()
+    digest = hashlib.sha256()
     for part in sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else ():
-        digest.update(part.relative_to(path).as_posix().encode() + b"\0" + hashlib.sha256(part.read_bytes()).digest())
+        digest.update(part.relative_to(path).as_posix().encode() + b"\0" + _file_sha256(part).digest())
     return "sha256:" + digest.hexdigest()
+
+
+def _file_sha256(path: Path) -> Any:
+    """A file's sha256, read in chunks (a year of one-minute features is large for a child)."""
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256")
 
 
 def split_s3(url: str) -> tuple[str, str]:
