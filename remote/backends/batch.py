@@ -52,6 +52,7 @@ from remote.backends.base import (
     Prepared,
     RunPlan,
 )
+from remote.backends.batch_work import in_bucket, shards, work_fingerprint
 from remote.errors import ProviderError, StorageError
 
 CHILD_COMMAND = ("python", "-m", "training.container", "batch-child")
@@ -72,39 +73,6 @@ RETRY_ON_RECLAIM = [
     {"onStatusReason": "Host EC2*", "action": "RETRY"},
     {"onReason": "*", "action": "EXIT"},
 ]
-
-
-def _in_bucket(where: Path | str, bucket: str) -> bool:
-    """An input given as an ``s3://`` URL is already in the bucket: referenced, not uploaded.
-    Only this backend's bucket: the job role reads that one, and nothing else is ours to hand
-    a child (`StorageError` says which bucket it named)."""
-    if not (isinstance(where, str) and where.startswith("s3://")):
-        return False
-    named = where[len("s3://") :].split("/", 1)[0]
-    if named != bucket:
-        raise StorageError(
-            f"input {where[:120]} is in bucket {named!r}, not the batch backend's {bucket!r}; "
-            "copy it there or give a local folder"
-        )
-    return True
-
-
-def work_fingerprint(spec: JobSpec) -> str:
-    """What a job was given, in a tag's 16 characters: its task, units, array size and params
-    (the input checksums and the encoder's settings among them). A job is reused for a spec only
-    when this matches, so a reused job's results are for this work. A fetch's ``window`` is left
-    out: it is recomputed from the clock on every attempt, and a resumed fetch must find its job."""
-    params = {k: v for k, v in spec.params.items() if k != "window"}
-    work = {"units": list(spec.units), "size": spec.array_size, "params": params}
-    return hashlib.sha256(json.dumps(work, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def shards(units: tuple[str, ...], size: int) -> list[list[str]]:
-    """Units dealt round-robin over ``size`` children (a child may get none when units are few)."""
-    out: list[list[str]] = [[] for _ in range(size)]
-    for i, unit in enumerate(units):
-        out[i % size].append(unit)
-    return out
 
 
 class BatchBackend:
@@ -154,7 +122,7 @@ class BatchBackend:
         self._ensure_bucket()
         self._ensure_queue()
         inputs = {**self._default_inputs(), **dict(plan.inputs)}
-        referenced = {channel for channel, where in inputs.items() if _in_bucket(where, self.bucket)}  # all, first
+        referenced = {channel for channel, where in inputs.items() if in_bucket(where, self.bucket)}  # all, first
         uploaded = {
             channel: where if channel in referenced else self._upload_input(plan.run_id, channel, Path(where))
             for channel, where in inputs.items()
@@ -280,7 +248,7 @@ class BatchBackend:
         given = dict(spec.inputs or self._default_inputs())
         prefixes = {
             channel: str(where)
-            if _in_bucket(where, self.bucket)
+            if in_bucket(where, self.bucket)
             else f"s3://{self.bucket}/runs/{spec.run_id}/inputs/{channel}/"
             for channel, where in given.items()
         }
