@@ -307,13 +307,13 @@ class EngineTrain(Step):
             from console.engine_batch import train_on_batch
 
             data = ctx.output_of("engine-data", DataOut)
-            features = data.features_url if data and data.features_url else None
-            # A data step from before the checksums were recorded has none: its files go unchecked.
-            sums = data.feature_sha256 if data and data.features_url and data.feature_sha256 else None
-            if data and data.features_url and sums is None:
-                ctx.log.warning(
-                    "this run's data step recorded no feature checksums; the heads read the files unchecked"
-                )
+            features = sums = None
+            if data and data.features_url:
+                features, sums = data.features_url, data.feature_sha256 or None
+                if sums is None:  # a data step from before the checksums were recorded
+                    ctx.log.warning(
+                        "this run's data step recorded no feature checksums; the heads read the files unchecked"
+                    )
             coins = train_on_batch(ctx, symbols, p.head_params(), costs.costs if costs else {}, features, sums)
         else:
             cap = {"sequential": 1, "parallel": len(symbols), "hybrid": p.max_concurrent}[p.mode]

@@ -19,7 +19,8 @@ else) and runs arrays (`RUNS_ARRAYS`).
     submit    ``params["input_sha256"]`` ({channel: {unit: sha256}}) goes into the manifest: each
               child checks a unit's downloaded input against it before training
     submit    idempotent per (run, job name, work): a job of that name tagged with the run and
-              with the same units, array size and task (its ``rc-work`` tag) is reused
+              given the same work (``rc-work``: `batch_work.work_fingerprint`) is reused; one
+              still going with other work is terminated as superseded
     follow    the children's ``events/<index>.jsonl`` and the array's state, until it ends
     collect   every finished unit's folder, each sha256 checked against its ``sha256.txt``,
               champions and roster rebuilt from the verdicts, uploaded to the store as a version
@@ -375,14 +376,12 @@ class BatchBackend:
         rows = self._call(
             "batch", "list_jobs", jobQueue=self.queue, filters=[{"name": "JOB_NAME", "values": [spec.name]}]
         )["jobSummaryList"]
-        ids = [row["jobId"] for row in sorted(rows, key=lambda r: r.get("createdAt", 0), reverse=True)]
+        ids = [row["jobId"] for row in rows]
         jobs = []
         for start in range(0, len(ids), 100):  # describe_jobs takes at most 100 ids
             jobs += self._call("batch", "describe_jobs", jobs=ids[start : start + 100])["jobs"]
-        order = {job_id: i for i, job_id in enumerate(ids)}
-        return sorted(
-            (j for j in jobs if j.get("tags", {}).get("run-id") == spec.run_id), key=lambda j: order[j["jobId"]]
-        )
+        ours = (j for j in jobs if j.get("tags", {}).get("run-id") == spec.run_id)
+        return sorted(ours, key=lambda j: j.get("createdAt", 0), reverse=True)
 
     # --- follow, status, cancel -------------------------------------------------------------------------
 

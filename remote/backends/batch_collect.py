@@ -79,7 +79,8 @@ def fetch_folder(get: Fetch, rel: str, dest: Path) -> Path:
 def gather_fetched(get: Fetch, array_size: int, units: list[str], dest: Path) -> dict[str, dict[str, Any]]:
     """A fetch job's results (`training.container.batch_fetch`): each coin's row, and for every
     coin fetched its encoder moments in ``dest/<COIN>.npz``, checked against the sha256 its child
-    recorded (which must also have recorded its feature file's, for the heads' children to check). A coin no child reported (its child ended without results) is ``failed``; a row
+    recorded (which must also have recorded its feature file's, for the heads' children to
+    check). A coin no child reported (its child ended without results) is ``failed``; a row
     for a coin the job was not given is ignored, never named as a file."""
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
