@@ -141,10 +141,13 @@ def build(inputs: Inputs, assets: Sequence[str], days: Sequence[date]) -> Built:
     every symbol's bar)."""
     wanted = pd.DatetimeIndex([pd.Timestamp(d) for d in days])
     closes = inputs.closes
+    # Whole-frame lookups: a backfill of thousands of days is one pass, not one per day and symbol.
+    holes = closes.loc[wanted[wanted.isin(closes.index)]].isna()
     lacking = {
-        str(d.date()): [s for s in closes.columns if pd.isna(closes.at[d, s])] for d in wanted if d in closes.index
+        str(d.date()): list(closes.columns[row])
+        for d, row in zip(holes.index, holes.to_numpy(), strict=True)
+        if row.any()
     }
-    lacking = {d: syms for d, syms in lacking.items() if syms}
     missing = [str(d.date()) for d in wanted if d not in closes.index]
     if missing:
         raise UsageError(
@@ -163,7 +166,8 @@ def build(inputs: Inputs, assets: Sequence[str], days: Sequence[date]) -> Built:
     features = asset_table(rows, list(assets))
     context = context[context["date"].isin(wanted)].reset_index(drop=True)
     features = features[features["date"].isin(wanted)].reset_index(drop=True)
-    short = [str(d.date()) for d in wanted if d not in set(context["date"])]
+    built_days = set(context["date"])
+    short = [str(d.date()) for d in wanted if d not in built_days]
     if short:
         raise UsageError(f"too little history before {_few(short)} for the 63-day windows", hint="give a later --date")
     context = check_table(context, "context", where="daily context")
