@@ -63,3 +63,22 @@ def test_spearman_is_rank_based_and_its_p_value_one_sided() -> None:
     assert stats.spearman_p(0.5, 50) < 0.001
     assert stats.spearman_p(-0.5, 50) > 0.99
     assert np.isnan(stats.spearman(x, np.ones_like(x)))
+
+
+def test_block_means_t_holds_its_level_with_a_dozen_blocks_where_the_bootstrap_reads_too_narrow() -> None:
+    rng = np.random.default_rng(5)
+    draws = [rng.normal(size=12 * 63) for _ in range(400)]
+    t_rate = np.mean([stats.batch_means_t_p(d, block=63) < 0.05 for d in draws])
+    boot_rate = np.mean([
+        stats.block_bootstrap(lambda i, d=d: float(d[i].mean()), len(d), block=63, resamples=300, seed=k).p_value < 0.05
+        for k, d in enumerate(draws)
+    ])
+    assert 0.02 <= t_rate <= 0.075
+    assert boot_rate > t_rate
+
+
+def test_block_means_t_finds_a_real_edge_and_needs_two_whole_blocks() -> None:
+    rng = np.random.default_rng(6)
+    assert stats.batch_means_t_p(rng.normal(0.3, 1.0, size=12 * 63), block=63) < 0.01
+    assert stats.batch_means_t_p(rng.normal(5.0, 1.0, size=100), block=63) == 1.0  # one whole block
+    assert stats.batch_means_t_p(np.full(4 * 63, 0.1), block=63) == 0.0

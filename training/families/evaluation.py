@@ -223,10 +223,19 @@ def judge(evaluation: Evaluation, rules: Sequence[GateRule]) -> Verdict:
 @dataclass(frozen=True)
 class MinSamples:
     minimum: int
+    why: str = ""
+    """Said beside a shortfall: why the family needs this many, and what to do."""
 
     def check(self, evaluation: Evaluation) -> RuleOutcome:
         n = evaluation.part.samples
-        return RuleOutcome(f"judged samples ({evaluation.part.name})", n >= self.minimum, float(n), float(self.minimum))
+        enough = n >= self.minimum
+        return RuleOutcome(
+            f"judged samples ({evaluation.part.name})",
+            enough,
+            float(n),
+            float(self.minimum),
+            detail="" if enough else self.why,
+        )
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from training.errors import CheckpointMismatch
 from training.families.artifacts import check_format, load_arrays, load_json, save_arrays, save_json
 from training.families.base import FitJob, InputNeed, Predictor, Progress, ProgressSink
 from training.families.evaluation import Evaluation, GateRule
+from training.families.health.judge import MIN_TEST_DAYS
 from training.families.health.score import (
     RuleHealthPredictor,
     ScoreScale,
@@ -46,7 +47,7 @@ DEFAULTS: dict[str, Any] = {
     "patience": 10,
     "ridge": 10.0,
     "alpha": 0.05,
-    "min_samples": 50,
+    "min_samples": MIN_TEST_DAYS,
     "fresh": False,
     "device": "auto",
 }
