@@ -44,8 +44,11 @@ DATA_STORE = "s3://investment-system-data"
 """The seed's data bucket (``models/`` beside the daily partitions)."""
 UNIVERSE: tuple[str, ...] = (
     "XLB", "XLC", "XLE", "XLF", "XLI", "XLK", "XLP", "XLU", "XLV", "XLY", "QQQ", "IWM", "EFA", "EEM", "GLD", "SLV",
+    "XLRE", "SMH", "XBI", "KRE", "XHB", "XME", "XOP", "IBB", "IYR", "DIA", "MDY", "EWJ", "EWZ", "FXI", "USO", "DBC",
 )  # fmt: skip
-"""The default asset universe (US sector and asset-class ETFs; the sandbox serves the same)."""
+"""The default asset universe: 32 US sector, industry, country and asset-class ETFs (the sandbox
+serves the same). Fewer than about 30 leave the health model's daily cross-sectional correlation
+too noisy for its test to tell a real edge from luck (``scripts/bench/health_gate_null.py``)."""
 CLOSE_HOUR_UTC = 21
 """A day's bars are final after the US close (21:00 UTC)."""
 _WARMUP_CALENDAR_DAYS = WARMUP_DAYS * 7 // 5 + 21

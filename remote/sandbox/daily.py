@@ -78,24 +78,14 @@ TONE_LEAD_DAYS = 8
 QUALITY_PERSISTENCE = 0.997
 CONTEXT = ("SPY", "HYG", "IEF", "TLT", "VIXY")
 ASSETS = (
-    "XLB",
-    "XLC",
-    "XLE",
-    "XLF",
-    "XLI",
-    "XLK",
-    "XLP",
-    "XLU",
-    "XLV",
-    "XLY",
-    "QQQ",
-    "IWM",
-    "EFA",
-    "EEM",
-    "GLD",
-    "SLV",
-)
+    "XLB", "XLC", "XLE", "XLF", "XLI", "XLK", "XLP", "XLU", "XLV", "XLY", "QQQ", "IWM", "EFA", "EEM", "GLD", "SLV",
+    "XLRE", "SMH", "XBI", "KRE", "XHB", "XME", "XOP", "IBB", "IYR", "DIA", "MDY", "EWJ", "EWZ", "FXI", "USO", "DBC",
+)  # fmt: skip
 """The asset universe the simulator serves (besides the context symbols)."""
+FIRST_ASSETS = 16
+"""The universe was these first sixteen until the health model's test needed a wider cross-section
+(see the module docstring); the rest are drawn after everything else, so that a seed's regimes,
+context series and first sixteen assets are the same as before the universe grew."""
 SERIES = ("DGS10", "DGS2")
 _MOVES = np.array(
     [  # SPY drift, SPY vol, tone level, slope level (the table above)
@@ -121,15 +111,20 @@ class DailyProcess:
         self.trading = np.array([d.weekday() < 5 and (d.month, d.day) not in _SHUT for d in self.days])
         self.bond = np.array([d.weekday() < 5 and (d.month, d.day) not in _BOND_SHUT for d in self.days])
         names = [*CONTEXT, *ASSETS]
+        first, rest = FIRST_ASSETS, len(ASSETS) - FIRST_ASSETS
         if mode == "structured":
             regimes = _chain(n + TONE_LEAD_DAYS, rng)
             moves = _MOVES[regimes]
             now, ahead = moves[:n], moves[TONE_LEAD_DAYS:]
-            shocks = rng.standard_normal((n, 5 + len(ASSETS)))
+            shocks = rng.standard_normal((n, 5 + first))
             self.tone = ahead[:, 2] + 0.25 * rng.standard_normal(n)
             slope = now[:, 3] + 0.1 * rng.standard_normal(n)
-            quality = _quality(n, len(ASSETS), rng)
-            beta = rng.uniform(0.9, 1.1, len(ASSETS))
+            quality = _quality(n, first, rng)
+            beta = rng.uniform(0.9, 1.1, first)
+            ten = _ar1(4.0, 0.995, 0.03 * rng.standard_normal(n))
+            shocks = np.hstack([shocks, rng.standard_normal((n, rest))])
+            quality = np.hstack([quality, _quality(n, rest, rng)])
+            beta = np.concatenate([beta, rng.uniform(0.9, 1.1, rest)])
             every = _structured_moves(now, shocks, quality, beta)
             # The long-run average of the moves' regime-driven part (no noise in it: nothing a model
             # could learn from) comes out, so prices do not run off over decades.
@@ -142,11 +137,12 @@ class DailyProcess:
             every[:, 4] = 0.03 * rng.standard_normal(n)
             self.tone = rng.standard_normal(n)
             slope = 0.6 + 0.15 * rng.standard_normal(n)
-            every[:, 5:] = 0.0002 + 0.015 * rng.standard_normal((n, len(ASSETS)))
+            every[:, 5 : 5 + first] = 0.0002 + 0.015 * rng.standard_normal((n, first))
+            ten = _ar1(4.0, 0.995, 0.03 * rng.standard_normal(n))
+            every[:, 5 + first :] = 0.0002 + 0.015 * rng.standard_normal((n, rest))
             self.regimes = np.full(n, -1)
         else:
             raise ValueError(f"unknown daily mode {mode!r}")
-        ten = _ar1(4.0, 0.995, 0.03 * rng.standard_normal(n))
         self.yields = {"DGS10": ten, "DGS2": ten - slope}
         mask = self.trading.astype(np.float64)
         self.closes: dict[str, np.ndarray] = {}

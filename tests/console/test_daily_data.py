@@ -114,3 +114,15 @@ def test_backfill_then_daily_write_the_same_rows(market, tmp_path):
         if name != "date":
             assert value == pytest.approx(stored[name], rel=1e-12), name
 
+
+
+def test_the_default_universe_is_served_whole_by_the_simulator(market):
+    from console.daily_data import UNIVERSE
+
+    with DailySources(
+        stooq_url=market.url, fred_url=market.url, gdelt_url=market.url, fred_key=secrets.token_hex(16)
+    ) as src:
+        got = fetch_inputs(src, UNIVERSE, LAST - timedelta(days=10), LAST)
+    built = build(got, UNIVERSE, trading_days(got, LAST, 3))
+    assert len(UNIVERSE) >= 30  # breadth the health model's test needs (scripts/bench/health_gate_null.py)
+    assert sorted(built.features["symbol"].unique()) == sorted(UNIVERSE)

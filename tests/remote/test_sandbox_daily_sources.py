@@ -7,6 +7,7 @@ import secrets
 import httpx
 import numpy as np
 import pandas as pd
+import pytest
 
 from remote.sandbox.daily import daily_process
 from remote.sandbox.market_server import MarketSimulator
@@ -46,3 +47,18 @@ def test_the_structured_daily_process_has_regimes_of_their_own_volatility_and_th
         structured.tone[:-8], np.log(structured.closes["SPY"][8:]) - np.log(structured.closes["SPY"][:-8])
     )
     assert tone_lead[0, 1] > 0.1  # the news runs ahead of the market
+
+
+def test_widening_the_universe_left_every_earlier_series_of_a_seed_as_it_was():
+    # Closes the sixteen-asset simulator served for seed 0 on 2026-11-20, before the universe grew
+    # to 32: history must not change under an operator's stored partitions.
+    before = {
+        "structured": ({"SPY": 64.44751415365212, "XLB": 36.23872708959896, "SLV": 25.156258287059238}, 4.759501751813232),
+        "random_walk": ({"SPY": 103.03955005087529, "XLB": 109.3332160642125, "SLV": 65.73055378696783}, 3.044149794208037),
+    }
+    for mode, (closes, two_year) in before.items():
+        process = daily_process(0, mode)
+        day = process.index(pd.Timestamp("2026-11-20").date())
+        assert {name: process.closes[name][day] for name in closes} == pytest.approx(closes, rel=1e-12)
+        assert process.yields["DGS2"][day] == pytest.approx(two_year, rel=1e-12)
+        assert len(process.closes) == 5 + 32
