@@ -59,7 +59,10 @@ def test_investment_checklist_trains_both_models_remotely_and_a_failed_gate_leav
         published = store.step_outputs(run_id, "investment-publish")
         assert not published["promoted"]
         assert any(r.startswith("regime: judged samples") for r in published["reasons"])
-        assert any(r.startswith("health: judged samples") for r in published["reasons"])
+        assert any(
+            r.startswith("health: judged samples") and "63-day blocks" in r and "(--max-days)" in r
+            for r in published["reasons"]
+        )
         runtime = store.step_outputs(run_id, "investment-runtime")
         assert runtime["source"] == {"regime": "baseline", "health": "baseline"} and runtime["version"] is None
         assert "no models/latest.json" in runtime["reasons"]["regime"]
