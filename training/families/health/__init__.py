@@ -314,6 +314,8 @@ class HealthFamily:
         from training.families.investment.synthetic import write_synthetic_tables
 
         root = Path(root)
-        _, features = write_synthetic_tables(root / "data", 1400, 30, seed=seed, structured=skill)
+        # 4000 days of 40 assets: the test part then holds twelve 63-day blocks, enough for a real
+        # edge to clear p < 0.05 with room (with 1400 days of 30 it held four and did not).
+        _, features = write_synthetic_tables(root / "data", 4000, 40, seed=seed, structured=skill)
         params = {"epochs": 8, "batch_size": 512, "patience": 3, "device": "cpu"}
         return FitJob(self.name, self.name, {"asset_features": features}, root / "work", params=params, seed=seed)

@@ -19,9 +19,9 @@ the comparison carries the larger one-sided p-value: Student's t on the means of
 63-day blocks (`BLOCK_DAYS`; batch means) and a block sign-flip test over the same blocks.
 Neighbouring days' targets share 20 of their 21 days, and a score read from 63-day windows
 stays alike for 63 days, so the daily figures are linked that far. A 3,500-day table leaves
-about eleven test blocks: too few for a block bootstrap's p-value, which on the sandbox's
-random walk rejected about 9 % of the time at the 5 % level (``scripts/bench/health_gate_null.py``);
-the bootstrap still gives the interval shown. The model's own correlation is tested the
+about eleven test blocks: too few for a block bootstrap's p-value, which fell under 0.05 for
+6 to 14 % of 200 of the sandbox's random walks (``scripts/bench/health_gate_null.py``; the
+whole gate passed 1 %); the bootstrap still gives the interval shown. The model's own correlation is tested the
 same way against zero (``no_skill``).
 """
 
