@@ -216,7 +216,11 @@ def _arm_state_reason(region: str, instance_id: str, code: str, message: str) ->
     """Make moto give EC2's reason for the next stop/terminate of this instance.
 
     No describe, from any thread, sees the new state without this reason: not the empty
-    reason moto leaves for a moment, nor moto's "User initiated".
+    reason moto leaves for a moment, nor moto's "User initiated". The reason shows from the
+    arming on, a moment before the state changes: moto's serializer writes an instance's
+    StateReason before its State (botocore's member order), so a describe running alongside
+    the power-off could otherwise pair the reason read before the change with the state read
+    after it. Every reader of a reason looks at it only once the instance has left running.
     """
     # moto has no API for "why did it stop", and its terminate()/stop() always say "User
     # initiated", after the state has already changed. moto's server answers describes on
@@ -260,13 +264,11 @@ def _arm_state_reason(region: str, instance_id: str, code: str, message: str) ->
 
 @functools.cache
 def _with_sandbox_reasons(plain: type) -> type:
-    """`plain` with a ``state_reason`` that shows an armed reason once the state has left running."""
+    """`plain` with a ``state_reason`` that shows an armed reason while it is armed."""
 
     def get(self: Any) -> Any:
         armed = self.__dict__.get("_sandbox_armed")
-        if armed is not None and self._state.name not in _LIVE:
-            return armed
-        return self.__dict__.get("_sandbox_reason")
+        return armed if armed is not None else self.__dict__.get("_sandbox_reason")
 
     def put(self: Any, value: Any) -> None:
         self.__dict__["_sandbox_reason"] = value

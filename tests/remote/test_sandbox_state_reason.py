@@ -26,14 +26,24 @@ def _instance():
 
 
 @mock_aws
-def test_the_armed_reason_shows_as_soon_as_the_state_leaves_running() -> None:
+def test_the_armed_reason_shows_before_the_state_leaves_running() -> None:
     instance = _instance()
     _arm_state_reason(REGION, instance.id, *SPOT_TERMINATION)
-    assert not instance.state_reason.code  # still running: no reason yet
+    # moto serializes StateReason before State: a describe may read the reason now and the state
+    # after the power-off, so the reason must already be the armed one.
+    assert instance.state_reason.code == SPOT_TERMINATION[0]
     instance._state.name = "shutting-down"  # what a describe on another thread may catch mid-call
     assert instance.state_reason.code == SPOT_TERMINATION[0]
     instance.terminate()
     assert (instance.state, instance.state_reason.code) == ("terminated", SPOT_TERMINATION[0])
+
+
+def test_moto_writes_an_instances_reason_before_its_state() -> None:
+    # Why the reason is armed early: the order botocore's Instance shape gives the serializer.
+    import botocore.session
+
+    members = list(botocore.session.get_session().get_service_model("ec2").shape_for("Instance").members)
+    assert members.index("StateReason") < members.index("State")
 
 
 @mock_aws
