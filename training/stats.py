@@ -111,9 +111,10 @@ def batch_means_t_p(diff: np.ndarray, *, block: int) -> float:
     all agree exactly, give 1.0 unless every block is above zero and equal (then 0.0)."""
     from scipy.stats import t as student
 
+    block = max(1, int(block))
     d = np.asarray(diff, dtype=np.float64)
     d = d[np.isfinite(d)]
-    count = len(d) // max(1, int(block))
+    count = len(d) // block
     if count < 2:
         return 1.0
     means = d[len(d) - count * block :].reshape(count, block).mean(axis=1)

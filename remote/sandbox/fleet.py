@@ -204,15 +204,19 @@ class Fleet:
         if reason != SPOT_TERMINATION:
             attr = self.ec2.describe_instance_attribute(InstanceId=iid, Attribute="instanceInitiatedShutdownBehavior")
             behaviour = (attr.get("InstanceInitiatedShutdownBehavior") or {}).get("Value", "stop")
-        _arm_state_reason(self.region, iid, code, message)
-        if behaviour == "terminate":
-            self.ec2.terminate_instances(InstanceIds=[iid])
-        else:
-            self.ec2.stop_instances(InstanceIds=[iid])
+        disarm = _arm_state_reason(self.region, iid, code, message)
+        try:
+            if behaviour == "terminate":
+                self.ec2.terminate_instances(InstanceIds=[iid])
+            else:
+                self.ec2.stop_instances(InstanceIds=[iid])
+        except Exception:
+            disarm()  # still running (termination or stop disabled, say): no reason of a power-off
+            raise
         log.info("instance %s: powered off (%s, %s)", iid, behaviour, code)
 
 
-def _arm_state_reason(region: str, instance_id: str, code: str, message: str) -> None:
+def _arm_state_reason(region: str, instance_id: str, code: str, message: str) -> Callable[[], None]:
     """Make moto give EC2's reason for the next stop/terminate of this instance.
 
     No describe, from any thread, sees the new state without this reason: not the empty
@@ -221,6 +225,7 @@ def _arm_state_reason(region: str, instance_id: str, code: str, message: str) ->
     StateReason before its State (botocore's member order), so a describe running alongside
     the power-off could otherwise pair the reason read before the change with the state read
     after it. Every reader of a reason looks at it only once the instance has left running.
+    Returns what undoes the arming, for a power-off that did not happen.
     """
     # moto has no API for "why did it stop", and its terminate()/stop() always say "User
     # initiated", after the state has already changed. moto's server answers describes on
@@ -235,7 +240,7 @@ def _arm_state_reason(region: str, instance_id: str, code: str, message: str) ->
         instance = ec2_backends[DEFAULT_ACCOUNT_ID][region].get_instance(instance_id)
     except Exception:
         log.warning("instance %s: could not record state reason %s", instance_id, code)
-        return
+        return lambda: None
     armed = StateReason(message, code)
     plain = type(instance)
     if not getattr(plain, "_sandbox_reasons", False):
@@ -260,6 +265,12 @@ def _arm_state_reason(region: str, instance_id: str, code: str, message: str) ->
                 instance.__dict__.pop("stop", None)
 
         setattr(instance, name, with_reason)
+
+    def disarm() -> None:
+        for name in ("_sandbox_armed", "terminate", "stop"):
+            instance.__dict__.pop(name, None)
+
+    return disarm
 
 
 @functools.cache

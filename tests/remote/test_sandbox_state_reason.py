@@ -56,3 +56,13 @@ def test_an_armed_reason_is_for_one_power_off_only() -> None:
     assert not instance.state_reason.code
     instance.stop()  # the operator's own stop, later: moto's "User initiated" again
     assert instance.state_reason.code == "Client.UserInitiatedShutdown"
+
+
+@mock_aws
+def test_a_power_off_that_did_not_happen_leaves_no_reason_behind() -> None:
+    instance = _instance()
+    disarm = _arm_state_reason(REGION, instance.id, *SPOT_TERMINATION)
+    disarm()  # what the fleet does when the stop or terminate call fails
+    assert (instance.state, instance.state_reason.code) == ("running", "")
+    instance.stop()  # a later stop is the user's own
+    assert instance.state_reason.code == "Client.UserInitiatedShutdown"

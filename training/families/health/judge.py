@@ -16,7 +16,8 @@ days (cross-sectional: which assets will do better, not whether the market will 
 a correlation pooled over days is swamped by the market's own moves). The rule
 baseline's is computed on the same rows. The daily differences are tested two ways and
 the comparison carries the larger one-sided p-value: Student's t on the means of whole
-63-day blocks (`BLOCK_DAYS`; batch means) and a block sign-flip test over the same blocks.
+63-day blocks (`BLOCK_DAYS`; batch means, counted back from the newest day) and a block
+sign-flip test over 63-day blocks counted from the oldest (its last block may be shorter).
 Neighbouring days' targets share 20 of their 21 days, and a score read from 63-day windows
 stays alike for 63 days, so the daily figures are linked that far. A 3,500-day table leaves
 about eleven test blocks: too few for a block bootstrap's p-value, which fell under 0.05 for
@@ -163,7 +164,7 @@ MIN_TEST_DAYS = 5 * BLOCK_DAYS
 def health_rules(min_days: int, alpha: float) -> tuple[GateRule, ...]:
     """Enough test days; a correlation above the rule's and above zero, both significant at ``alpha``."""
     blocks = -(-min_days // BLOCK_DAYS)
-    history = 5 * min_days + FORWARD_DAYS  # the test part is the newest fifth of the days with a label
+    history = 5 * blocks * BLOCK_DAYS + FORWARD_DAYS  # the test part is the newest fifth of the labelled days
     return (
         MinSamples(
             min_days,
