@@ -249,6 +249,11 @@ def _arm_state_reason(region: str, instance_id: str, code: str, message: str) ->
         instance.__dict__["_sandbox_reason"] = instance.__dict__.get("state_reason", StateReason())
         instance.__class__ = _with_sandbox_reasons(plain)
         instance.__dict__.pop("state_reason", None)
+
+    def disarm() -> None:
+        for name in ("_sandbox_armed", "terminate", "stop"):
+            instance.__dict__.pop(name, None)
+
     instance.__dict__["_sandbox_armed"] = armed
     for name in ("terminate", "stop"):
         original = getattr(plain, name)
@@ -259,17 +264,9 @@ def _arm_state_reason(region: str, instance_id: str, code: str, message: str) ->
             finally:
                 instance.__dict__["_sandbox_reason"] = armed
                 instance._reason = message
-                # One shot: a later stop by the user is the user's.
-                instance.__dict__.pop("_sandbox_armed", None)
-                instance.__dict__.pop("terminate", None)
-                instance.__dict__.pop("stop", None)
+                disarm()  # one shot: a later stop by the user is the user's
 
         setattr(instance, name, with_reason)
-
-    def disarm() -> None:
-        for name in ("_sandbox_armed", "terminate", "stop"):
-            instance.__dict__.pop(name, None)
-
     return disarm
 
 

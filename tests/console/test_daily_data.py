@@ -115,7 +115,6 @@ def test_backfill_then_daily_write_the_same_rows(market, tmp_path):
             assert value == pytest.approx(stored[name], rel=1e-12), name
 
 
-
 def test_the_default_universe_is_served_whole_by_the_simulator(market):
     from console.daily_data import UNIVERSE
 

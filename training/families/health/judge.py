@@ -22,8 +22,8 @@ Neighbouring days' targets share 20 of their 21 days, and a score read from 63-d
 stays alike for 63 days, so the daily figures are linked that far. A 3,500-day table leaves
 about eleven test blocks: too few for a block bootstrap's p-value, which fell under 0.05 for
 6 to 14 % of 200 of the sandbox's random walks (``scripts/bench/health_gate_null.py``; the
-whole gate passed 1 %); the bootstrap still gives the interval shown. The model's own correlation is tested the
-same way against zero (``no_skill``).
+whole gate passed 1 %); the bootstrap still gives the interval shown. The model's own
+correlation is tested the same way against zero (``no_skill``).
 """
 
 from __future__ import annotations
